@@ -1,0 +1,1 @@
+"""Audio layer: reading, writing, resampling, STFT and features."""

@@ -1,0 +1,1 @@
+"""Shared neural building blocks (FSMN, complex layers, gated conv units)."""

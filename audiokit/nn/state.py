@@ -1,0 +1,98 @@
+"""Streaming state for blocks that run step by step along time.
+
+Every block whose output at frame ``t`` depends only on frames ``<= t`` (a
+*causal* configuration) derives from :class:`StreamingModule` and implements
+:meth:`StreamingModule.step`, a pure function of a chunk and an explicit state
+dict of tensors::
+
+    y, state = block.step(x_chunk, state)      # state=None at the start
+
+Concatenating the outputs of successive ``step`` calls gives exactly the
+offline ``forward`` output (up to float rounding).  For whole models the
+:func:`streaming` context manager keeps each block's state inside the block,
+so a model's ordinary ``forward`` processes one chunk after another (the
+pattern of audiocraft/moshi's StreamingModule)::
+
+    with streaming(model):
+        for chunk in chunks:
+            out = model(chunk)
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Dict, Iterator, Optional, Tuple
+
+import torch
+from torch import nn
+
+State = Dict[str, torch.Tensor]
+
+
+class StreamingModule(nn.Module):
+    """A block that can carry its time context from one chunk to the next.
+
+    Subclasses implement :meth:`step`.  While :func:`streaming` is active on
+    an ancestor, calling the module routes to :meth:`step` with the state kept
+    in ``self._stream_state``.
+    """
+
+    _streaming_active: bool = False
+    #: False for blocks whose sequence axis is not time (e.g. an FSMN run
+    #: along frequency): they keep no state across chunks.
+    streams_time: bool = True
+
+    def step(self, x: torch.Tensor, state: Optional[State]) -> Tuple[torch.Tensor, State]:
+        """Process one chunk; return the output chunk and the new state."""
+        raise NotImplementedError
+
+    def __call__(self, *args, **kwargs):
+        if self._streaming_active:
+            y, self._stream_state = self.step(*args, self._stream_state, **kwargs)
+            return y
+        return super().__call__(*args, **kwargs)
+
+
+def streaming_modules(model: nn.Module) -> Iterator[StreamingModule]:
+    """Every :class:`StreamingModule` inside ``model`` (itself included)."""
+    for module in model.modules():
+        if isinstance(module, StreamingModule):
+            yield module
+
+
+def set_streaming(model: nn.Module, active: bool) -> None:
+    """Switch every streaming block of ``model`` on or off; resets the state."""
+    for module in streaming_modules(model):
+        module._streaming_active = active and module.streams_time
+        module._stream_state = None
+
+
+@contextlib.contextmanager
+def streaming(model: nn.Module):
+    """Context in which ``model`` processes successive chunks of one stream.
+
+    The state starts empty (zeros history) on entry and is dropped on exit.
+    """
+    set_streaming(model, True)
+    try:
+        yield model
+    finally:
+        set_streaming(model, False)
+
+
+def cat_history(history: Optional[torch.Tensor], x: torch.Tensor, size: int,
+                dim: int = -1) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Prepend ``size`` frames of history to ``x`` along ``dim``.
+
+    Missing history (start of the stream) is zeros, which is what the offline
+    causal padding uses.  Returns ``(x_with_history, new_history)`` where
+    ``new_history`` holds the last ``size`` frames for the next call.
+    """
+    dim = dim % x.dim()
+    if size == 0:
+        return x, x.narrow(dim, 0, 0)
+    if history is None:
+        shape = list(x.shape)
+        shape[dim] = size
+        history = x.new_zeros(shape)
+    full = torch.cat([history, x], dim=dim)
+    return full, full.narrow(dim, full.shape[dim] - size, size)
