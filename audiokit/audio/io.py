@@ -1,0 +1,142 @@
+"""Reading, writing and finding audio files (soundfile / libsndfile).
+
+Waveforms are float32 arrays [channels, samples] in [-1, 1]; sample rates are in Hz.
+Every problem with a file raises ``AudioError(path, problem)``.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import secrets
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import soundfile as sf
+
+from audiokit.errors import AudioError
+
+AUDIO_EXTENSIONS = frozenset(
+    {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".caf", ".w64", ".rf64"}
+)
+
+
+def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Read an audio file as (float32 array [channels, samples], sample rate in Hz).
+
+    Raises AudioError for a missing file, a folder, a non-audio or truncated file,
+    a file with zero samples, or one holding NaN/Inf samples.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(path, "no such file")
+    if path.is_dir():
+        raise AudioError(path, "is a folder, not an audio file")
+    try:
+        with sf.SoundFile(path) as f:
+            declared = f.frames
+            wav = f.read(dtype="float32", always_2d=True).T
+            rate = f.samplerate
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        detail = getattr(exc, "error_string", None) or str(exc)
+        raise AudioError(path, f"not a readable audio file ({detail.strip().rstrip('.')})") from exc
+    if wav.shape[1] < declared or _wav_is_truncated(path):
+        raise AudioError(path, "truncated (the file ends before the audio data its header declares)")
+    if wav.shape[1] == 0:
+        raise AudioError(path, "contains no samples")
+    if not np.isfinite(wav).all():
+        raise AudioError(path, "contains NaN or Inf samples")
+    return np.ascontiguousarray(wav), rate
+
+
+def _wav_is_truncated(path: Path) -> bool:
+    """True when a RIFF/WAVE file's 'data' chunk declares more bytes than the file holds.
+
+    (libsndfile silently reads what is there instead.) Other formats, and WAVs written by streaming
+    tools with an unknown data size (0 or 0xFFFFFFFF), return False.
+    """
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return False
+        while len(chunk := f.read(8)) == 8:
+            size = int.from_bytes(chunk[4:], "little")
+            if chunk[:4] == b"data":
+                return size not in (0, 0xFFFFFFFF) and f.tell() + size > path.stat().st_size
+            f.seek(size + (size & 1), os.SEEK_CUR)
+    return False
+
+
+def write_audio(path: str | os.PathLike, wav, sample_rate: int, force: bool = False, subtype: str = "PCM_16") -> Path:
+    """Write ``wav`` (array or tensor [channels, samples] or [samples], float in [-1, 1]) atomically.
+
+    The data goes to a temporary file in the same folder, then ``os.replace`` puts it in place, so a
+    failure never leaves a half-written file. Refuses to overwrite unless ``force``. The format follows
+    the extension; the default subtype is 16-bit PCM, for which floats are clipped to [-1, 1].
+    Creates the parent folder. Returns the path written.
+    """
+    path = Path(path)
+    if path.exists() and not force:
+        raise AudioError(path, "exists, use --force")
+    data = np.asarray(wav.detach().cpu() if hasattr(wav, "detach") else wav, dtype=np.float32)
+    data = np.atleast_2d(data)
+    if data.ndim != 2 or data.shape[1] == 0:
+        raise AudioError(path, f"refusing to write audio of shape {tuple(data.shape)}, want [channels, samples]")
+    if not np.isfinite(data).all():
+        raise AudioError(path, "refusing to write NaN or Inf samples")
+    if subtype.startswith("PCM"):
+        data = np.clip(data, -1.0, 1.0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # not mkstemp: its 0600 mode would stick to the result; sf.write creates the file with the umask
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
+    try:
+        sf.write(tmp, data.T, sample_rate, subtype=subtype, format=_format_of(path))
+        os.replace(tmp, path)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, (sf.LibsndfileError, RuntimeError, OSError, ValueError, TypeError)):
+            raise AudioError(path, f"cannot write ({' '.join(str(exc).split())})") from exc
+        raise
+    return path
+
+
+def _format_of(path: Path) -> str:
+    """libsndfile format name for ``path``'s extension (e.g. 'WAV', 'FLAC')."""
+    ext = path.suffix.lower().lstrip(".")
+    return {"aif": "AIFF", "aifc": "AIFF", "oga": "OGG", "opus": "OGG"}.get(ext, ext.upper())
+
+
+def find_audio_files(
+    inputs: Iterable[str | os.PathLike], on_missing: Callable[[AudioError], None] | None = None
+) -> list[Path]:
+    """Expand files, folders (recursively, by AUDIO_EXTENSIONS) and glob patterns into audio file paths.
+
+    Order follows ``inputs`` (sorted within a folder or pattern), without repeats. An explicit file is
+    kept whatever its extension, so that reading it reports what is wrong. An input that matches
+    nothing is passed as an AudioError to ``on_missing`` (e.g. to print one error line and go on),
+    or raised when ``on_missing`` is None.
+    """
+    found: dict[Path, None] = {}
+    for item in inputs:
+        text = os.fspath(item)
+        if Path(text).is_file():
+            matches = [Path(text)]
+        elif Path(text).is_dir():
+            matches = sorted(p for p in Path(text).rglob("*") if _is_audio(p))
+        elif glob.has_magic(text):
+            matches = sorted(p for p in map(Path, glob.glob(text, recursive=True)) if _is_audio(p))
+        else:
+            matches = []
+        if not matches:
+            problem = "folder holds no audio files" if Path(text).is_dir() else "no such file, folder or matching pattern"
+            error = AudioError(text, problem)
+            if on_missing is None:
+                raise error
+            on_missing(error)
+        found.update(dict.fromkeys(matches))
+    return list(found)
+
+
+def _is_audio(path: Path) -> bool:
+    """True for a file with an audio extension (hidden temp files of write_audio excluded)."""
+    return path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS and not path.name.startswith(".")
