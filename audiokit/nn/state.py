@@ -96,3 +96,63 @@ def cat_history(history: Optional[torch.Tensor], x: torch.Tensor, size: int,
         history = x.new_zeros(shape)
     full = torch.cat([history, x], dim=dim)
     return full, full.narrow(dim, full.shape[dim] - size, size)
+
+
+def require_causal(block: nn.Module, causal: bool) -> None:
+    """Raise a clear error when a block built with look-ahead is asked to step."""
+    if not causal:
+        raise RuntimeError(f"{type(block).__name__} was built non-causal (it reads future "
+                           "frames) and cannot run step by step; build it with causal=True")
+
+
+class ChildSteps:
+    """Steps the streaming children of a composite block with one flat state.
+
+    The composite's state dict holds each child's entries under
+    ``"<name>.<key>"``.  Call the object as ``steps(name, child, x)`` in
+    place of ``child(x)``; afterwards ``steps.state`` is the composite's new
+    state::
+
+        steps = ChildSteps(state)
+        y = steps("conv", self.conv, x)
+        return y, steps.state
+    """
+
+    def __init__(self, state: Optional[State]):
+        self._old = state or {}
+        self.state: State = {}
+
+    def __call__(self, name: str, child: StreamingModule, x: torch.Tensor) -> torch.Tensor:
+        prefix = name + "."
+        old = {k[len(prefix):]: v for k, v in self._old.items() if k.startswith(prefix)}
+        y, new = child.step(x, old or None)
+        self.state.update({prefix + k: v for k, v in new.items()})
+        return y
+
+
+def call_offline(name: str, child: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Offline counterpart of :class:`ChildSteps`: ``child(x)``."""
+    return child(x)
+
+
+class StreamingComposite(StreamingModule):
+    """A block made of stateless layers and streaming children.
+
+    Subclasses set ``self.causal`` and write the computation once, in
+    ``_run(x, call)``, calling each streaming child as ``call(name, child, h)``:
+    ``forward`` runs it offline, ``step`` runs it with the children's states
+    (and refuses when the block is not causal).
+    """
+
+    causal: bool = False
+
+    def _run(self, x: torch.Tensor, call) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run(x, call_offline)
+
+    def step(self, x: torch.Tensor, state: Optional[State]) -> Tuple[torch.Tensor, State]:
+        require_causal(self, self.causal)
+        steps = ChildSteps(state)
+        return self._run(x, steps), steps.state

@@ -1,0 +1,134 @@
+"""Gated conv units and the gated dilated FSMN block of MossFormer2.
+
+All blocks map ``[B, T, D]`` sequences and take ``causal``: when True every
+time filter reads only the past (left zero padding) and the block runs step
+by step (:meth:`step`, or the :func:`~audiokit.nn.state.streaming` context);
+when False the layout is MossFormer2's (centred filters) and ``step`` raises.
+Norms here work per frame, so they are causal in both layouts.  Attribute
+names reproduce the published state-dict keys (``sequential.1.conv.weight``,
+``mdl.0.*``, ``mdl.1.*``, ``mdl.3.*``, ``conv1.0.*``, ``norm1.*``,
+``gated_fsmn.to_u.*``, ...).
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .dilated_fsmn import DilatedFSMN
+from .norms import ChannelLayerNorm, ScaleNorm
+from .state import State, StreamingComposite, StreamingModule, cat_history, require_causal
+
+NORMS = {"layernorm": nn.LayerNorm, "scalenorm": ScaleNorm}
+
+
+class Transpose(nn.Module):
+    """Swaps time and channels: ``[B, T, C] <-> [B, C, T]``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(1, 2)
+
+
+class DepthwiseConv1d(StreamingModule):
+    """Depthwise conv over time without bias, ``[B, C, T] -> [B, C, T]``.
+
+    ``kernel_size`` must be odd.  Non-causal: centred ("same") padding.
+    Causal: ``kernel_size - 1`` frames of left padding; steppable.
+    """
+
+    def __init__(self, channels: int, kernel_size: int, causal: bool = False):
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        self.causal = causal
+        self.conv = nn.Conv1d(channels, channels, kernel_size, groups=channels, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        context = self.conv.kernel_size[0] - 1
+        return self.conv(F.pad(x, (context, 0) if self.causal else (context // 2,) * 2))
+
+    def step(self, x: torch.Tensor, state: Optional[State]) -> Tuple[torch.Tensor, State]:
+        require_causal(self, self.causal)
+        full, history = cat_history(None if state is None else state["history"], x,
+                                    self.conv.kernel_size[0] - 1)
+        return self.conv(full), {"history": history}
+
+
+class ConvModule(StreamingComposite):
+    """Residual depthwise conv over time, ``[B, T, D] -> [B, T, D]``:
+    ``y = x + dwconv(x)`` (MossFormer2's ConvModule, kernel 17)."""
+
+    def __init__(self, channels: int, kernel_size: int = 17, causal: bool = False):
+        super().__init__()
+        self.causal = causal
+        self.sequential = nn.Sequential(Transpose(), DepthwiseConv1d(channels, kernel_size, causal))
+
+    def _run(self, x: torch.Tensor, call) -> torch.Tensor:
+        to_channels_first, conv = self.sequential
+        return x + call("conv", conv, to_channels_first(x)).transpose(1, 2)
+
+
+class FFConvM(StreamingComposite):
+    """Norm, Linear, SiLU, :class:`ConvModule`, Dropout: ``[B, T, D_in] -> [B, T, D_out]``.
+
+    Args:
+        norm: ``"layernorm"`` (``mdl.0.weight/bias``) or ``"scalenorm"`` (``mdl.0.g``).
+    """
+
+    def __init__(self, dim_in: int, dim_out: int, norm: str = "layernorm", kernel_size: int = 17,
+                 dropout: float = 0.1, causal: bool = False):
+        super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {sorted(NORMS)}, got {norm!r}")
+        self.causal = causal
+        self.mdl = nn.Sequential(NORMS[norm](dim_in), nn.Linear(dim_in, dim_out), nn.SiLU(),
+                                 ConvModule(dim_out, kernel_size, causal), nn.Dropout(dropout))
+
+    def _run(self, x: torch.Tensor, call) -> torch.Tensor:
+        norm, linear, act, conv, dropout = self.mdl
+        return dropout(call("conv", conv, act(linear(norm(x)))))
+
+
+class GatedDilatedFSMN(StreamingComposite):
+    """Gated FSMN, ``[B, T, D] -> [B, T, D]``: ``y = to_v(x) * fsmn(to_u(x)) + x``
+    with two :class:`FFConvM` (LayerNorm) gates and a :class:`DilatedFSMN`.
+
+    As in MossFormer2, ``in_channels == out_channels == hidden_size``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, lorder: int, hidden_size: int,
+                 causal: bool = False):
+        super().__init__()
+        self.causal = causal
+        self.to_u = FFConvM(in_channels, hidden_size, "layernorm", causal=causal)
+        self.to_v = FFConvM(in_channels, hidden_size, "layernorm", causal=causal)
+        self.fsmn = DilatedFSMN(in_channels, out_channels, hidden_size, lorder, causal=causal)
+
+    def _run(self, x: torch.Tensor, call) -> torch.Tensor:
+        u = call("fsmn", self.fsmn, call("to_u", self.to_u, x))
+        return call("to_v", self.to_v, x) * u + x
+
+
+class GatedFSMNBlock(StreamingComposite):
+    """MossFormer2's gated dilated FSMN block, ``[B, T, dim] -> [B, T, dim]``::
+
+        h = norm1(prelu(conv1(x)))      # 1x1 conv to inner_channels, channel LayerNorm
+        y = x + conv2(norm2(gated_fsmn(h)))
+    """
+
+    def __init__(self, dim: int, inner_channels: int = 256, lorder: int = 20, causal: bool = False):
+        super().__init__()
+        self.causal = causal
+        self.conv1 = nn.Sequential(nn.Conv1d(dim, inner_channels, 1), nn.PReLU())
+        self.norm1 = ChannelLayerNorm(inner_channels)
+        self.gated_fsmn = GatedDilatedFSMN(inner_channels, inner_channels, lorder, inner_channels,
+                                           causal)
+        self.norm2 = ChannelLayerNorm(inner_channels)
+        self.conv2 = nn.Conv1d(inner_channels, dim, 1)
+
+    def _run(self, x: torch.Tensor, call) -> torch.Tensor:
+        h = self.norm1(self.conv1(x.transpose(1, 2))).transpose(1, 2)
+        h = call("gated_fsmn", self.gated_fsmn, h)
+        return x + self.conv2(self.norm2(h.transpose(1, 2))).transpose(1, 2)
