@@ -1,0 +1,60 @@
+"""Reading checkpoint files safely (no code from the file is ever run).
+
+Accepts ``.safetensors`` files and ``torch.save`` files loaded with
+``weights_only=True``.  A torch file may hold the state dict itself or wrap it
+(``{"model": sd, ...}`` from training solvers, ``{"state_dict": sd}``), and
+keys may carry the ``module.`` prefix of DistributedDataParallel.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Mapping
+
+import torch
+
+from ..errors import CheckpointError
+
+StateDict = Dict[str, torch.Tensor]
+
+_WRAPPERS = ("model", "state_dict", "model_state_dict")
+
+
+def read_state_dict(path) -> StateDict:
+    """The bare state dict stored in ``path`` (``module.`` prefixes removed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, "no such checkpoint file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            data = load_file(str(path))
+        else:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt, truncated, or holding pickled code
+        raise CheckpointError(path, f"not a readable checkpoint ({type(exc).__name__}: "
+                                    f"{' '.join(str(exc).split())[:160]})") from None
+    if isinstance(data, Mapping):
+        for key in _WRAPPERS:
+            if isinstance(data.get(key), Mapping):
+                data = data[key]
+                break
+    if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise CheckpointError(path, "does not contain a state dict of tensors")
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in data.items()}
+
+
+def load_strict(model: torch.nn.Module, state: StateDict, path) -> None:
+    """Load ``state`` into ``model``; any missing, unexpected or mis-shaped key is a CheckpointError."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    problems = []
+    for label, keys in (("missing keys", missing), ("unexpected keys", unexpected),
+                        ("wrong shapes", [f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in wrong])):
+        if keys:
+            more = f" (+{len(keys) - 3} more)" if len(keys) > 3 else ""
+            problems.append(f"{len(keys)} {label}: {', '.join(keys[:3])}{more}")
+    if problems:
+        raise CheckpointError(path, "does not fit the model: " + "; ".join(problems))
+    model.load_state_dict(state, strict=True)

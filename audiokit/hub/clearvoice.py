@@ -1,0 +1,120 @@
+"""Official ClearerVoice-Studio checkpoints in audiokit models.
+
+``load_clearvoice(name, checkpoint, **constructor_args)`` builds our model
+for the official network ``name`` from the reference constructor arguments,
+maps the official state-dict keys onto ours, checks every key (a missing,
+unexpected or mis-shaped key is an error, never skipped) and returns the
+model in eval mode.  :func:`clearvoice_pipeline` is the reference
+waveform-in/waveform-out decode path on top of it.
+"""
+from __future__ import annotations
+
+import re
+from typing import Callable, Dict
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError, ModelError
+from ..models.frcrn import FRCRN
+from .checkpoint import StateDict, load_strict, read_state_dict
+
+# FRCRN: each U-Net registers its stages twice, as ``encoderN`` and in the
+# list ``encoders.N``; ours are the lists.
+_FRCRN_RENAMES = [(re.compile(rf"(^|\.){old}(\d+)\."), rf"\1{new}.\2.") for old, new in (
+    ("encoder", "encoders"), ("decoder", "decoders"), ("fsmn_enc", "fsmn_enc"),
+    ("fsmn_dec", "fsmn_dec"), ("se_layer_enc", "se_layers_enc"), ("se_layer_dec", "se_layers_dec"))]
+_FRCRN_STFT_KEYS = ("stft.weight", "istft.weight", "istft.window", "istft.enframe")
+
+
+def _frcrn_model(complex=True, model_complexity=45, model_depth=14, log_amp=False,
+                 padding_mode="zeros", win_len=640, win_inc=320, fft_len=640,
+                 win_type="hanning") -> FRCRN:
+    """Our FRCRN from the reference ``DCCRN`` constructor arguments.
+
+    ``model_complexity`` has no effect at depth 14 in the reference either.
+    """
+    if not complex or model_depth != 14 or log_amp or padding_mode != "zeros":
+        raise ModelError("only the published FRCRN configuration is supported: complex=True, "
+                         "model_depth=14, log_amp=False, padding_mode='zeros'")
+    return FRCRN(win_len=win_len, win_inc=win_inc, fft_len=fft_len, win_type=win_type,
+                 reference_layout=True)
+
+
+def _frcrn_state(model: FRCRN, state: StateDict, path) -> StateDict:
+    """Official FRCRN keys -> ours; the fixed STFT kernels are checked, then adopted."""
+    mapped: StateDict = {}
+    for key, value in state.items():
+        if key in _FRCRN_STFT_KEYS:
+            continue
+        new = key
+        for pattern, repl in _FRCRN_RENAMES:
+            new = pattern.sub(repl, new)
+        if new in mapped and not torch.equal(mapped[new], value):
+            raise CheckpointError(path, f"{key} and its alias disagree")
+        mapped[new] = value
+    _adopt_stft_kernels(model, state, path)
+    return mapped
+
+
+def _adopt_stft_kernels(model: FRCRN, state: StateDict, path) -> None:
+    missing = [k for k in _FRCRN_STFT_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(path, f"missing keys: {', '.join(missing)}")
+    ours = {"stft.weight": model.stft.weight, "istft.weight": model.istft.weight,
+            "istft.window": model.istft.window_sq.sqrt().view(1, -1, 1),
+            "istft.enframe": torch.eye(model.win_len)[:, None, :]}
+    for key, expected in ours.items():
+        if state[key].shape != expected.shape or not torch.allclose(state[key].float(), expected, atol=1e-5):
+            raise CheckpointError(path, f"{key} is not the STFT this model was built with "
+                                        f"(shape {tuple(state[key].shape)})")
+    model.stft.weight.copy_(state["stft.weight"])
+    model.istft.weight.copy_(state["istft.weight"])
+
+
+_BUILDERS: Dict[str, Callable] = {"FRCRN_SE_16K": _frcrn_model}
+_MAPPERS: Dict[str, Callable] = {"FRCRN_SE_16K": _frcrn_state}
+
+
+def clearvoice_names():
+    """Official network names that :func:`load_clearvoice` knows."""
+    return sorted(_BUILDERS)
+
+
+def load_clearvoice(name: str, checkpoint, **constructor_args) -> torch.nn.Module:
+    """Our model for official network ``name`` with the weights of ``checkpoint``, in eval mode."""
+    if name not in _BUILDERS:
+        raise ModelError(f"unknown ClearerVoice network {name!r}; known: {', '.join(clearvoice_names())}")
+    model = _BUILDERS[name](**constructor_args)
+    state = read_state_dict(checkpoint)
+    with torch.no_grad():
+        load_strict(model, _MAPPERS[name](model, state, checkpoint), checkpoint)
+    return model.eval()
+
+
+def _frcrn_padded_length(length: int, sample_rate: int, decode_window: float = 1.0) -> int:
+    """Length after the reference decoder's zero-padding rule (window ``decode_window`` s, stride 3/4)."""
+    window = int(sample_rate * decode_window)
+    stride = int(window * 0.75)
+    if length < window:
+        return window
+    if length < window + stride:
+        return window + stride
+    if (length - window) % stride:
+        return length + length - (length - window) // stride * stride
+    return length
+
+
+@torch.no_grad()
+def clearvoice_pipeline(model: torch.nn.Module, wav: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
+    """The reference decode path for one mono clip ``[T]`` (float, [-1, 1]): ``[T]``.
+
+    Zero-pads as the reference decoder does, runs the network once and trims
+    to the input length.  (The reference decodes clips over 120 s in 1 s
+    windows; audiokit's own runtime handles long inputs instead.)
+    """
+    if not isinstance(model, FRCRN):
+        raise ModelError("clearvoice_pipeline supports FRCRN models")
+    x = torch.as_tensor(np.asarray(wav, dtype=np.float32))
+    padded = torch.nn.functional.pad(x, (0, _frcrn_padded_length(len(x), sample_rate) - len(x)))
+    return model(padded[None]).wav[0, :len(x)].numpy()

@@ -1,0 +1,223 @@
+"""FRCRN: frequency-recurrent complex U-Nets for speech enhancement.
+
+Two cascaded complex U-Nets estimate a complex ratio mask (cIRM) on a
+convolutional STFT (Zhao et al., "FRCRN: Boosting feature representation
+using frequency recurrence for single-channel speech enhancement", 2022).
+Inside every encoder and decoder stage a complex FSMN runs along frequency
+(the "frequency recurrence"); two stacked complex FSMNs run along time at the
+bottleneck; complex squeeze-excite gates the skip connections.
+
+``FRCRN()`` with default arguments is the published FRCRN_SE_16K topology
+(640/320 STFT at 16 kHz, 128 channels, 7 encoder and 7 decoder stages).
+``causal=True`` gives the streaming variant: encoder and decoder
+convolutions look at past frames only and squeeze-excite pools a running
+mean; its algorithmic latency is one STFT window.
+"""
+from __future__ import annotations
+
+from typing import List, NamedTuple, Optional, Tuple
+
+import torch
+from torch import nn
+
+from ..audio.stft import ConvISTFT, ConvSTFT
+from ..nn.complex import (ComplexBatchNorm2d, ComplexConv2d, ComplexConvTranspose2d, ComplexFSMN,
+                          ComplexSqueezeExcite, complex_cat, complex_mul)
+from ..nn.state import State, StreamingModule
+
+
+class FRCRNOutput(NamedTuple):
+    """``spec`` enhanced spectrum ``[B, 2F, N]``; ``wav`` ``[B, (N-1)*hop + win]``; ``mask`` ``[B, 2F, N]``."""
+    spec: torch.Tensor
+    wav: torch.Tensor
+    mask: torch.Tensor
+
+
+def encoder_freq_sizes(freq_bins: int) -> List[Tuple[int, int]]:
+    """``(kernel, output size)`` of each stride-2 encoder stage along frequency, down to 1 bin.
+
+    Kernel 5 while at least 5 bins remain, then a kernel spanning the rest,
+    which reproduces the published 321 -> 159 -> 78 -> 37 -> 17 -> 7 -> 2 -> 1.
+    """
+    stages, size = [], freq_bins
+    while size > 1:
+        kernel = 5 if size >= 5 else size
+        size = (size - kernel) // 2 + 1
+        stages.append((kernel, size))
+    return stages
+
+
+class Stage(nn.Module):
+    """Complex (transposed) convolution, complex batch norm, leaky ReLU: ``[B, 2Cin, F, T] -> [B, 2Cout, F', T]``."""
+
+    def __init__(self, conv: nn.Module, channels: int, conv_name: str):
+        super().__init__()
+        self.add_module(conv_name, conv)
+        self._conv_name = conv_name
+        self.bn = ComplexBatchNorm2d(channels)
+        self.relu = nn.LeakyReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.bn(getattr(self, self._conv_name)(x)))
+
+
+class ComplexUNet(nn.Module):
+    """Complex U-Net with frequency FSMNs: ``[B, 2, F, T] -> [B, 2, F, T]`` (mask logits).
+
+    Args:
+        freq_bins: ``F``.
+        channels: complex channels of every stage.
+        fsmn_hidden, fsmn_order: width and span of the FSMN memories.
+        se_reduction: squeeze-excite bottleneck ratio.
+        causal: past frames only (streamable).
+        reference_layout: also build the stages the published model registers
+            but never uses, so its checkpoints load with every key accounted for.
+    """
+
+    def __init__(self, freq_bins: int, channels: int = 128, fsmn_hidden: int = 128,
+                 fsmn_order: int = 20, se_reduction: int = 8, causal: bool = False,
+                 reference_layout: bool = False):
+        super().__init__()
+        stages = encoder_freq_sizes(freq_bins)
+        sizes = [freq_bins] + [size for _, size in stages]
+        depth = self.depth = len(stages)
+        enc_time_pad = (1, 0) if causal else (1, 1)
+        dec_time_crop = (0, 1) if causal else (1, 1)
+
+        def freq_fsmn(used: bool) -> nn.Module:
+            if used or reference_layout:
+                return ComplexFSMN(channels, fsmn_hidden, fsmn_order, num_layers=1, axis="freq")
+            return nn.Identity()
+
+        def squeeze_excite(used: bool) -> nn.Module:
+            if used or reference_layout:
+                return ComplexSqueezeExcite(channels, se_reduction, causal)
+            return nn.Identity()
+
+        self.encoders = nn.ModuleList(
+            Stage(ComplexConv2d(1 if i == 0 else channels, channels, (kernel, 2), (2, 1),
+                                time_padding=enc_time_pad), channels, "conv")
+            for i, (kernel, _) in enumerate(stages))
+        self.fsmn_enc = nn.ModuleList(freq_fsmn(i > 0) for i in range(depth))
+        self.se_layers_enc = nn.ModuleList(squeeze_excite(True) for _ in range(depth))
+        self.fsmn = ComplexFSMN(channels * sizes[-1], fsmn_hidden, fsmn_order, num_layers=2, axis="time")
+        decoders = []
+        for i in range(depth):
+            f_in, f_out = sizes[depth - i], sizes[depth - 1 - i]
+            kernel = f_out - 2 * (f_in - 1)
+            c_out = 1 if i == depth - 1 else channels
+            tconv = ComplexConvTranspose2d(channels if i == 0 else 2 * channels, c_out, (kernel, 2), (2, 1),
+                                           time_crop=dec_time_crop)
+            decoders.append(Stage(tconv, c_out, "transconv"))
+        self.decoders = nn.ModuleList(decoders)
+        self.fsmn_dec = nn.ModuleList(freq_fsmn(i < depth - 1) for i in range(depth))
+        self.se_layers_dec = nn.ModuleList(squeeze_excite(i < depth - 2) for i in range(depth - 1))
+        self.linear = ComplexConv2d(1, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, encoder in enumerate(self.encoders):
+            if i > 0:
+                x = self.fsmn_enc[i](x)
+            x = encoder(x)
+            skips.append(self.se_layers_enc[i](x))
+        p = self.fsmn(x)
+        for i, decoder in enumerate(self.decoders):
+            p = decoder(p)
+            if i == self.depth - 1:
+                break
+            p = self.fsmn_dec[i](p)
+            if i < self.depth - 2:
+                p = self.se_layers_dec[i](p)
+            p = complex_cat([p, skips[self.depth - 2 - i]])
+        return self.linear(p)
+
+
+class FRCRN(StreamingModule):
+    """FRCRN speech enhancement, waveform in and out.
+
+    Args:
+        win_len, win_inc, fft_len, win_type: STFT in samples (published: 640, 320, 640, hann).
+        channels, fsmn_hidden, fsmn_order, se_reduction: network widths (published: 128, 128, 20, 8).
+        causal: streaming variant (latency: ``win_len`` samples).
+        reference_layout: keep the unused stages of the published checkpoints.
+
+    ``forward(wav [B, T]) -> FRCRNOutput``: frames are not centred and the
+    output has ``(N - 1) * win_inc + win_len`` samples, as in the published
+    model.  :meth:`enhance` returns a waveform aligned with its input.
+    """
+
+    def __init__(self, win_len: int = 640, win_inc: int = 320, fft_len: int = 640,
+                 win_type: str = "hann", channels: int = 128, fsmn_hidden: int = 128,
+                 fsmn_order: int = 20, se_reduction: int = 8, causal: bool = False,
+                 reference_layout: bool = False, sample_rate: int = 16000):
+        super().__init__()
+        self.sample_rate, self.causal = sample_rate, causal
+        self.win_len, self.hop_length, self.fft_len = win_len, win_inc, fft_len
+        self.freq_bins = fft_len // 2 + 1
+        self.stft = ConvSTFT(win_len, win_inc, fft_len, win_type)
+        self.istft = ConvISTFT(win_len, win_inc, fft_len, win_type)
+        unet_args = dict(freq_bins=self.freq_bins, channels=channels, fsmn_hidden=fsmn_hidden,
+                         fsmn_order=fsmn_order, se_reduction=se_reduction, causal=causal,
+                         reference_layout=reference_layout)
+        self.unet = ComplexUNet(**unet_args)
+        self.unet2 = ComplexUNet(**unet_args)
+
+    @property
+    def stream_lead(self) -> int:
+        """Zero samples before the signal so that its first sample is covered by full frames."""
+        return self.win_len - self.hop_length
+
+    @property
+    def latency_samples(self) -> int:
+        """Algorithmic latency of the causal variant: one analysis window."""
+        return self.win_len
+
+    def estimate_mask(self, spec: torch.Tensor) -> torch.Tensor:
+        """Complex ratio mask ``[B, 2F, N]`` for a noisy spectrum ``[B, 2F, N]``."""
+        b, _, n = spec.shape
+        logits1 = self.unet(spec.view(b, 2, self.freq_bins, n))
+        logits2 = self.unet2(logits1)
+        return (torch.tanh(logits1) + torch.tanh(logits2)).view(b, -1, n)
+
+    def _enhance_spec(self, spec: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        mask = self.estimate_mask(spec)
+        b, _, n = spec.shape
+        enhanced = complex_mul(spec.view(b, 2, -1, n), mask.view(b, 2, -1, n)).view(b, -1, n)
+        return enhanced, mask
+
+    def forward(self, wav: torch.Tensor) -> FRCRNOutput:
+        enhanced, mask = self._enhance_spec(self.stft(wav))
+        return FRCRNOutput(enhanced, self.istft(enhanced), mask)
+
+    def enhance(self, wav: torch.Tensor) -> torch.Tensor:
+        """Whole-signal enhancement aligned with the input: ``[B, T] -> [B, T]``.
+
+        Pads ``win_len - win_inc`` zeros in front and completes the last hop
+        with zeros, so every sample is covered by full frames; the streaming
+        runtime reproduces this output chunk by chunk for the causal variant.
+        """
+        length = wav.shape[-1]
+        tail = (-length) % self.hop_length
+        padded = torch.nn.functional.pad(wav, (self.stream_lead, tail))
+        out = self.forward(padded).wav
+        return out[:, self.stream_lead:self.stream_lead + length]
+
+    def step(self, wav: torch.Tensor, state: Optional[State]) -> Tuple[torch.Tensor, State]:
+        """Stream ``[B, k * win_inc]`` samples in, the same number of output samples out.
+
+        Use under :func:`audiokit.nn.state.streaming`; output sample ``i`` of the
+        stream is sample ``i`` of :meth:`enhance` on the zero-led signal
+        (``stream_lead`` samples early).
+        """
+        if not self.causal:
+            raise RuntimeError("the non-causal FRCRN looks at the whole clip; stream it in windows")
+        state = state or {}
+        spec, stft_state = self.stft.step(wav, state.get("stft"))
+        enhanced, _ = self._enhance_spec(spec)
+        out, istft_state = self.istft.step(enhanced, state.get("istft"))
+        return out, {"stft": stft_state, "istft": istft_state}
+
+    def stream_flush(self) -> torch.Tensor:
+        """The last ``win_len - win_inc`` output samples held by the stream ``[B, win_len - win_inc]``."""
+        return self.istft.flush(self._stream_state["istft"])
