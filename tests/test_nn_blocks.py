@@ -65,8 +65,9 @@ def run_chunked(block, x, layout, use_context: bool):
     pieces, state = [], None
     chunks = x.split(random_chunks(x.shape[axis], seed=int(use_context)), dim=axis)
     if use_context:
-        with streaming(block):
-            pieces = [block(c) for c in chunks]
+        model = nn.Sequential(nn.Identity(), block)  # the context reaches nested blocks
+        with streaming(model):
+            pieces = [model(c) for c in chunks]
     else:
         for c in chunks:
             y, state = block.step(c, state)
