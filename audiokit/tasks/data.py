@@ -1,0 +1,150 @@
+"""On-the-fly noisy/clean training pairs for speech enhancement.
+
+Corpora are folders of wav/flac files (searched recursively, any sample rate, resampled
+to the recipe rate and cached in memory as float32 mono, since the corpora are small).
+Relative folder paths are resolved against the repository root (the folder holding
+``recipes/``), so recipes can say ``data_root: ../shared/data``.
+"""
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+from audiokit.tasks.augment import Mixer, coloured_noise, random_segment, rms, NOISE_COLOURS
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+AUDIO_SUFFIXES = {".wav", ".flac"}
+#: folders that are evaluation data and must never be trained on
+FORBIDDEN_PARTS = {"noisy_dev"}
+
+
+def resolve_folder(folder: str | Path) -> Path:
+    """Absolute path of ``folder``; relative paths are taken from the repository root."""
+    path = Path(folder).expanduser()
+    return path if path.is_absolute() else (REPO_ROOT / path).resolve()
+
+
+def find_audio(*folder_lists) -> list[Path]:
+    """Sorted wav/flac files found recursively under every folder of the given lists.
+
+    Raises FileNotFoundError naming a missing folder, ValueError for a dev-set folder.
+    """
+    files = []
+    for folder in (f for folders in folder_lists for f in (folders or [])):
+        path = resolve_folder(folder)
+        if FORBIDDEN_PARTS & set(path.parts):
+            raise ValueError(f"{path}: is the development set, never train on it")
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path}: data folder not found")
+        files += [p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES
+                  and not FORBIDDEN_PARTS & set(p.parts)]
+    return sorted(set(files))
+
+
+def split_files(files: list[Path], valid_fraction: float, split: str) -> list[Path]:
+    """Deterministic hold-out: a file is in 'valid' when the CRC32 of its name falls below
+    ``valid_fraction`` (stable across machines and file-list changes); 'train' is the rest,
+    'all' everything."""
+    if split == "all" or valid_fraction <= 0:
+        return list(files)
+    is_valid = [zlib.crc32(f.name.encode()) / 2**32 < valid_fraction for f in files]
+    chosen = [f for f, v in zip(files, is_valid) if v == (split == "valid")]
+    return chosen or list(files)  # tiny corpora: rather overlap than be empty
+
+
+class AudioCache:
+    """Decodes files once to mono float32 tensors [T] at ``sample_rate`` (Hz)."""
+
+    def __init__(self, sample_rate: int):
+        self.sample_rate = sample_rate
+        self._cache: dict[Path, torch.Tensor] = {}
+
+    def __call__(self, path: Path) -> torch.Tensor:
+        if path not in self._cache:
+            data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+            wav = torch.from_numpy(data.mean(axis=1))
+            if rate != self.sample_rate:
+                wav = AF.resample(wav, rate, self.sample_rate)
+            self._cache[path] = wav.contiguous()
+        return self._cache[path]
+
+
+class NoisySpeechDataset(torch.utils.data.Dataset):
+    """A "virtual" dataset of ``epoch_size`` random noisy/clean pairs.
+
+    Item ``i`` of epoch ``e`` is generated from ``numpy.random.default_rng([seed, e, i])``,
+    so runs are reproducible, items differ across indices and epochs, and DDP ranks
+    (which draw different indices) see different data. Call ``set_epoch`` between epochs.
+
+    Each item is a dict: ``noisy`` [T], ``clean`` [T] (float32, T samples at ``sample_rate``;
+    T uniform in ``segment_seconds``), ``snr_db`` and ``noise`` (the noise kind).
+    """
+
+    def __init__(self, speech_folders, noise_folders=(), rir_folders=(), extra_speech=(),
+                 sample_rate: int = 16000, segment_seconds=(2.0, 4.0), epoch_size: int = 1000,
+                 seed: int = 0, mixer: Mixer | None = None, split: str = "all",
+                 valid_fraction: float = 0.0):
+        self.speech_files = split_files(find_audio(speech_folders, extra_speech), valid_fraction, split)
+        if not self.speech_files:
+            raise FileNotFoundError(f"no wav/flac speech files under {list(speech_folders) + list(extra_speech or [])}")
+        self.noise_files = find_audio(noise_folders)
+        self.rir_files = find_audio(rir_folders)
+        self.sample_rate = sample_rate
+        self.segment_seconds = tuple(segment_seconds) if np.ndim(segment_seconds) else (segment_seconds,) * 2
+        self.epoch_size = int(epoch_size)
+        self.seed = int(seed)
+        self.mixer = mixer or Mixer()
+        self.epoch = 0
+        self.load = AudioCache(sample_rate)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.epoch_size
+
+    def _speech(self, num: int, rng: np.random.Generator) -> torch.Tensor:
+        """A random non-silent speech segment [num] (up to 4 draws to avoid silence)."""
+        for _ in range(4):
+            path = self.speech_files[int(rng.integers(len(self.speech_files)))]
+            seg = random_segment(self.load(path), num, rng)
+            if rms(seg) > 1e-3:
+                break
+        return seg
+
+    def _noise(self, num: int, rng: np.random.Generator) -> tuple[torch.Tensor, str]:
+        kind = self.mixer.pick_noise_kind(rng, bool(self.noise_files))
+        if kind == "file":
+            path = self.noise_files[int(rng.integers(len(self.noise_files)))]
+            return random_segment(self.load(path), num, rng), kind
+        if kind == "coloured":
+            colour = list(NOISE_COLOURS)[int(rng.integers(len(NOISE_COLOURS)))]
+            return coloured_noise(num, colour, rng), colour
+        talkers = int(rng.integers(self.mixer.babble_talkers[0], self.mixer.babble_talkers[1] + 1))
+        babble = sum(s / (rms(s) + 1e-8) for s in (self._speech(num, rng) for _ in range(talkers)))
+        return babble, kind
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+        num = int(rng.uniform(*self.segment_seconds) * self.sample_rate)
+        speech = self._speech(num, rng)
+        rirs = [self.load(p) for p in self.rir_files]
+        wet, target = self.mixer.reverb(speech, self.sample_rate, rirs, rng)
+        noise, kind = self._noise(num, rng)
+        pair = self.mixer.mix(wet, noise, rng, target=target)
+        return {"noisy": pair["noisy"], "clean": pair["clean"], "snr_db": pair["snr_db"], "noise": kind}
+
+
+def crop_collate(items: list[dict]) -> dict:
+    """Batch items by cropping all to the shortest: noisy, clean [B, T]; snr_db [B]."""
+    num = min(item["noisy"].numel() for item in items)
+    return {
+        "noisy": torch.stack([item["noisy"][:num] for item in items]),
+        "clean": torch.stack([item["clean"][:num] for item in items]),
+        "snr_db": torch.tensor([item["snr_db"] for item in items]),
+    }

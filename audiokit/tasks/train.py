@@ -1,0 +1,101 @@
+"""Train a speech-enhancement model from a HyperPyYAML recipe.
+
+    audiokit train recipes/enhancement/frcrn_causal_small.yaml --output_folder results/x --batch_size 4
+    torchrun --nproc_per_node 2 -m audiokit.tasks.train RECIPE.yaml [--key value ...]   # DDP
+
+``--key value`` pairs are SpeechBrain run options (``--device``, ``--precision``,
+``--distributed_backend``, ...) or recipe overrides (any top-level key of the YAML).
+A run whose output folder holds checkpoints resumes from the latest one.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields, replace
+from pathlib import Path
+
+import speechbrain as sb
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.run_opts import RunOptions
+
+from audiokit.tasks.enhancement import EnhancementBrain
+
+RUN_OPTION_NAMES = {f.name for f in fields(RunOptions)} - {"overridden_args", "param_file"}
+
+
+def parse_overrides(recipe_path: str | Path, overrides=None) -> tuple[RunOptions, str | dict]:
+    """Split overrides into (run options, recipe overrides for ``load_hyperpyyaml``).
+
+    ``overrides``: a list of CLI strings (``["--batch_size", "4"]``) or a dict
+    (``{"batch_size": 4, "device": "cpu"}``). Without CUDA the DDP backend defaults to gloo;
+    with a bf16-capable GPU the training precision defaults to bf16.
+    """
+    if isinstance(overrides, dict):
+        run_part = {k: v for k, v in overrides.items() if k in RUN_OPTION_NAMES}
+        recipe_part = {k: v for k, v in overrides.items() if k not in RUN_OPTION_NAMES}
+        run_opts = RunOptions.from_dictionary(run_part)
+    else:
+        _, run_opts, recipe_part = sb.parse_arguments([str(recipe_path), *(overrides or [])])
+    cuda = torch.cuda.is_available()
+    defaults = {"distributed_backend": "nccl" if cuda else "gloo"}
+    if cuda and torch.cuda.is_bf16_supported():
+        defaults["precision"] = "bf16"
+    defaults = {k: v for k, v in defaults.items() if k not in run_opts.overridden_args}
+    run_opts = replace(run_opts, **defaults, overridden_args=set(run_opts.overridden_args) | set(defaults))
+    return run_opts, recipe_part
+
+
+def train(recipe_path: str | Path, overrides=None) -> Path:
+    """Fit the recipe's model; returns the (absolute) output folder.
+
+    Resumes from the newest checkpoint in ``<output_folder>/save`` when there is one.
+    """
+    recipe_path = Path(recipe_path)
+    if not recipe_path.is_file():
+        raise FileNotFoundError(f"{recipe_path}: recipe not found")
+    run_opts, recipe_overrides = parse_overrides(recipe_path, overrides)
+    sb.utils.distributed.ddp_init_group(run_opts)  # no-op unless started by torchrun
+    with open(recipe_path, encoding="utf-8") as f:
+        hparams = load_hyperpyyaml(f, recipe_overrides)
+    output_folder = Path(hparams["output_folder"]).resolve()
+    sb.create_experiment_directory(str(output_folder), hyperparams_to_save=str(recipe_path),
+                                   overrides=recipe_overrides)
+    brain = EnhancementBrain(modules=hparams["modules"], opt_class=hparams["opt_class"],
+                             hparams=hparams, run_opts=run_opts, checkpointer=hparams["checkpointer"])
+    brain.fit(hparams["epoch_counter"], hparams["train_set"], hparams.get("valid_set"),
+              train_loader_kwargs=hparams["train_dataloader_opts"],
+              valid_loader_kwargs=hparams.get("valid_dataloader_opts", {}))
+    return output_folder
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``audiokit train RECIPE.yaml [--key value ...]``."""
+    parser = subparsers.add_parser("train", help="train a model from a recipe YAML",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("recipe", help="HyperPyYAML recipe, e.g. recipes/enhancement/frcrn_causal_small.yaml")
+    parser.add_argument("overrides", nargs=argparse.REMAINDER,
+                        help="--key value pairs: recipe overrides or SpeechBrain run options")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """CLI action: train, print the output folder; one-line error and exit status 1 on bad input."""
+    try:
+        folder = train(args.recipe, list(args.overrides))
+    except (FileNotFoundError, ValueError) as err:
+        print(f"audiokit train: error: {err}", file=sys.stderr)
+        return 1
+    print(f"trained: {folder}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m audiokit.tasks.train")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    return run(parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
