@@ -1,0 +1,94 @@
+"""Scoring of clean/estimate pairs and of whole folders of them (intrusive metrics + optional DNSMOS).
+
+Signals are mono [T] float in [-1, 1]; scores are floats (PESQ in MOS, STOI 0..1, SI-SNR/SDR in dB).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from audiokit.audio.io import find_audio_files, read_audio
+from audiokit.audio.resample import resample
+from audiokit.errors import AudioError, AudiokitError, one_line
+from audiokit.metrics.energy import sdr, si_snr
+from audiokit.metrics.perceptual import pesq_nb, pesq_wb, stoi
+
+METRICS = ("pesq_wb", "pesq_nb", "stoi", "si_snr", "sdr")
+
+
+def score_pair(clean, estimate, sample_rate: int) -> dict[str, float]:
+    """PESQ wb/nb, STOI, SI-SNR and SDR (see METRICS) of ``estimate`` against ``clean``, both mono [T]
+    at ``sample_rate`` Hz; the longer one is trimmed to the shorter. PESQ is NaN when it finds no speech."""
+    length = min(len(clean), len(estimate))
+    clean, estimate = np.asarray(clean[:length]), np.asarray(estimate[:length])
+    return {
+        "pesq_wb": pesq_wb(clean, estimate, sample_rate),
+        "pesq_nb": pesq_nb(clean, estimate, sample_rate),
+        "stoi": stoi(clean, estimate, sample_rate),
+        "si_snr": float(si_snr(clean, estimate)),
+        "sdr": float(sdr(clean, estimate)),
+    }
+
+
+def match_estimates(clean_files: list[Path], estimate_files: list[Path]) -> dict[Path, list[Path]]:
+    """Estimates of each clean file, matched by stem: ``<stem>.*`` or ``<stem>_<suffix>.*`` (e.g.
+    ``p232_001_enhanced.wav`` for ``p232_001.wav``); an estimate goes to the longest clean stem it fits."""
+    stems = {f.stem: f for f in clean_files}
+    matches: dict[Path, list[Path]] = {f: [] for f in clean_files}
+    for est in estimate_files:
+        fits = [s for s in stems if est.stem == s or est.stem.startswith(s + "_")]
+        if fits:
+            matches[stems[max(fits, key=len)]].append(est)
+    return matches
+
+
+def _mono_at(path: Path, sample_rate: int | None) -> tuple[np.ndarray, int]:
+    """File as mono [T] (channel mean), resampled to ``sample_rate`` Hz when given."""
+    wav, rate = read_audio(path)
+    mono = wav.mean(axis=0)
+    return (mono, rate) if sample_rate is None else (resample(mono, rate, sample_rate), sample_rate)
+
+
+def score_folders(
+    clean_dir: str | Path,
+    estimate_dir: str | Path,
+    dnsmos: Callable[[np.ndarray, int], dict[str, float]] | None = None,
+    on_error: Callable[[AudiokitError], None] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Scores of every clean file (found recursively) against its estimate, keyed by clean stem.
+
+    Multi-channel files are scored on their channel mean; the estimate is resampled to the clean file's
+    rate. ``dnsmos`` (e.g. ``metrics.dnsmos.Dnsmos(dir)``) adds its non-intrusive scores of the estimate.
+    A clean file with no, several or an unreadable estimate is passed as an error to ``on_error`` and
+    skipped (raised when ``on_error`` is None).
+    """
+    clean_files = find_audio_files([clean_dir])
+    repeated = {f.stem for f in clean_files if [g.stem for g in clean_files].count(f.stem) > 1}
+    matches = match_estimates(clean_files, find_audio_files([estimate_dir]))
+    scores: dict[str, dict[str, float]] = {}
+    for clean_path, estimates in matches.items():
+        try:
+            if clean_path.stem in repeated:
+                raise AudioError(clean_path, "another clean file has the same stem")
+            if len(estimates) != 1:
+                found = ", ".join(e.name for e in estimates) or "none"
+                raise AudioError(clean_path, f"want one estimate <stem>[_suffix].* in {estimate_dir}, found {found}")
+            clean, rate = _mono_at(clean_path, None)
+            estimate, _ = _mono_at(estimates[0], rate)
+            row = score_pair(clean, estimate, rate)
+            if dnsmos is not None:
+                row.update(dnsmos(estimate, rate))
+            scores[clean_path.stem] = row
+        except Exception as exc:  # one bad pair must not stop the others
+            if on_error is None:
+                raise
+            on_error(exc if isinstance(exc, AudiokitError) else AudioError(clean_path, one_line(exc)))
+    return scores
+
+
+def average_scores(scores: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Mean of each metric over files (NaN entries, e.g. PESQ of silence, left out)."""
+    names = dict.fromkeys(name for row in scores.values() for name in row)
+    return {n: float(np.nanmean([row.get(n, np.nan) for row in scores.values()])) for n in names}
