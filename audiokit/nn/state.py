@@ -67,16 +67,28 @@ def set_streaming(model: nn.Module, active: bool) -> None:
 
 
 @contextlib.contextmanager
-def streaming(model: nn.Module):
+def streaming(model: nn.Module, states: Optional[Dict[str, Optional[State]]] = None):
     """Context in which ``model`` processes successive chunks of one stream.
 
-    The state starts empty (zeros history) on entry and is dropped on exit.
+    The state starts empty (zeros history) unless ``states`` (from
+    :func:`stream_states`) resumes an earlier stream; it is dropped on exit,
+    so a model outside the context always runs offline.
     """
     set_streaming(model, True)
+    if states:
+        for name, module in model.named_modules():
+            if name in states:
+                module._stream_state = states[name]
     try:
         yield model
     finally:
         set_streaming(model, False)
+
+
+def stream_states(model: nn.Module) -> Dict[str, Optional[State]]:
+    """The state of every active streaming block of ``model``, by module name."""
+    return {name: module._stream_state for name, module in model.named_modules()
+            if isinstance(module, StreamingModule) and module._streaming_active}
 
 
 def cat_history(history: Optional[torch.Tensor], x: torch.Tensor, size: int,
