@@ -111,6 +111,7 @@ def test_dnsmos_reports_missing_pieces(tmp_path):
         Dnsmos(tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHARED / "data" / "dnsmos").is_dir(), reason="needs ../shared/data/dnsmos")
 def test_dnsmos_scores_clean_above_noisy(clean):
     pytest.importorskip("onnxruntime")

@@ -1,0 +1,66 @@
+"""``audiokit evaluate --clean DIR --estimate DIR [--json] [--dnsmos DIR]``: score estimates against references.
+
+Per file (matched by stem, ``<stem>_enhanced.wav`` fits ``<stem>.wav``): PESQ wb/nb, STOI, SI-SNR (dB),
+SDR (dB, plain energy ratio) and optionally DNSMOS SIG/BAK/OVRL of the estimate, then the averages.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from audiokit.errors import one_line
+from audiokit.metrics.scoring import average_scores, score_folders
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``evaluate`` subcommand."""
+    parser = subparsers.add_parser("evaluate", help="score enhanced/separated files against clean references",
+                                   description=__doc__.split("\n\n")[1])
+    parser.add_argument("--clean", type=Path, required=True, metavar="DIR", help="folder of clean reference files")
+    parser.add_argument("--estimate", type=Path, required=True, metavar="DIR", help="folder of processed files")
+    parser.add_argument("--dnsmos", type=Path, metavar="DIR",
+                        help="folder with the DNSMOS P.835 sig_bak_ovr.onnx model (needs onnxruntime)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score the folders, print a table (or JSON) on stdout and error lines on stderr; 1 if any file failed."""
+    dnsmos = None
+    if args.dnsmos is not None:
+        from audiokit.metrics.dnsmos import Dnsmos
+
+        dnsmos = Dnsmos(args.dnsmos)
+    errors = []
+
+    def report(error: Exception) -> None:
+        errors.append(error)
+        print(f"error: {one_line(error)}", file=sys.stderr)
+
+    scores = score_folders(args.clean, args.estimate, dnsmos=dnsmos, on_error=report)
+    average = average_scores(scores)
+    if args.json:
+        print(json.dumps(_json_safe({"files": scores, "average": average}), indent=2))
+    else:
+        print(format_table(scores, average))
+    return 1 if errors or not scores else 0
+
+
+def format_table(scores: dict[str, dict[str, float]], average: dict[str, float]) -> str:
+    """Plain-text table: one row per file, then the averages."""
+    columns = list(average)
+    width = max([len(name) for name in scores] + [len("average")])
+    lines = [f"{'file':<{width}}" + "".join(f"{c:>12}" for c in columns)]
+    for name, row in [*scores.items(), ("average", average)]:
+        lines.append(f"{name:<{width}}" + "".join(f"{row.get(c, math.nan):>12.3f}" for c in columns))
+    return "\n".join(lines)
+
+
+def _json_safe(value):
+    """``value`` with NaN/Inf floats replaced by None (strict JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    return value if not isinstance(value, float) or math.isfinite(value) else None

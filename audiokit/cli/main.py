@@ -1,0 +1,53 @@
+"""``audiokit`` command line: one argparse subcommand per module of this package.
+
+A module ``audiokit/cli/<name>.py`` that defines ``add_parser(subparsers) -> ArgumentParser`` and
+``run(args) -> int`` is a subcommand (found automatically; helper modules define neither).
+Errors a user can fix (AudiokitError, OSError) end as one ``error: ...`` line and exit status 1.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+import audiokit
+from audiokit.errors import AudiokitError, one_line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every subcommand module's parser; ``args.run`` is its ``run``."""
+    parser = argparse.ArgumentParser(prog="audiokit", description="Speech enhancement, separation and evaluation.")
+    parser.add_argument("--version", action="version", version=f"audiokit {audiokit.__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(_cli_path()), key=lambda m: m.name):
+        module = importlib.import_module(f"audiokit.cli.{info.name}")
+        if hasattr(module, "add_parser") and hasattr(module, "run"):
+            module.add_parser(subparsers).set_defaults(run=module.run)
+    return parser
+
+
+def _cli_path() -> list[str]:
+    """Folders of the audiokit.cli package."""
+    return list(importlib.import_module("audiokit.cli").__path__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default: sys.argv[1:]), run the subcommand and return its exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except (AudiokitError, OSError) as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The batch machinery of file-processing subcommands and ``audiokit evaluate``, end to end."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audiokit.audio.io import read_audio
+from audiokit.cli.batch import process_files
+from audiokit.cli.main import main
+from audiokit.errors import ModelError
+
+
+def half(x: torch.Tensor) -> torch.Tensor:
+    assert x.ndim == 1 and x.dtype == torch.float32
+    return 0.5 * x
+
+
+def _error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("error: ")]
+
+
+def test_folder_with_a_bad_file(make_wav, tmp_path, capsys):
+    a = make_wav("in/a.wav")
+    b = make_wav("in/sub/b.wav", channels=2, seed=5)
+    (tmp_path / "in" / "bad.wav").write_bytes(b"not a wav" * 50)
+    status = process_files([tmp_path / "in"], tmp_path / "out", "enhanced", half, 16000, progress=False)
+    out, err = capsys.readouterr()
+    assert status == 1
+    assert _error_lines(err) == [f"error: {tmp_path / 'in' / 'bad.wav'}: not a readable audio file (Format not recognised)"]
+    assert "Traceback" not in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_enhanced.wav", "b_enhanced.wav"]
+    for source in (a, b):
+        wav, _ = read_audio(source)
+        result, rate = read_audio(tmp_path / "out" / f"{source.stem}_enhanced.wav")
+        assert rate == 16000 and result.shape == wav.shape
+        np.testing.assert_allclose(result, 0.5 * wav, atol=1e-4)  # each channel processed on its own
+    assert "RTF" in out and "overall RTF" in out
+
+
+def test_resampled_to_model_rate_and_back(make_wav, tmp_path, capsys):
+    source = make_wav("music.wav", seconds=0.37, sample_rate=44100, channels=2)
+    seen = []
+
+    def identity(x):
+        seen.append(x.shape[0])
+        return x.clone()
+
+    assert process_files([source], None, "enhanced", identity, 16000, progress=False) == 0
+    wav, _ = read_audio(source)
+    result, rate = read_audio(tmp_path / "music_enhanced.wav")  # default: next to the input
+    assert seen == [int(np.ceil(wav.shape[1] * 16000 / 44100))] * 2
+    assert rate == 44100 and result.shape == wav.shape
+    np.testing.assert_allclose(result[:, 500:-500], wav[:, 500:-500], atol=0.02)
+
+
+def test_several_outputs_and_short_outputs(make_wav, tmp_path):
+    source = make_wav("mix.flac")
+    status = process_files([source], tmp_path / "sep", "separated", lambda x: torch.stack([x, -x])[:, :-7], 8000,
+                           progress=False)
+    assert status == 0
+    mix, _ = read_audio(source)
+    s1, _ = read_audio(tmp_path / "sep" / "mix_s1.wav")
+    s2, _ = read_audio(tmp_path / "sep" / "mix_s2.wav")
+    assert s1.shape == s2.shape == mix.shape
+    np.testing.assert_allclose(s1, -s2, atol=1e-4)
+    assert np.all(s1[:, -5:] == 0)  # the model's missing tail is padded with silence
+
+
+def test_never_overwrites_without_force(make_wav, tmp_path, capsys):
+    source = make_wav("a.wav")
+    assert process_files([source], None, "x", half, 16000, progress=False) == 0
+    target = tmp_path / "a_x.wav"
+    before = target.read_bytes()
+    assert process_files([source], None, "x", lambda x: 0.1 * x, 16000, progress=False) == 1
+    assert _error_lines(capsys.readouterr().err) == [f"error: {target}: exists, use --force"]
+    assert target.read_bytes() == before
+    assert process_files([source], None, "x", lambda x: 0.1 * x, 16000, force=True, progress=False) == 0
+    assert target.read_bytes() != before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "a_x.wav"]  # no temp files left
+
+
+def test_model_errors_and_missing_inputs_are_one_line(make_wav, tmp_path, capsys):
+    good = make_wav("good.wav", seconds=1.0)
+
+    def picky(x):
+        if x.shape[0] > 9000:
+            raise ModelError("input longer than the model's context")
+        return x
+
+    short = make_wav("short.wav", seconds=0.25)
+    status = process_files([good, short, tmp_path / "ghost.wav", str(tmp_path / "*.mp3")], tmp_path / "o", "e",
+                           picky, 16000, progress=False)
+    lines = _error_lines(capsys.readouterr().err)
+    assert status == 1
+    assert lines == [f"error: {tmp_path / 'ghost.wav'}: no such file, folder or matching pattern",
+                     f"error: {tmp_path / '*.mp3'}: no such file, folder or matching pattern",
+                     f"error: {good}: input longer than the model's context"]
+    assert [p.name for p in (tmp_path / "o").iterdir()] == ["short_e.wav"]
+
+
+def test_bad_model_output_is_reported(make_wav, capsys):
+    source = make_wav("a.wav")
+    assert process_files([source], None, "x", lambda x: x.reshape(1, 1, -1), 16000, progress=False) == 1
+    assert "want [T] or [S, T]" in capsys.readouterr().err
+
+
+@pytest.fixture
+def eval_folders(tmp_path):
+    from conftest import speechlike
+
+    (tmp_path / "clean").mkdir()
+    (tmp_path / "est").mkdir()
+    for i in range(2):
+        clean = speechlike(1.5, 16000, seed=i)
+        sf.write(tmp_path / "clean" / f"utt{i}.wav", clean, 16000)
+        noisy = clean + 0.02 * np.random.default_rng(i).standard_normal(clean.size)
+        sf.write(tmp_path / "est" / f"utt{i}_enhanced.wav", noisy, 16000)
+    return tmp_path / "clean", tmp_path / "est"
+
+
+def test_evaluate_json(eval_folders, capsys):
+    clean, est = eval_folders
+    assert main(["evaluate", "--clean", str(clean), "--estimate", str(est), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert sorted(report["files"]) == ["utt0", "utt1"]
+    assert set(report["average"]) == {"pesq_wb", "pesq_nb", "stoi", "si_snr", "sdr"}
+    sdrs = [report["files"][name]["sdr"] for name in ("utt0", "utt1")]
+    assert report["average"]["sdr"] == pytest.approx(np.mean(sdrs))
+    assert 1.0 < report["average"]["pesq_wb"] < 4.5 and 10 < report["average"]["si_snr"] < 40
+
+
+def test_evaluate_reports_unmatched_and_bad_files(eval_folders, capsys):
+    clean, est = eval_folders
+    (est / "utt1_enhanced.wav").write_bytes(b"junk" * 100)
+    sf.write(clean / "lonely.wav", np.zeros(1600), 16000)
+    assert main(["evaluate", "--clean", str(clean), "--estimate", str(est)]) == 1
+    out, err = capsys.readouterr()
+    assert len(_error_lines(err)) == 2 and "Traceback" not in err
+    assert "lonely" in err and "utt1_enhanced.wav: not a readable audio file" in err
+    assert out.splitlines()[1].startswith("utt0") and out.splitlines()[-1].startswith("average")
+
+
+def test_cli_usage_errors(tmp_path, capsys):
+    assert main([]) == 2
+    assert main(["evaluate", "--clean", str(tmp_path / "nope"), "--estimate", str(tmp_path)]) == 1
+    assert _error_lines(capsys.readouterr().err) == [
+        f"error: {tmp_path / 'nope'}: no such file, folder or matching pattern"]
+    assert main(["evaluate", "--clean", str(tmp_path), "--estimate", str(tmp_path), "--dnsmos", str(tmp_path)]) == 1
+    assert "DNSMOS" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_console_script(eval_folders):
+    exe = shutil.which("audiokit")
+    if exe is None:
+        pytest.skip("the audiokit console script is not installed (pip install -e .)")
+    clean, est = eval_folders
+    done = subprocess.run([exe, "evaluate", "--clean", str(clean), "--estimate", str(est)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].split() == ["file", "pesq_wb", "pesq_nb", "stoi", "si_snr", "sdr"]
+    broken = subprocess.run([exe, "evaluate", "--clean", str(clean / "missing"), "--estimate", str(est)],
+                            capture_output=True, text=True, timeout=120)
+    assert broken.returncode == 1 and broken.stderr.strip().startswith("error: ") and "Traceback" not in broken.stderr
