@@ -110,6 +110,26 @@ def test_bad_model_output_is_reported(make_wav, capsys):
     assert "want [T] or [S, T]" in capsys.readouterr().err
 
 
+def test_same_stem_in_two_folders_is_not_overwritten(make_wav, tmp_path, capsys):
+    first, second = make_wav("a/x.wav"), make_wav("b/x.wav", seed=3)
+    assert process_files([first, second], tmp_path / "o", "e", half, 16000, force=True, progress=False) == 1
+    assert _error_lines(capsys.readouterr().err) == [
+        f"error: {tmp_path / 'o' / 'x_e.wav'}: would be written for both {first} and {second}"]
+    np.testing.assert_allclose(read_audio(tmp_path / "o" / "x_e.wav")[0], 0.5 * read_audio(first)[0], atol=1e-4)
+
+
+def test_shared_batch_arguments():
+    import argparse
+
+    from audiokit.cli.batch import add_batch_arguments
+
+    parser = argparse.ArgumentParser()
+    add_batch_arguments(parser, default_model="frcrn")
+    args = parser.parse_args(["a.wav", "dir", "-o", "out", "--device", "cuda", "--force"])
+    assert args.inputs == ["a.wav", "dir"] and str(args.output_dir) == "out" and args.force
+    assert (args.model, args.checkpoint, args.device) == ("frcrn", None, "cuda")
+
+
 @pytest.fixture
 def eval_folders(tmp_path):
     from conftest import speechlike
