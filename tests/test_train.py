@@ -76,7 +76,7 @@ def overrides(data, out, epochs=1, epoch_size=4):
             "--speech_folders", f"[{data / 'speech'}]", "--noise_folders", f"[{data / 'noise'}]",
             "--rir_folders", f"[{data / 'rir'}]", "--extra_speech", "[]",
             "--segment_seconds", "[0.5, 0.8]", "--epoch_size", str(epoch_size), "--valid_size", "2", "--batch_size", "2",
-            "--num_workers", "0", "--pesq_items", "1", "--model", "!new:test_train.TinyEnhancer",
+            "--num_workers", "0", "--pesq_items", "1", "--model", f"!new:{TinyEnhancer.__module__}.TinyEnhancer",
             "--noprogressbar", "--device", "cpu"]
 
 
