@@ -152,6 +152,11 @@ class FRCRN(StreamingModule):
                  fsmn_order: int = 20, se_reduction: int = 8, causal: bool = False,
                  reference_layout: bool = False, sample_rate: int = 16000):
         super().__init__()
+        #: constructor arguments, saved with pretrained weights
+        self.config = dict(win_len=win_len, win_inc=win_inc, fft_len=fft_len, win_type=win_type,
+                           channels=channels, fsmn_hidden=fsmn_hidden, fsmn_order=fsmn_order,
+                           se_reduction=se_reduction, causal=causal, reference_layout=reference_layout,
+                           sample_rate=sample_rate)
         self.sample_rate, self.causal = sample_rate, causal
         self.win_len, self.hop_length, self.fft_len = win_len, win_inc, fft_len
         self.freq_bins = fft_len // 2 + 1

@@ -1,0 +1,105 @@
+"""Pretrained models: the embedded defaults in ``pretrained/`` and user files.
+
+A pretrained file is a ``.safetensors`` file whose metadata holds
+``family`` (a key of :data:`FAMILIES`), ``config`` (the model constructor
+arguments, JSON) and ``card`` (JSON: data, recipe, steps, scores).  Loading
+runs no code from the file.  ``load_model(name_or_path)`` accepts
+
+* a name from :func:`available` (``frcrn_causal_small``, ...), the files in
+  the ``pretrained/`` folder shipped with audiokit;
+* a path to such a ``.safetensors`` file;
+* a family name plus ``checkpoint=`` (a SpeechBrain ``model.ckpt`` or any
+  state-dict file), built with the family's default configuration or the one
+  given in ``config=``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, Optional
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError, ModelError
+from ..models.frcrn import FRCRN
+from .checkpoint import load_strict, read_state_dict
+
+FAMILIES: Dict[str, type] = {"frcrn": FRCRN}
+PRETRAINED_DIR = Path(__file__).resolve().parents[2] / "pretrained"
+DEFAULT_ENHANCER = "frcrn_causal_small"
+
+
+def available() -> Dict[str, Path]:
+    """Names of the shipped pretrained models and their files."""
+    return {p.stem: p for p in sorted(PRETRAINED_DIR.glob("*.safetensors"))}
+
+
+def save_pretrained(model: nn.Module, path, family: str, config: dict, card: Optional[dict] = None) -> Path:
+    """Write ``model``'s weights with their family, config and model card (atomically)."""
+    from safetensors.torch import save_file
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    meta = {"family": family, "config": json.dumps(config), "card": json.dumps(card or {})}
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(path)
+    return path
+
+
+def read_metadata(path) -> dict:
+    """``{"family", "config", "card"}`` of a pretrained file (config and card decoded)."""
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:
+        raise CheckpointError(path, f"not a readable safetensors file ({type(exc).__name__})") from None
+    if meta.get("family") not in FAMILIES:
+        raise CheckpointError(path, f"unknown model family {meta.get('family')!r} in its metadata")
+    try:
+        return {"family": meta["family"], "config": json.loads(meta.get("config", "{}")),
+                "card": json.loads(meta.get("card", "{}"))}
+    except json.JSONDecodeError:
+        raise CheckpointError(path, "metadata is not valid JSON") from None
+
+
+def build(family: str, config: Optional[dict] = None) -> nn.Module:
+    """A freshly initialised model of ``family`` with constructor arguments ``config``."""
+    if family not in FAMILIES:
+        raise ModelError(f"unknown model family {family!r}; known: {', '.join(sorted(FAMILIES))}")
+    try:
+        return FAMILIES[family](**(config or {}))
+    except TypeError as exc:
+        raise ModelError(f"bad configuration for {family}: {exc}") from None
+
+
+def load_model(name_or_path: str = DEFAULT_ENHANCER, checkpoint=None, config: Optional[dict] = None,
+               device: str = "cpu") -> nn.Module:
+    """A model in eval mode on ``device`` (see the module docstring for what is accepted).
+
+    With ``checkpoint`` given and ``name_or_path`` a pretrained name or file,
+    the architecture comes from the pretrained file and the weights from
+    ``checkpoint``.
+    """
+    shipped = available()
+    path = shipped.get(name_or_path)
+    if path is None and str(name_or_path).endswith(".safetensors"):
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise CheckpointError(path, "no such model file")
+    if path is not None:
+        meta = read_metadata(path)
+        model = build(meta["family"], {**meta["config"], **(config or {})})
+        model.card = meta["card"]
+        load_strict(model, read_state_dict(checkpoint or path), checkpoint or path)
+    elif name_or_path in FAMILIES:
+        model = build(name_or_path, config)
+        if checkpoint is None:
+            raise ModelError(f"model family {name_or_path!r} needs --checkpoint (or use a pretrained name: "
+                             f"{', '.join(shipped) or 'none shipped'})")
+        load_strict(model, read_state_dict(checkpoint), checkpoint)
+    else:
+        known = sorted(set(shipped) | set(FAMILIES))
+        raise ModelError(f"unknown model {name_or_path!r}; known: {', '.join(known)} or a .safetensors file")
+    return model.to(device).eval()
