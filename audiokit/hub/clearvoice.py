@@ -17,6 +17,7 @@ import torch
 
 from ..errors import CheckpointError, ModelError
 from ..models.frcrn import FRCRN
+from ..models.mossformer2 import MossFormer2Enhancer, MossFormer2Separator
 from .checkpoint import StateDict, load_strict, read_state_dict
 
 # FRCRN: each U-Net registers its stages twice, as ``encoderN`` and in the
@@ -72,8 +73,48 @@ def _adopt_stft_kernels(model: FRCRN, state: StateDict, path) -> None:
     model.istft.weight.copy_(state["istft.weight"])
 
 
-_BUILDERS: Dict[str, Callable] = {"FRCRN_SE_16K": _frcrn_model}
-_MAPPERS: Dict[str, Callable] = {"FRCRN_SE_16K": _frcrn_state}
+# MossFormer2: one rotary embedding is shared by all attention layers, so the
+# published state dicts repeat layer 0's ``rotary_pos_emb.freqs`` for every
+# layer; the copies are optional and must agree.
+_ROTARY_ALIAS = re.compile(r"^(.*\.layers\.)(\d+)(\.rotary_pos_emb\.freqs)$")
+
+
+def _mossformer2_state(model: torch.nn.Module, state: StateDict, path) -> StateDict:
+    """MossFormer2 checkpoint keys are ours; the rotary aliases are checked and completed."""
+    mapped = dict(state)
+    for key in model.state_dict():
+        match = _ROTARY_ALIAS.match(key)
+        if not match or match.group(2) == "0":
+            continue
+        canonical = f"{match.group(1)}0{match.group(3)}"
+        if canonical not in state:
+            continue  # reported as missing by load_strict
+        if key not in state:
+            mapped[key] = state[canonical]
+        elif state[key].shape != state[canonical].shape or not torch.equal(state[key], state[canonical]):
+            raise CheckpointError(path, f"{key} and its alias {canonical} disagree")
+    return mapped
+
+
+def _mossformer2_builder(cls: type) -> Callable:
+    """Builds ``cls`` from the reference constructor arguments (``MossFormer`` for separation,
+    ``MossFormer_MaskNet`` inside ``TestNet`` for 48 kHz enhancement)."""
+
+    def build(**constructor_args) -> torch.nn.Module:
+        try:
+            return cls(**constructor_args)
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"bad {cls.__name__} constructor arguments: {exc}") from None
+
+    return build
+
+
+_BUILDERS: Dict[str, Callable] = {"FRCRN_SE_16K": _frcrn_model,
+                                  "MossFormer2_SS_16K": _mossformer2_builder(MossFormer2Separator),
+                                  "MossFormer2_SE_48K": _mossformer2_builder(MossFormer2Enhancer)}
+_MAPPERS: Dict[str, Callable] = {"FRCRN_SE_16K": _frcrn_state,
+                                 "MossFormer2_SS_16K": _mossformer2_state,
+                                 "MossFormer2_SE_48K": _mossformer2_state}
 
 
 def clearvoice_names():
@@ -92,7 +133,7 @@ def load_clearvoice(name: str, checkpoint, **constructor_args) -> torch.nn.Modul
     return model.eval()
 
 
-def _frcrn_padded_length(length: int, sample_rate: int, decode_window: float = 1.0) -> int:
+def _padded_length(length: int, sample_rate: int, decode_window: float = 1.0) -> int:
     """Length after the reference decoder's zero-padding rule (window ``decode_window`` s, stride 3/4)."""
     window = int(sample_rate * decode_window)
     stride = int(window * 0.75)
@@ -105,16 +146,81 @@ def _frcrn_padded_length(length: int, sample_rate: int, decode_window: float = 1
     return length
 
 
-@torch.no_grad()
-def clearvoice_pipeline(model: torch.nn.Module, wav: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
-    """The reference decode path for one mono clip ``[T]`` (float, [-1, 1]): ``[T]``.
+def _mossformer2_ss_pipeline(model: MossFormer2Separator, wav: np.ndarray, one_time_decode_length: float = 2,
+                             decode_window: float = 2) -> np.ndarray:
+    """Reference MossFormer2_SS_16K decoding of ``[T]``: ``[num_spks, T]``.
 
-    Zero-pads as the reference decoder does, runs the network once and trims
-    to the input length.  (The reference decodes clips over 120 s in 1 s
-    windows; audiokit's own runtime handles long inputs instead.)
+    Zero-pads by the reference rule; clips longer than ``one_time_decode_length``
+    seconds are decoded in windows of ``decode_window`` s with stride 3/4,
+    each window keeping its centre (the first window also its start); every
+    speaker is then scaled to the RMS of the input.
     """
+    rate, length = model.sample_rate, len(wav)
+    rms_in = (wav ** 2).mean() ** 0.5
+    padded = np.zeros(_padded_length(length, rate, decode_window), dtype=np.float32)
+    padded[:length] = wav
+    x = torch.from_numpy(padded)[None]
+    if length <= rate * one_time_decode_length:
+        out = model(x)[0].numpy()
+    else:
+        window = int(rate * decode_window)
+        stride = int(window * 0.75)
+        give_up = (window - stride) // 2
+        out = np.zeros((model.num_spks, len(padded)))
+        for start in range(0, len(padded) - window + 1, stride):
+            seg = model(x[:, start:start + window])[0].numpy()
+            keep = 0 if start == 0 else give_up
+            out[:, start + keep:start + window - give_up] = seg[:, keep:window - give_up]
+    rms_out = (out ** 2).mean(axis=1, keepdims=True) ** 0.5
+    return (out / rms_out * rms_in)[:, :length]
+
+
+def _mossformer2_se_pipeline(model: MossFormer2Enhancer, wav: np.ndarray, one_time_decode_length: float = 20,
+                             decode_window: float = 4) -> np.ndarray:
+    """Reference MossFormer2_SE_48K decoding of ``[T]``: ``[T]``.
+
+    Clips up to ``one_time_decode_length`` s go through :meth:`MossFormer2Enhancer.enhance`
+    whole; longer ones are zero-padded by the reference rule and enhanced in
+    windows of ``decode_window`` s with stride 3/4, keeping each window's centre.
+    """
+    rate, length = model.sample_rate, len(wav)
+    x = torch.from_numpy(np.asarray(wav, dtype=np.float32))[None]
+    if length <= rate * one_time_decode_length:
+        return model.enhance(x)[0].numpy()
+    window = int(rate * decode_window)
+    stride = int(window * 0.75)
+    give_up = (window - stride) // 2
+    x = torch.nn.functional.pad(x, (0, _padded_length(length, rate, decode_window) - length))
+    out = np.zeros(x.shape[-1])
+    for start in range(0, x.shape[-1] - window + 1, stride):
+        seg = model.enhance(x[:, start:start + window])[0].numpy()
+        keep = 0 if start == 0 else give_up
+        out[start + keep:start + window - give_up] = seg[keep:window - give_up]
+    return out[:length].astype(np.float32)
+
+
+@torch.no_grad()
+def clearvoice_pipeline(model: torch.nn.Module, wav: np.ndarray, sample_rate: int = 16000,
+                        **decode_settings) -> np.ndarray:
+    """The reference decode path for one mono clip ``[T]`` (float, [-1, 1]).
+
+    Returns ``[T]``, or ``[num_spks, T]`` for a :class:`MossFormer2Separator`.
+
+    FRCRN: zero-pads as the reference decoder does, runs the network once and
+    trims to the input length.  (The reference decodes clips over 120 s in 1 s
+    windows; audiokit's own runtime handles long inputs instead.)
+    MossFormer2 models run at their own ``sample_rate`` with the official
+    inference settings, which ``decode_settings`` (``one_time_decode_length``,
+    ``decode_window``, in seconds) may override; see
+    :func:`_mossformer2_ss_pipeline` and :func:`_mossformer2_se_pipeline`.
+    """
+    wav = np.asarray(wav, dtype=np.float32)
+    if isinstance(model, MossFormer2Separator):
+        return _mossformer2_ss_pipeline(model, wav, **decode_settings)
+    if isinstance(model, MossFormer2Enhancer):
+        return _mossformer2_se_pipeline(model, wav, **decode_settings)
     if not isinstance(model, FRCRN):
-        raise ModelError("clearvoice_pipeline supports FRCRN models")
+        raise ModelError("clearvoice_pipeline supports FRCRN and MossFormer2 models")
     x = torch.as_tensor(np.asarray(wav, dtype=np.float32))
-    padded = torch.nn.functional.pad(x, (0, _frcrn_padded_length(len(x), sample_rate) - len(x)))
+    padded = torch.nn.functional.pad(x, (0, _padded_length(len(x), sample_rate) - len(x)))
     return model(padded[None]).wav[0, :len(x)].numpy()

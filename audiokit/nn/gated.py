@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .dilated_fsmn import DilatedFSMN
+from .fsmn import FSMN
 from .norms import ChannelLayerNorm, ScaleNorm
 from .state import State, StreamingComposite, StreamingModule, cat_history, require_causal
 
@@ -96,15 +97,21 @@ class GatedDilatedFSMN(StreamingComposite):
     with two :class:`FFConvM` (LayerNorm) gates and a :class:`DilatedFSMN`.
 
     As in MossFormer2, ``in_channels == out_channels == hidden_size``.
+    ``dilated=False`` uses a plain :class:`~audiokit.nn.fsmn.FSMN` memory with
+    the same ``2 * lorder - 1`` taps instead (MossFormer2 48 kHz enhancement).
     """
 
     def __init__(self, in_channels: int, out_channels: int, lorder: int, hidden_size: int,
-                 causal: bool = False):
+                 causal: bool = False, dilated: bool = True):
         super().__init__()
         self.causal = causal
         self.to_u = FFConvM(in_channels, hidden_size, "layernorm", causal=causal)
         self.to_v = FFConvM(in_channels, hidden_size, "layernorm", causal=causal)
-        self.fsmn = DilatedFSMN(in_channels, out_channels, hidden_size, lorder, causal=causal)
+        if dilated:
+            self.fsmn = DilatedFSMN(in_channels, out_channels, hidden_size, lorder, causal=causal)
+        else:
+            past, future = (2 * lorder - 1, 0) if causal else (lorder, lorder - 1)
+            self.fsmn = FSMN(in_channels, out_channels, hidden_size, past, future)
 
     def _run(self, x: torch.Tensor, call) -> torch.Tensor:
         u = call("fsmn", self.fsmn, call("to_u", self.to_u, x))
@@ -116,15 +123,18 @@ class GatedFSMNBlock(StreamingComposite):
 
         h = norm1(prelu(conv1(x)))      # 1x1 conv to inner_channels, channel LayerNorm
         y = x + conv2(norm2(gated_fsmn(h)))
+
+    ``dilated`` selects the gated FSMN's memory (see :class:`GatedDilatedFSMN`).
     """
 
-    def __init__(self, dim: int, inner_channels: int = 256, lorder: int = 20, causal: bool = False):
+    def __init__(self, dim: int, inner_channels: int = 256, lorder: int = 20, causal: bool = False,
+                 dilated: bool = True):
         super().__init__()
         self.causal = causal
         self.conv1 = nn.Sequential(nn.Conv1d(dim, inner_channels, 1), nn.PReLU())
         self.norm1 = ChannelLayerNorm(inner_channels)
         self.gated_fsmn = GatedDilatedFSMN(inner_channels, inner_channels, lorder, inner_channels,
-                                           causal)
+                                           causal, dilated)
         self.norm2 = ChannelLayerNorm(inner_channels)
         self.conv2 = nn.Conv1d(inner_channels, dim, 1)
 

@@ -1,0 +1,238 @@
+"""MossFormer2 speech separation (16 kHz) and enhancement (48 kHz).
+
+Both models share :class:`MossFormerMaskNet`: a channel norm and 1x1 conv
+into the sequence width, scaled sinusoidal positions, ``num_blocks``
+MossFormer blocks interleaved with gated FSMN blocks
+(:class:`~audiokit.models.mossformer2_blocks.MossFormerLayers`), and a gated
+1x1-conv head giving one non-negative mask per speaker.
+
+* :class:`MossFormer2Separator` (published MossFormer2_SS_16K): conv encoder
+  (kernel 16, stride 8, ReLU) -> masks -> transposed-conv decoder, any number
+  of speakers.
+* :class:`MossFormer2Enhancer` (published MossFormer2_SE_48K): the mask net
+  reads 180-dim log-mel fbank + deltas and predicts a real mask over the 961
+  bins of a 1920/384 Hamming STFT at 48 kHz.
+
+Default arguments are the published sizes; attribute names reproduce the
+published state-dict keys.  ``causal=True`` builds every block in its causal
+configuration (attention over the past, causal FSMN memories and convs,
+cumulative norms).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..audio.features import fbank_with_deltas
+from ..nn.norms import CumulativeLayerNorm
+from .mossformer2_blocks import MossFormerLayers, ScaledSinusoidalEmbedding
+
+
+def _channel_norm(norm: str, channels: int, causal: bool) -> nn.Module:
+    """``[B, C, T]`` norm over channels and time ("ln"); causal: over frames so far."""
+    if norm != "ln":
+        raise ValueError(f"only norm='ln' (the published choice) is supported, got {norm!r}")
+    return CumulativeLayerNorm(channels) if causal else nn.GroupNorm(1, channels, eps=1e-8)
+
+
+class MossFormerSequenceModel(nn.Module):
+    """:class:`MossFormerLayers` then LayerNorm, ``[B, T, D] -> [B, T, D]``."""
+
+    def __init__(self, dim: int, num_blocks: int, causal: bool = False, dilated_fsmn: bool = True):
+        super().__init__()
+        self.mossformerM = MossFormerLayers(dim, num_blocks, causal=causal, dilated_fsmn=dilated_fsmn)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.mossformerM(x))
+
+
+class ComputationBlock(nn.Module):
+    """Sequence model, channel norm and skip, ``[B, D, T] -> [B, D, T]``."""
+
+    def __init__(self, num_blocks: int, dim: int, norm: str = "ln", skip_around_intra: bool = True,
+                 causal: bool = False, dilated_fsmn: bool = True):
+        super().__init__()
+        self.skip_around_intra = skip_around_intra
+        self.intra_mdl = MossFormerSequenceModel(dim, num_blocks, causal, dilated_fsmn)
+        self.intra_norm = _channel_norm(norm, dim, causal)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.intra_norm(self.intra_mdl(x.transpose(1, 2)).transpose(1, 2))
+        return y + x if self.skip_around_intra else y
+
+
+class MossFormerMaskNet(nn.Module):
+    """Mask estimator, ``[B, C_in, T] -> [B, num_spks, C_out, T]`` (non-negative).
+
+    Args:
+        in_channels: ``C_in`` (encoder filters, or feature size).
+        out_channels: sequence width of the MossFormer blocks.
+        out_channels_final: ``C_out`` (default ``in_channels``).
+        num_blocks: MossFormer + gated FSMN block pairs (published: 24).
+        norm: ``"ln"`` (channel-and-time layer norm).
+        num_spks: number of masks.
+        skip_around_intra, use_global_pos_enc: as published (True).
+        causal: causal configuration of every block.
+        dilated_fsmn: dilated dense FSMN memories (separation) or plain ones (48 kHz SE).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, out_channels_final: Optional[int] = None,
+                 num_blocks: int = 24, norm: str = "ln", num_spks: int = 2,
+                 skip_around_intra: bool = True, use_global_pos_enc: bool = True,
+                 causal: bool = False, dilated_fsmn: bool = True):
+        super().__init__()
+        self.num_spks = num_spks
+        self.norm = _channel_norm(norm, in_channels, causal)
+        self.conv1d_encoder = nn.Conv1d(in_channels, out_channels, 1, bias=False)
+        self.pos_enc = ScaledSinusoidalEmbedding(out_channels) if use_global_pos_enc else None
+        self.mdl = ComputationBlock(num_blocks, out_channels, norm, skip_around_intra, causal, dilated_fsmn)
+        self.prelu = nn.PReLU()
+        self.conv1d_out = nn.Conv1d(out_channels, out_channels * num_spks, 1)
+        self.output = nn.Sequential(nn.Conv1d(out_channels, out_channels, 1), nn.Tanh())
+        self.output_gate = nn.Sequential(nn.Conv1d(out_channels, out_channels, 1), nn.Sigmoid())
+        self.conv1_decoder = nn.Conv1d(out_channels, out_channels_final or in_channels, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1d_encoder(self.norm(x))
+        if self.pos_enc is not None:
+            x = x + self.pos_enc(x.shape[-1]).T
+        x = self.conv1d_out(self.prelu(self.mdl(x)))
+        b, _, n = x.shape
+        x = x.reshape(b * self.num_spks, -1, n)
+        masks = self.conv1_decoder(self.output(x) * self.output_gate(x))
+        return F.relu(masks).view(b, self.num_spks, -1, n)
+
+
+class WaveEncoder(nn.Module):
+    """Strided conv filterbank with ReLU, ``[B, T] -> [B, C, N]``, ``N = (T - K) // (K/2) + 1``."""
+
+    def __init__(self, kernel_size: int = 16, channels: int = 512):
+        super().__init__()
+        self.conv1d = nn.Conv1d(1, channels, kernel_size, stride=kernel_size // 2, bias=False)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.conv1d(wav.unsqueeze(1)))
+
+
+class MossFormer2Separator(nn.Module):
+    """MossFormer2 speech separation, waveform in, one waveform per speaker out.
+
+    Args:
+        in_channels: encoder filters (published: 512).
+        out_channels: MossFormer width (published: 512; must equal ``in_channels``).
+        num_blocks: MossFormer block pairs (published: 24).
+        kernel_size: encoder/decoder filter length in samples, stride ``kernel_size // 2``.
+        norm, skip_around_intra, use_global_pos_enc: as published.
+        num_spks: number of output sources.
+        max_length: accepted for compatibility with the published constructor (unused).
+        causal: causal configuration of every block.
+        sample_rate: of the waveforms (published: 16000).
+
+    ``forward(wav [B, T]) -> [B, num_spks, T]`` (decoder output padded or
+    trimmed to ``T``); :meth:`separate` is the same.
+    """
+
+    def __init__(self, in_channels: int = 512, out_channels: int = 512, num_blocks: int = 24,
+                 kernel_size: int = 16, norm: str = "ln", num_spks: int = 2,
+                 skip_around_intra: bool = True, use_global_pos_enc: bool = True,
+                 max_length: int = 20000, causal: bool = False, sample_rate: int = 16000):
+        super().__init__()
+        if in_channels != out_channels:
+            raise ValueError("MossFormer2 separation needs in_channels == out_channels "
+                             f"(the decoder reads the encoder output); got {in_channels}, {out_channels}")
+        #: constructor arguments, saved with pretrained weights
+        self.config = dict(in_channels=in_channels, out_channels=out_channels, num_blocks=num_blocks,
+                           kernel_size=kernel_size, norm=norm, num_spks=num_spks,
+                           skip_around_intra=skip_around_intra, use_global_pos_enc=use_global_pos_enc,
+                           max_length=max_length, causal=causal, sample_rate=sample_rate)
+        self.sample_rate, self.num_spks, self.causal = sample_rate, num_spks, causal
+        self.enc = WaveEncoder(kernel_size, in_channels)
+        self.mask_net = MossFormerMaskNet(in_channels, out_channels, None, num_blocks, norm, num_spks,
+                                          skip_around_intra, use_global_pos_enc, causal)
+        self.dec = nn.ConvTranspose1d(out_channels, 1, kernel_size, stride=kernel_size // 2, bias=False)
+
+    def decode(self, features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """Masked encoder features to waveforms: ``[B, C, N]``, ``[B, S, C, N]`` -> ``[B, S, T']``."""
+        b, s, c, n = masks.shape
+        return self.dec((features.unsqueeze(1) * masks).reshape(b * s, c, n)).view(b, s, -1)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        features = self.enc(wav)
+        out = self.decode(features, self.mask_net(features))
+        length = wav.shape[-1]
+        return F.pad(out, (0, max(0, length - out.shape[-1])))[..., :length]
+
+    def separate(self, wav: torch.Tensor) -> torch.Tensor:
+        """``[B, T] -> [B, num_spks, T]``."""
+        return self.forward(wav)
+
+
+class MossFormer2Enhancer(nn.Module):
+    """MossFormer2 48 kHz speech enhancement: a real mask on the STFT from fbank features.
+
+    Args:
+        in_channels: feature size, ``3 * num_mels`` (published: 180).
+        out_channels: MossFormer width (published: 512).
+        out_channels_final: mask bins, ``fft_len // 2 + 1`` (published: 961).
+        num_blocks, norm, num_spks, skip_around_intra, use_global_pos_enc: as
+            published (the mask net predicts ``num_spks`` masks; the first is used).
+        max_length: accepted for compatibility (unused).
+        win_len, win_inc, fft_len: STFT and feature framing in samples (1920, 384, 1920).
+        num_mels: mel bands (60).
+        input_scale: the waveform is multiplied by this before features and STFT (32768).
+        dither: Kaldi fbank dither (0: deterministic; the published pipeline used 1.0).
+        causal: causal configuration of every block.
+        sample_rate: 48000.
+
+    ``forward(features [B, N, in_channels]) -> mask [B, N, out_channels_final]``;
+    :meth:`enhance` is the waveform path ``[B, T] -> [B, T]``.
+    """
+
+    def __init__(self, in_channels: int = 180, out_channels: int = 512, out_channels_final: int = 961,
+                 num_blocks: int = 24, norm: str = "ln", num_spks: int = 2,
+                 skip_around_intra: bool = True, use_global_pos_enc: bool = True,
+                 max_length: int = 20000, win_len: int = 1920, win_inc: int = 384, fft_len: int = 1920,
+                 num_mels: int = 60, input_scale: float = 32768.0, dither: float = 0.0,
+                 causal: bool = False, sample_rate: int = 48000):
+        super().__init__()
+        if in_channels != 3 * num_mels or out_channels_final != fft_len // 2 + 1:
+            raise ValueError(f"need in_channels == 3 * num_mels ({3 * num_mels}) and "
+                             f"out_channels_final == fft_len // 2 + 1 ({fft_len // 2 + 1})")
+        #: constructor arguments, saved with pretrained weights
+        self.config = dict(in_channels=in_channels, out_channels=out_channels,
+                           out_channels_final=out_channels_final, num_blocks=num_blocks, norm=norm,
+                           num_spks=num_spks, skip_around_intra=skip_around_intra,
+                           use_global_pos_enc=use_global_pos_enc, max_length=max_length, win_len=win_len,
+                           win_inc=win_inc, fft_len=fft_len, num_mels=num_mels, input_scale=input_scale,
+                           dither=dither, causal=causal, sample_rate=sample_rate)
+        self.sample_rate, self.causal = sample_rate, causal
+        self.win_len, self.hop_length, self.fft_len = win_len, win_inc, fft_len
+        self.num_mels, self.input_scale, self.dither = num_mels, input_scale, dither
+        self.mossformer = MossFormerMaskNet(in_channels, out_channels, out_channels_final, num_blocks, norm,
+                                            num_spks, skip_around_intra, use_global_pos_enc, causal,
+                                            dilated_fsmn=False)
+        self.register_buffer("window", torch.hamming_window(win_len, periodic=False), persistent=False)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.mossformer(features.transpose(1, 2))[:, 0].transpose(1, 2)
+
+    def features(self, wav: torch.Tensor, dither: Optional[float] = None) -> torch.Tensor:
+        """Network input for ``wav`` ``[B, T]`` in [-1, 1]: ``[B, N, in_channels]``."""
+        return fbank_with_deltas(wav * self.input_scale, self.sample_rate, self.num_mels, self.win_len,
+                                 self.hop_length, "hamming", self.dither if dither is None else dither)
+
+    def enhance(self, wav: torch.Tensor) -> torch.Tensor:
+        """Enhanced waveform ``[B, T]`` for ``wav`` ``[B, T]`` (clips shorter than one frame are zero-padded)."""
+        length = wav.shape[-1]
+        wav = F.pad(wav, (0, max(0, self.win_len - length)))
+        mask = self(self.features(wav))
+        spec = torch.stft(wav * self.input_scale, self.fft_len, self.hop_length, self.win_len, self.window,
+                          center=False, return_complex=True)
+        out = torch.istft(spec * mask.transpose(1, 2), self.fft_len, self.hop_length, self.win_len,
+                          self.window, center=False)
+        # samples after the last full frame are zeros, as with istft(length=T)
+        return F.pad(out, (0, max(0, length - out.shape[-1])))[:, :length] / self.input_scale

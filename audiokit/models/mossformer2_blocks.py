@@ -1,0 +1,174 @@
+"""MossFormer2 building blocks: gated single-head attention with rotary positions.
+
+The MossFormer block (Zhao et al., "MossFormer2", 2023; after Hua et al.'s
+FLASH) mixes a sequence ``[B, T, D]`` with one shared query/key projection:
+
+* token shift: the first half of the features is delayed by one frame;
+* ``to_hidden`` (:class:`~audiokit.nn.gated.FFConvM`, ScaleNorm) gives the
+  values ``v`` and gates ``u`` (``D * expansion / 2`` each), ``to_qk`` one
+  ``query_key_dim`` vector per frame that :class:`OffsetScale` turns into a
+  quadratic and a linear query and key;
+* quadratic attention ``relu(q k^T / g)^2`` inside groups of ``g`` frames
+  plus linear attention ``q (k^T v) / T`` across the whole sequence, both on
+  ``v`` and on ``u``, with rotary positions on queries and keys;
+* ``out = (att_u * v) * sigmoid(att_v * u)``; ``y = x + to_out(out)``.
+
+:class:`MossFormerLayers` interleaves these blocks with the gated FSMN
+blocks of :mod:`audiokit.nn.gated`.  Attribute names reproduce the published
+state-dict keys (``layers.N.to_qk.*``, ``layers.N.rotary_pos_emb.freqs``,
+``fsmn.N.*``).  With ``causal=True`` the attention of a frame reads only the
+frames up to it: the quadratic part within its group, the linear part over
+the groups before.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nn.gated import FFConvM, GatedFSMNBlock
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary position embedding on the first ``dim`` features, ``[..., T, D] -> [..., T, D]``.
+
+    Features ``2i`` and ``2i + 1`` form a pair rotated by ``pos * freqs[i]``
+    (the interleaved layout of rotary-embedding-torch); features past ``dim``
+    pass unchanged.  ``freqs`` (``[dim / 2]``) is a saved buffer, as in the
+    published checkpoints.
+    """
+
+    def __init__(self, dim: int, theta: float = 10000.0):
+        super().__init__()
+        if dim % 2:
+            raise ValueError(f"rotary dim must be even, got {dim}")
+        self.register_buffer("freqs", 1.0 / theta ** (torch.arange(0, dim, 2).float() / dim))
+
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """Rotate ``x`` whose frame ``t`` (axis -2) sits at position ``offset + t``."""
+        pos = torch.arange(x.shape[-2], device=x.device, dtype=self.freqs.dtype) + offset
+        angles = (pos[:, None] * self.freqs).repeat_interleave(2, dim=-1)
+        rot = angles.shape[-1]
+        head, tail = x[..., :rot], x[..., rot:]
+        even, odd = head.unflatten(-1, (-1, 2)).unbind(-1)
+        turned = torch.stack((-odd, even), dim=-1).flatten(-2)
+        rotated = head * angles.cos() + turned * angles.sin()
+        return torch.cat((rotated, tail), dim=-1).to(x.dtype)
+
+
+class ScaledSinusoidalEmbedding(nn.Module):
+    """Absolute positions ``[T, D]``: ``scale * [sin(t * inv_freq), cos(t * inv_freq)]``."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1))
+        self.register_buffer("inv_freq", 1.0 / 10000 ** (torch.arange(0, dim, 2).float() / dim))
+
+    def forward(self, length: int, offset: int = 0) -> torch.Tensor:
+        t = torch.arange(length, device=self.inv_freq.device, dtype=self.inv_freq.dtype) + offset
+        angles = t[:, None] * self.inv_freq
+        return torch.cat((angles.sin(), angles.cos()), dim=-1) * self.scale
+
+
+class OffsetScale(nn.Module):
+    """``[..., D] -> heads x [..., D]``: head ``h`` is ``x * gamma[h] + beta[h]``."""
+
+    def __init__(self, dim: int, heads: int = 1):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(heads, dim))
+        self.beta = nn.Parameter(torch.zeros(heads, dim))
+        nn.init.normal_(self.gamma, std=0.02)
+
+    def forward(self, x: torch.Tensor):
+        return (x.unsqueeze(-2) * self.gamma + self.beta).unbind(dim=-2)
+
+
+def _grouped(t: torch.Tensor, group: int) -> torch.Tensor:
+    """``[B, T, D] -> [B, G, group, D]``, zero-padding ``T`` up to a multiple of ``group``."""
+    return F.pad(t, (0, 0, 0, (-t.shape[1]) % group)).unflatten(1, (-1, group))
+
+
+class MossFormerAttention(nn.Module):
+    """Gated single-head attention block (FLASH_ShareA_FFConvM), ``[B, T, D] -> [B, T, D]``.
+
+    Args:
+        dim: ``D``.
+        group_size: frames per quadratic-attention group (published: 256).
+        query_key_dim: width of queries and keys (published: 128).
+        expansion_factor: ``to_hidden`` width over ``D`` (published: 4).
+        rotary: shared :class:`RotaryEmbedding` (published: 32 of the 128 dims).
+        causal: frame ``t`` attends to frames ``<= t`` only.
+        dropout: on the attention weights and the FFConvM outputs (training only).
+    """
+
+    def __init__(self, dim: int, group_size: int = 256, query_key_dim: int = 128,
+                 expansion_factor: float = 4.0, rotary: Optional[RotaryEmbedding] = None,
+                 causal: bool = False, dropout: float = 0.1, shift_tokens: bool = True):
+        super().__init__()
+        hidden = int(dim * expansion_factor)
+        self.group_size, self.causal, self.shift_tokens = group_size, causal, shift_tokens
+        self.rotary_pos_emb = rotary
+        self.dropout = nn.Dropout(dropout)
+        self.to_hidden = FFConvM(dim, hidden, "scalenorm", dropout=dropout, causal=causal)
+        self.to_qk = FFConvM(dim, query_key_dim, "scalenorm", dropout=dropout, causal=causal)
+        self.qk_offset_scale = OffsetScale(query_key_dim, heads=4)
+        self.to_out = FFConvM(hidden // 2, dim, "scalenorm", dropout=dropout, causal=causal)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        if self.shift_tokens:
+            shifted, kept = x.chunk(2, dim=-1)
+            h = torch.cat((F.pad(shifted, (0, 0, 1, -1)), kept), dim=-1)
+        v, u = self.to_hidden(h).chunk(2, dim=-1)
+        qk = self.qk_offset_scale(self.to_qk(h))
+        if self.rotary_pos_emb is not None:
+            qk = [self.rotary_pos_emb(t) for t in qk]
+        att_v, att_u = self.attend(*qk, v, u)
+        return x + self.to_out((att_u * v) * torch.sigmoid(att_v * u))
+
+    def attend(self, quad_q, lin_q, quad_k, lin_k, v, u):
+        """Quadratic (in groups) plus linear attention of ``v`` and ``u`` ``[B, T, E]``."""
+        n, g = v.shape[1], self.group_size
+        quad_q, lin_q, quad_k, lin_k, v, u = (_grouped(t, g) for t in (quad_q, lin_q, quad_k, lin_k, v, u))
+        attn = F.relu(quad_q @ quad_k.transpose(-1, -2) / g) ** 2
+        attn = self.dropout(attn)
+        if self.causal:
+            attn = attn.masked_fill(torch.ones(g, g, dtype=torch.bool, device=v.device).triu(1), 0.0)
+        outs = []
+        for values in (v, u):
+            if self.causal:
+                # keys of earlier groups only: exclusive running sum over groups
+                kv = (lin_k.transpose(-1, -2) @ values / g).cumsum(dim=1)
+                lin = lin_q @ F.pad(kv, (0, 0, 0, 0, 1, -1))
+            else:
+                kv = lin_k.flatten(1, 2).transpose(1, 2) @ values.flatten(1, 2) / n
+                lin = lin_q @ kv.unsqueeze(1)
+            outs.append((attn @ values + lin).flatten(1, 2)[:, :n])
+        return outs
+
+
+class MossFormerLayers(nn.Module):
+    """``depth`` x (:class:`MossFormerAttention` then gated FSMN block), ``[B, T, D] -> [B, T, D]``.
+
+    One :class:`RotaryEmbedding` (``min(32, query_key_dim)`` dims) is shared
+    by all attention blocks.  ``dilated_fsmn`` selects the FSMN memory of the
+    separation model (True) or of the 48 kHz enhancement model (False).
+    """
+
+    def __init__(self, dim: int, depth: int, group_size: int = 256, query_key_dim: int = 128,
+                 expansion_factor: float = 4.0, causal: bool = False, dropout: float = 0.1,
+                 dilated_fsmn: bool = True):
+        super().__init__()
+        rotary = RotaryEmbedding(min(32, query_key_dim))
+        self.fsmn = nn.ModuleList(GatedFSMNBlock(dim, causal=causal, dilated=dilated_fsmn)
+                                  for _ in range(depth))
+        self.layers = nn.ModuleList(
+            MossFormerAttention(dim, group_size, query_key_dim, expansion_factor, rotary, causal, dropout)
+            for _ in range(depth))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for attention, fsmn in zip(self.layers, self.fsmn):
+            x = fsmn(attention(x))
+        return x
