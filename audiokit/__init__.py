@@ -1,2 +1,20 @@
-"""audiokit: streaming speech and audio processing on a plain CPU."""
+"""audiokit: streaming speech and audio processing on a plain CPU.
+
+``audiokit.enhance``, ``audiokit.enhance_file`` and ``audiokit.load_model`` (see :mod:`audiokit.api`)
+are imported on first use, so that ``import audiokit`` stays cheap.
+"""
 __version__ = "0.1.0"
+
+_API = ("enhance", "enhance_file", "load_model")
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from audiokit import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'audiokit' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_API])

@@ -1,8 +1,9 @@
 """Batch processing of audio files for file-processing subcommands (enhance, separate, ...).
 
 A subcommand adds the shared options with ``add_batch_arguments(parser)`` and, in its ``run``, calls
-``process_files(args.inputs, args.output_dir, "enhanced", model_fn, model_rate, args.force, device=args.device)``
-where ``model_fn(wav [T] at model_rate) -> [T] or [S, T]`` runs the model on one channel.
+``process_files(args.inputs, args.output_dir, "enhanced", processor, model_rate, args.force, device=args.device)``
+where ``processor`` streams blocks (``audiokit.api.Enhancer``) or is a function running the model on
+one whole channel (``wav [T] at model_rate -> [T] or [S, T]``).
 """
 from __future__ import annotations
 
@@ -12,16 +13,24 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
+from functools import partial
+from typing import Protocol
+
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
-from audiokit.audio.io import find_audio_files, read_audio, write_audio
-from audiokit.audio.resample import resample
+from audiokit.audio.io import find_audio_files
+from audiokit.blocks import process_file
 from audiokit.errors import AudioError, ModelError, one_line
 
 ProcessFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+class ProcessorFactory(Protocol):
+    """Makes a block processor (``audiokit.blocks``) for a file of ``channels`` channels."""
+
+    def open(self, channels: int): ...
 
 
 def add_batch_arguments(parser: argparse.ArgumentParser, default_model: str | None = None) -> None:
@@ -42,7 +51,7 @@ def process_files(
     inputs: Iterable[str | Path],
     out_dir: str | Path | None,
     suffix: str,
-    process_fn: ProcessFn,
+    process_fn: ProcessFn | ProcessorFactory,
     model_rate: int,
     force: bool = False,
     *,
@@ -51,12 +60,18 @@ def process_files(
 ) -> int:
     """Run ``process_fn`` over every audio file in ``inputs``; return 0 if all succeeded, else 1.
 
-    Inputs are files, folders or glob patterns (``find_audio_files``). Each channel of a file is resampled
-    to ``model_rate`` Hz, moved to ``device`` and passed as a float32 tensor [T] to ``process_fn``, which
-    returns [T] (one output, written as ``<stem>_<suffix>.wav``) or [S, T] (S outputs, e.g. speakers,
-    written as ``<stem>_s1.wav`` ... ``<stem>_sS.wav``). Outputs are resampled back to the file's rate,
-    trimmed (or zero-padded) to its length, and written atomically as 16-bit WAV with the input's channels
-    to ``out_dir`` (default: the input's folder); existing files are kept unless ``force``.
+    Inputs are files, folders or glob patterns (``find_audio_files``); files found in folders or by
+    patterns that are themselves outputs (``*_<suffix>.*``) are skipped. ``process_fn`` is either
+
+    * a processor factory (anything with ``open(channels)``, e.g. ``audiokit.api.Enhancer``): each file
+      is streamed block by block through ``audiokit.blocks.BlockPipeline``, in bounded memory; or
+    * a function on one whole channel: float32 tensor [T] at ``model_rate`` Hz on ``device`` -> [T]
+      (one output) or [S, T] (S outputs, e.g. speakers).
+
+    One output is written as ``<stem>_<suffix>.wav``, S outputs as ``<stem>_s1.wav`` ... ``<stem>_sS.wav``:
+    resampled from ``model_rate`` to the file's rate in chunks, trimmed (or zero-padded) to its length,
+    16-bit WAV with the input's channels, to ``out_dir`` (default: the input's folder), through temporary
+    files renamed at the end; existing files are kept unless ``force``.
     Prints a progress bar (stderr; by default only on a terminal), the real-time factor (wall seconds per
     second of audio) per file and overall, and for each failing input one line ``error: <file>: <problem>``
     on stderr, then goes on with the next file.
@@ -68,19 +83,25 @@ def process_files(
         failures += 1
         tqdm.write(f"error: {one_line(error, path)}", file=sys.stderr)
 
-    files = find_audio_files(inputs, on_missing=report)
+    files = [f for f in find_audio_files(inputs, on_missing=report)
+             if not f.stem.endswith(f"_{suffix}") or _named_explicitly(f, inputs)]
+    open_processor = process_fn.open if hasattr(process_fn, "open") else partial(_WholeChannels, process_fn, device)
     claimed: dict[Path, Path] = {}  # output -> the input it belongs to, to catch name clashes in one run
     total_audio = total_wall = 0.0
-    for path in tqdm(files, desc=suffix, unit="file", disable=(None if progress is None else not progress)):
+    disable = None if progress is None else not progress
+    for path in tqdm(files, desc=suffix, unit="file", disable=disable):
         start = time.perf_counter()
         try:
-            audio_seconds, outputs = _process_one(path, out_dir, suffix, process_fn, model_rate, force, device, claimed)
+            with tqdm(desc=path.name, unit="s", leave=False, disable=disable) as bar:
+                audio_seconds = process_file(path, open_processor, model_rate,
+                                             partial(_claim_outputs, path, out_dir, suffix, force, claimed),
+                                             on_progress=lambda n: bar.update(n))
         except Exception as exc:  # one bad file must not stop the batch
             report(exc, path)
             continue
         wall = time.perf_counter() - start
         total_audio, total_wall = total_audio + audio_seconds, total_wall + wall
-        names = ", ".join(str(p) for p in outputs)
+        names = ", ".join(str(p) for p, source in claimed.items() if source == path)
         tqdm.write(f"{path} -> {names} ({audio_seconds:.2f} s audio, RTF {wall / audio_seconds:.3f})")
     if total_audio > 0:
         tqdm.write(f"overall RTF {total_wall / total_audio:.3f} ({total_audio:.1f} s audio in {total_wall:.1f} s)")
@@ -89,40 +110,49 @@ def process_files(
     return 1 if failures or not files else 0
 
 
-def _process_one(path: Path, out_dir, suffix: str, process_fn: ProcessFn, model_rate: int, force: bool,
-                 device, claimed: dict[Path, Path]) -> tuple[float, list[Path]]:
-    """Process one file; returns (its duration in seconds, the paths written)."""
-    wav, rate = read_audio(path)
-    with torch.inference_mode():
-        channels = [_run_model(torch.from_numpy(channel), rate, process_fn, model_rate, device) for channel in wav]
-    if len({tuple(c.shape) for c in channels}) > 1:
-        raise ModelError(f"the model gave outputs of shapes {[tuple(c.shape) for c in channels]} for one file's channels")
-    result = torch.stack(channels, dim=-2)  # [C, T] or [S, C, T]
+def _named_explicitly(path: Path, inputs: Iterable[str | Path]) -> bool:
+    """True when ``path`` was given itself, not found in a folder or by a pattern."""
+    return any(Path(item) == path for item in inputs)
+
+
+def _claim_outputs(path: Path, out_dir, suffix: str, force: bool, claimed: dict[Path, Path], count: int) -> list[Path]:
+    """The ``count`` output paths of ``path``; AudioError when one exists (without ``force``) or was
+    written for another input in this run. All are checked before any is written."""
     folder = Path(out_dir) if out_dir is not None else path.parent
-    if result.ndim == 2:
-        result, names = result[None], [f"{path.stem}_{suffix}.wav"]
-    else:
-        names = [f"{path.stem}_s{i + 1}.wav" for i in range(result.shape[0])]
+    names = [f"{path.stem}_{suffix}.wav"] if count == 1 else [f"{path.stem}_s{i + 1}.wav" for i in range(count)]
     targets = [folder / name for name in names]
-    for target in targets:  # check all before writing any, so that a file's outputs are all or none new
+    for target in targets:
         if target in claimed:
             raise AudioError(target, f"would be written for both {claimed[target]} and {path}")
         if target.exists() and not force:
             raise AudioError(target, "exists, use --force")
     claimed.update(dict.fromkeys(targets, path))
-    for target, output in zip(targets, result):
-        write_audio(target, output, rate, force=force)
-    return wav.shape[1] / rate, targets
+    return targets
 
 
-def _run_model(channel: torch.Tensor, rate: int, process_fn: ProcessFn, model_rate: int, device) -> torch.Tensor:
-    """One channel [T] at ``rate`` Hz through ``process_fn`` at ``model_rate``; returns [T] or [S, T] at ``rate``
-    on the CPU, trimmed or zero-padded to T samples."""
-    output = process_fn(resample(channel, rate, model_rate).to(device))
-    if not isinstance(output, (torch.Tensor, np.ndarray)):
-        raise ModelError(f"the model returned {type(output).__name__}, want a tensor [T] or [S, T]")
-    output = torch.as_tensor(output).detach().to("cpu", torch.float32)
-    if output.ndim not in (1, 2) or output.shape[-1] == 0:
-        raise ModelError(f"the model returned shape {tuple(output.shape)}, want [T] or [S, T]")
-    output = resample(output, model_rate, rate)
-    return F.pad(output, (0, channel.shape[-1] - output.shape[-1]))  # negative padding trims
+class _WholeChannels:
+    """A processor (see ``audiokit.blocks``) running a whole-channel ``process_fn`` on each channel at the end."""
+
+    def __init__(self, process_fn: ProcessFn, device, channels: int):
+        self.process_fn, self.device, self.parts = process_fn, device, []
+
+    def feed(self, x: torch.Tensor) -> torch.Tensor:
+        self.parts.append(x)
+        return x.new_zeros(1, x.shape[0], 0)
+
+    def flush(self) -> torch.Tensor:
+        with torch.inference_mode():
+            channels = [self._run(channel) for channel in torch.cat(self.parts, dim=-1)]
+        if len({tuple(c.shape) for c in channels}) > 1:
+            raise ModelError(f"the model gave outputs of shapes {[tuple(c.shape) for c in channels]} for one file's channels")
+        result = torch.stack(channels, dim=-2)  # [C, T] or [S, C, T]
+        return result[None] if result.ndim == 2 else result
+
+    def _run(self, channel: torch.Tensor) -> torch.Tensor:
+        output = self.process_fn(channel.to(self.device))
+        if not isinstance(output, (torch.Tensor, np.ndarray)):
+            raise ModelError(f"the model returned {type(output).__name__}, want a tensor [T] or [S, T]")
+        output = torch.as_tensor(output).detach().to("cpu", torch.float32)
+        if output.ndim not in (1, 2) or output.shape[-1] == 0:
+            raise ModelError(f"the model returned shape {tuple(output.shape)}, want [T] or [S, T]")
+        return output

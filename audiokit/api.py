@@ -1,0 +1,96 @@
+"""The Python API: enhance arrays and files with a pretrained (or any) model.
+
+    import audiokit
+    clean = audiokit.enhance(noisy, 48000)                # ndarray/tensor [T] or [C, T], same back
+    audiokit.enhance_file("talk.wav")                     # -> talk_enhanced.wav
+    model = audiokit.load_model("frcrn_causal_small")
+
+Every path runs the model through the streaming runtime (``audiokit.streaming.runtime``), one stream per
+channel, in large chunks (exact for causal models, windowed overlap-add otherwise) or, with
+``stream=True``, in chunks of ``chunk_ms`` milliseconds as live audio would arrive. Resampling to the
+model rate and back is done in chunks too, so memory stays bounded whatever the length.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from audiokit.blocks import BLOCK_SECONDS, BlockPipeline, ChannelStreams, process_file
+from audiokit.errors import AudioError, ModelError
+from audiokit.hub.pretrained import DEFAULT_ENHANCER, load_model
+
+__all__ = ["Enhancer", "enhance", "enhance_file", "load_model"]
+
+STREAM_CHUNK_MS = 20.0
+
+ModelSpec = Union[None, str, Path, nn.Module]
+
+
+class Enhancer:
+    """A model ready to enhance: ``open(channels)`` gives a block processor (``audiokit.blocks``).
+
+    ``model``: None (the default enhancer), a pretrained name or file, or a module with ``sample_rate``
+    and ``enhance`` (or the streaming interface). ``stream``: chunks of ``chunk_ms`` ms (default 20)
+    instead of ``BLOCK_SECONDS``; non-causal models then use the runtime's default window.
+    """
+
+    def __init__(self, model: ModelSpec = None, stream: bool = False, chunk_ms: Optional[float] = None,
+                 device: str = "cpu"):
+        self.model = model if isinstance(model, nn.Module) else load_model(str(model or DEFAULT_ENHANCER),
+                                                                           device=device)
+        self.sample_rate = int(getattr(self.model, "sample_rate", 16000))
+        seconds = (chunk_ms or STREAM_CHUNK_MS) / 1000 if stream else BLOCK_SECONDS
+        self.chunk = max(1, round(seconds * self.sample_rate))
+        if stream and chunk_ms is not None and chunk_ms <= 0:
+            raise ModelError(f"--chunk-ms must be positive, got {chunk_ms}")
+        self.window = None if stream else self.chunk
+
+    def open(self, channels: int) -> ChannelStreams:
+        return ChannelStreams(self.model, channels, self.chunk, window=self.window)
+
+
+def enhance(wav: Union[np.ndarray, torch.Tensor], sample_rate: int, model: ModelSpec | Enhancer = None,
+            stream: bool = False, chunk_ms: Optional[float] = None) -> Union[np.ndarray, torch.Tensor]:
+    """Enhance ``wav`` ([T] or [C, T], float, at ``sample_rate`` Hz): same type, shape and rate back.
+
+    Each channel is enhanced on its own. Raises AudioError for empty input or NaN/Inf samples.
+    """
+    enhancer = model if isinstance(model, Enhancer) else Enhancer(model, stream, chunk_ms)
+    x = torch.as_tensor(np.asarray(wav, dtype=np.float32) if isinstance(wav, np.ndarray) else wav)
+    if x.ndim not in (1, 2) or x.shape[-1] == 0:
+        raise AudioError("input", f"shape {tuple(x.shape)}, want [T] or [C, T] with T > 0")
+    if not torch.isfinite(x).all():
+        raise AudioError("input", "contains NaN or Inf samples")
+    channels = x.detach().cpu().float().reshape(-1, x.shape[-1])
+    pipeline = BlockPipeline(enhancer.open(channels.shape[0]), sample_rate, enhancer.sample_rate)
+    block = max(1, int(BLOCK_SECONDS * sample_rate))
+    outs = [pipeline.feed(piece) for piece in channels.split(block, dim=-1)] + [pipeline.flush()]
+    out = torch.cat(outs, dim=-1)[0].reshape(x.shape)
+    if isinstance(wav, np.ndarray):
+        return out.numpy().astype(wav.dtype if wav.dtype.kind == "f" else np.float32, copy=False)
+    return out.to(device=x.device, dtype=x.dtype if x.is_floating_point() else torch.float32)
+
+
+def enhance_file(path: Union[str, Path], out_path: Union[str, Path, None] = None,
+                 model: ModelSpec | Enhancer = None, force: bool = False, stream: bool = False,
+                 chunk_ms: Optional[float] = None) -> Path:
+    """Enhance an audio file into ``out_path`` (default ``<stem>_enhanced.wav`` beside it), 16-bit WAV at
+    the file's rate and channels, streamed in bounded memory; returns ``out_path``.
+
+    Refuses to overwrite unless ``force``; raises AudioError for a bad file (nothing is written then).
+    """
+    path = Path(path)
+    target = Path(out_path) if out_path is not None else path.with_name(f"{path.stem}_enhanced.wav")
+    enhancer = model if isinstance(model, Enhancer) else Enhancer(model, stream, chunk_ms)
+
+    def name_outputs(count: int) -> list[Path]:
+        if target.exists() and not force:
+            raise AudioError(target, "exists, use force=True")
+        return [target]
+
+    process_file(path, enhancer.open, enhancer.sample_rate, name_outputs)
+    return target

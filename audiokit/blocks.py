@@ -1,0 +1,252 @@
+"""Block-by-block processing of signals of any length, with memory bounded by the block size.
+
+* :class:`ChunkedResampler`: ``resample`` of a whole signal, computed block by block (same result).
+* :class:`ChannelStreams`: a model on ``[C, n]`` blocks, one streaming-runtime Stream per channel.
+* :class:`BlockPipeline`: file-rate blocks -> model rate -> a processor -> file rate, aligned and trimmed
+  to the input length.
+* :func:`read_blocks` / :func:`process_file`: a file read block by block (checked like ``read_audio``)
+  and written as it goes to temporary files, renamed into place at the end.
+
+A *processor* has ``feed(x [C, n] at the model rate) -> [S, C, m]`` (S outputs, e.g. 1 enhanced signal
+or S speakers) and ``flush() -> [S, C, m]``; over a stream the outputs add up to about the input length.
+"""
+from __future__ import annotations
+
+import math
+import os
+import secrets
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Sequence
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from audiokit.audio.io import _wav_is_truncated
+from audiokit.audio.resample import resample
+from audiokit.errors import AudioError, ModelError
+
+BLOCK_SECONDS = 10.0
+
+
+class ChunkedResampler:
+    """``resample(x, orig_sr, new_sr)`` of a long signal fed as ``[C, n]`` blocks of any size.
+
+    The concatenated outputs equal the whole-signal result (float rounding aside): every block is
+    resampled with ``margin`` samples of context on both sides, more than the sinc kernel reaches.
+    """
+
+    def __init__(self, orig_sr: int, new_sr: int, lowpass_filter_width: int = 6, rolloff: float = 0.99):
+        gcd = math.gcd(orig_sr, new_sr)
+        self.orig_sr, self.new_sr = orig_sr, new_sr
+        self.step_in, self.step_out = orig_sr // gcd, new_sr // gcd
+        width = math.ceil(lowpass_filter_width * self.step_in / (min(self.step_in, self.step_out) * rolloff))
+        self.margin = self.step_in * (math.ceil((width + self.step_in) / self.step_in) + 1)  # input samples
+        self._buffer: Optional[torch.Tensor] = None  # starts `margin` samples before input sample `_done`
+        self._done = 0  # input samples whose outputs were returned (a multiple of step_in)
+        self._total = 0
+
+    def _outputs(self, segment: torch.Tensor, count: int) -> torch.Tensor:
+        """``count`` output samples for the input after the ``margin`` samples leading ``segment``."""
+        skip = self.margin // self.step_in * self.step_out
+        return resample(segment, self.orig_sr, self.new_sr)[..., skip:skip + count]
+
+    def feed(self, x: torch.Tensor) -> torch.Tensor:
+        """``[C, n]`` input samples in, the ``[C, m]`` output samples ready so far out."""
+        if self.orig_sr == self.new_sr:
+            return x
+        self._total += x.shape[-1]
+        if self._buffer is None:
+            self._buffer = x.new_zeros(x.shape[0], self.margin)  # the whole-signal zero padding
+        buffer = torch.cat([self._buffer, x], dim=-1)
+        usable = (buffer.shape[-1] - 2 * self.margin) // self.step_in * self.step_in
+        if usable <= 0:
+            self._buffer = buffer
+            return x[..., :0]
+        out = self._outputs(buffer[..., :usable + 2 * self.margin], usable // self.step_in * self.step_out)
+        self._buffer, self._done = buffer[..., usable:], self._done + usable
+        return out
+
+    def flush(self) -> torch.Tensor:
+        """The remaining ``[C, m]`` output samples (``ceil(T * new_sr / orig_sr)`` in all)."""
+        if self.orig_sr == self.new_sr or self._buffer is None:
+            return torch.zeros(0) if self._buffer is None else self._buffer[..., :0]
+        count = math.ceil(self._total * self.new_sr / self.orig_sr) - self._done // self.step_in * self.step_out
+        buffer = torch.nn.functional.pad(self._buffer, (0, self.margin + self.step_in))
+        self._buffer = None
+        return self._outputs(buffer, count)
+
+
+class ChannelStreams:
+    """A model on ``[C, n]`` blocks: one streaming-runtime Stream per channel, fed ``chunk`` samples at a time.
+
+    Exact for causal models; windowed overlap-add (``window`` samples, runtime default when None) otherwise.
+    Outputs are ``[1, C, m]`` float32 on the CPU.
+    """
+
+    def __init__(self, model: torch.nn.Module, channels: int, chunk: int, window: Optional[int] = None):
+        from audiokit.streaming.runtime import open_stream
+
+        self.chunk = chunk
+        self.device = next(model.parameters(), torch.zeros(0)).device
+        self.streams = [open_stream(model, 1, window=window) for _ in range(channels)]
+
+    def feed(self, x: torch.Tensor) -> torch.Tensor:
+        if not x.shape[-1]:
+            return x.new_zeros(1, len(self.streams), 0)
+        x = x.to(self.device, torch.float32)
+        with torch.inference_mode():
+            return _stack([torch.cat([stream.feed(piece) for piece in channel.split(self.chunk)])
+                           for stream, channel in zip(self.streams, x)])
+
+    def flush(self) -> torch.Tensor:
+        with torch.inference_mode():
+            return _stack([stream.flush() for stream in self.streams])
+
+
+def _stack(channels: list[torch.Tensor]) -> torch.Tensor:
+    """Per-channel outputs ``[T]`` as one ``[1, C, T]`` float32 CPU tensor."""
+    return torch.stack([c.detach().to("cpu", torch.float32).reshape(-1) for c in channels])[None]
+
+
+class BlockPipeline:
+    """``[C, n]`` blocks at ``rate`` -> ``processor`` at ``model_rate`` -> ``[S, C, m]`` blocks at ``rate``.
+
+    Over the stream the output has exactly as many samples as the input: the processor's output is
+    resampled back, then trimmed, or zero-padded at the end.
+    """
+
+    def __init__(self, processor, rate: int, model_rate: int):
+        self.processor = processor
+        self.to_model, self.back = ChunkedResampler(rate, model_rate), None
+        self.rate, self.model_rate = rate, model_rate
+        self._samples_in = self._samples_out = 0
+        self._held: Optional[torch.Tensor] = None  # output beyond the input so far
+
+    def _deliver(self, out, final: bool) -> torch.Tensor:
+        if not isinstance(out, torch.Tensor) or out.ndim != 3:
+            raise ModelError(f"the processor returned {getattr(out, 'shape', type(out).__name__)}, want [S, C, T]")
+        if self.back is None and not out.shape[-1] and not final:
+            return out  # the number of outputs is not known yet
+        if self.back is None:
+            self.back = [ChunkedResampler(self.model_rate, self.rate) for _ in range(out.shape[0])]
+        if len(self.back) != out.shape[0]:
+            raise ModelError(f"the number of outputs changed from {len(self.back)} to {out.shape[0]}")
+        step = (lambda r, o: torch.cat([r.feed(o), r.flush()], dim=-1)) if final else (lambda r, o: r.feed(o))
+        out = torch.stack([step(r, o) for r, o in zip(self.back, out)])
+        if self._held is not None:
+            out = torch.cat([self._held, out], dim=-1)
+        ready = self._samples_in - self._samples_out
+        if final:
+            out = torch.nn.functional.pad(out, (0, max(0, ready - out.shape[-1])))
+        self._held = out[..., ready:]
+        self._samples_out += min(ready, out.shape[-1])
+        return out[..., :ready]
+
+    def feed(self, x: torch.Tensor) -> torch.Tensor:
+        self._samples_in += x.shape[-1]
+        return self._deliver(self.processor.feed(self.to_model.feed(x)), final=False)
+
+    def flush(self) -> torch.Tensor:
+        tail = self.to_model.flush()
+        parts = [self.processor.feed(tail), self.processor.flush()]
+        return self._deliver(torch.cat([p for p in parts if p.shape[-1]] or parts[-1:], dim=-1), final=True)
+
+
+def open_blocks(path: Path, seconds: float = BLOCK_SECONDS) -> tuple[int, int, Iterator[torch.Tensor]]:
+    """``(sample rate, channels, blocks)`` of ``path``: float32 ``[C, n]`` blocks of ``seconds`` (the last one shorter),
+    checked as ``read_audio`` checks a whole file: AudioError for a missing, unreadable, truncated or empty
+    file, or NaN/Inf samples (raised on opening or by the block that shows it)."""
+    if not path.is_file():
+        raise AudioError(path, "no such file" if not path.exists() else "is a folder, not an audio file")
+    try:
+        f = sf.SoundFile(path)
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        detail = getattr(exc, "error_string", None) or str(exc)
+        raise AudioError(path, f"not a readable audio file ({detail.strip().rstrip('.')})") from exc
+    if _wav_is_truncated(path):
+        f.close()
+        raise AudioError(path, "truncated (the file ends before the audio data its header declares)")
+
+    frames = max(1, int(seconds * f.samplerate))
+
+    def blocks() -> Iterator[torch.Tensor]:
+        total = 0
+        with f:
+            while len(block := f.read(frames, dtype="float32", always_2d=True)):
+                if not np.isfinite(block).all():
+                    raise AudioError(path, "contains NaN or Inf samples")
+                total += len(block)
+                yield torch.from_numpy(np.ascontiguousarray(block.T))
+            if total == 0:
+                raise AudioError(path, "contains no samples")
+            if total < f.frames:
+                raise AudioError(path, "truncated (the file ends before the audio data its header declares)")
+
+    return f.samplerate, f.channels, blocks()
+
+
+class _Writers:
+    """16-bit WAV files written block by block under temporary names; ``commit`` renames them into place,
+    ``discard`` deletes them."""
+
+    def __init__(self, targets: Sequence[Path], rate: int, channels: int):
+        self.targets, self.files = list(targets), []
+        for target in self.targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{target.suffix}")
+            self.files.append(sf.SoundFile(tmp, "w", rate, channels, "PCM_16", format="WAV"))
+
+    def write(self, out: torch.Tensor) -> None:
+        """``out`` ``[S, C, n]``: one block of each file."""
+        data = out.numpy()
+        if not np.isfinite(data).all():
+            raise ModelError("the model produced NaN or Inf samples")
+        for f, block in zip(self.files, data):
+            f.write(np.clip(block, -1.0, 1.0).T)
+
+    def commit(self) -> None:
+        for f, target in zip(self.files, self.targets):
+            f.close()
+            os.replace(f.name, target)
+
+    def discard(self) -> None:
+        for f in self.files:
+            f.close()
+            Path(f.name).unlink(missing_ok=True)
+
+
+def process_file(path: Path, open_processor: Callable[[int], object], model_rate: int,
+                 name_outputs: Callable[[int], Sequence[Path]], block_seconds: float = BLOCK_SECONDS,
+                 on_progress: Callable[[int], None] | None = None) -> float:
+    """Stream ``path`` through ``BlockPipeline(open_processor(channels))`` into the files that
+    ``name_outputs(S)`` names (S: number of outputs; it may raise to refuse them, e.g. when they exist).
+
+    Returns the duration in seconds. ``on_progress(n)`` gets the number of input samples done after each
+    block. Memory is bounded by ``block_seconds``; on any error nothing is left behind.
+    """
+    rate, channels, blocks = open_blocks(Path(path), block_seconds)
+    writers, samples = None, 0
+    try:
+        pipeline = BlockPipeline(open_processor(channels), rate, model_rate)
+        for block in blocks:
+            writers = _write(writers, pipeline.feed(block), name_outputs, rate, channels)
+            samples += block.shape[-1]
+            if on_progress:
+                on_progress(block.shape[-1])
+        writers = _write(writers, pipeline.flush(), name_outputs, rate, channels)
+        writers.commit()
+    except BaseException:
+        blocks.close()
+        if writers is not None:
+            writers.discard()
+        raise
+    return samples / rate
+
+
+def _write(writers: Optional[_Writers], out: torch.Tensor, name_outputs, rate: int, channels: int) -> Optional[_Writers]:
+    """Write ``out`` [S, C, n], opening the S output files (named by ``name_outputs(S)``) on the first samples."""
+    if out.shape[-1]:
+        writers = writers or _Writers(name_outputs(out.shape[0]), rate, channels)
+        writers.write(out)
+    return writers
