@@ -1,0 +1,59 @@
+"""Export a SpeechBrain training run as a pretrained file (``audiokit.hub.pretrained`` format).
+
+``export_run(run_dir, out_path, card)`` rebuilds the model from ``<run_dir>/hyperparams.yaml`` (the
+datasets are overridden with null, so no data folder is scanned), loads the best checkpoint by
+validation SI-SNR (the latest when no checkpoint records one) strictly, and saves it with its config.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from audiokit.errors import CheckpointError, ModelError
+from audiokit.hub.checkpoint import load_strict, read_state_dict
+from audiokit.hub.pretrained import save_pretrained
+
+# recipe keys that would scan data folders or open logs; null while exporting
+_SKIPPED_KEYS = ("train_set", "valid_set", "train_logger")
+
+
+def build_run_model(run_dir: Path):
+    """The untrained ``model:`` of ``<run_dir>/hyperparams.yaml``."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    hparams_file = run_dir / "hyperparams.yaml"
+    if not hparams_file.is_file():
+        raise CheckpointError(hparams_file, "no such file (not a training run folder?)")
+    with open(hparams_file, encoding="utf-8") as f:
+        text = f.read()
+    overrides = {key: None for key in _SKIPPED_KEYS if f"\n{key}:" in f"\n{text}"}
+    overrides["output_folder"] = str(run_dir)  # the run may have moved since it was trained
+    hparams = load_hyperpyyaml(text, overrides)
+    if "model" not in hparams:
+        raise ModelError(f"{hparams_file}: has no 'model' entry")
+    return hparams["model"]
+
+
+def find_run_checkpoint(run_dir: Path) -> tuple[Path, dict]:
+    """``(folder, meta)`` of the checkpoint with the best ``si_snr`` in ``<run_dir>/save``, else the latest."""
+    from speechbrain.utils.checkpoints import Checkpointer
+
+    checkpointer = Checkpointer(run_dir / "save")
+    found = checkpointer.list_checkpoints()
+    if not found:
+        raise CheckpointError(run_dir / "save", "holds no SpeechBrain checkpoint (CKPT+*)")
+    scored = [c for c in found if "si_snr" in c.meta]
+    ckpt = max(scored, key=lambda c: c.meta["si_snr"]) if scored else max(found, key=lambda c: c.meta["unixtime"])
+    return Path(ckpt.path), dict(ckpt.meta)
+
+
+def export_run(run_dir, out_path, card: Optional[dict] = None) -> Path:
+    """Write the run's best (else latest) model to ``out_path`` (.safetensors) with family "frcrn",
+    ``model.config`` and ``card`` plus the checkpoint's name and meta. Returns ``out_path``."""
+    run_dir = Path(run_dir)
+    model = build_run_model(run_dir)
+    folder, meta = find_run_checkpoint(run_dir)
+    weights = folder / "model.ckpt"
+    load_strict(model, read_state_dict(weights), weights)
+    full_card = {**(card or {}), "checkpoint": folder.name, **{k: v for k, v in meta.items() if k != "unixtime"}}
+    return save_pretrained(model, out_path, "frcrn", model.config, full_card)
