@@ -20,7 +20,7 @@ cumulative norms).
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,7 @@ from torch import nn
 
 from ..audio.features import fbank_with_deltas
 from ..nn.norms import CumulativeLayerNorm
+from ..nn.state import State, StreamingModule, cat_history
 from .mossformer2_blocks import MossFormerLayers, ScaledSinusoidalEmbedding
 
 
@@ -96,10 +97,11 @@ class MossFormerMaskNet(nn.Module):
         self.output_gate = nn.Sequential(nn.Conv1d(out_channels, out_channels, 1), nn.Sigmoid())
         self.conv1_decoder = nn.Conv1d(out_channels, out_channels_final or in_channels, 1, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """``offset``: index of the first frame of ``x`` (positions, when streaming)."""
         x = self.conv1d_encoder(self.norm(x))
         if self.pos_enc is not None:
-            x = x + self.pos_enc(x.shape[-1]).T
+            x = x + self.pos_enc(x.shape[-1], offset).T
         x = self.conv1d_out(self.prelu(self.mdl(x)))
         b, _, n = x.shape
         x = x.reshape(b * self.num_spks, -1, n)
@@ -118,7 +120,7 @@ class WaveEncoder(nn.Module):
         return F.relu(self.conv1d(wav.unsqueeze(1)))
 
 
-class MossFormer2Separator(nn.Module):
+class MossFormer2Separator(StreamingModule):
     """MossFormer2 speech separation, waveform in, one waveform per speaker out.
 
     Args:
@@ -129,11 +131,14 @@ class MossFormer2Separator(nn.Module):
         norm, skip_around_intra, use_global_pos_enc: as published.
         num_spks: number of output sources.
         max_length: accepted for compatibility with the published constructor (unused).
-        causal: causal configuration of every block.
+        causal: low-latency variant: every block causal (see the module
+            docstring); it streams with a latency of ``kernel_size`` samples.
         sample_rate: of the waveforms (published: 16000).
 
     ``forward(wav [B, T]) -> [B, num_spks, T]`` (decoder output padded or
-    trimmed to ``T``); :meth:`separate` is the same.
+    trimmed to ``T``, as published).  :meth:`separate` is the same for the
+    non-causal model; for the causal one it is the output aligned with the
+    stream (see :meth:`separate`).
     """
 
     def __init__(self, in_channels: int = 512, out_channels: int = 512, num_blocks: int = 24,
@@ -155,6 +160,21 @@ class MossFormer2Separator(nn.Module):
                                           skip_around_intra, use_global_pos_enc, causal)
         self.dec = nn.ConvTranspose1d(out_channels, 1, kernel_size, stride=kernel_size // 2, bias=False)
 
+    @property
+    def hop_length(self) -> int:
+        """Samples per encoder frame (the streaming step)."""
+        return self.enc.conv1d.stride[0]
+
+    @property
+    def stream_lead(self) -> int:
+        """Zero samples before the signal so that its first sample is covered by full frames."""
+        return self.enc.conv1d.kernel_size[0] - self.hop_length
+
+    @property
+    def latency_samples(self) -> int:
+        """Algorithmic latency of the causal variant: one encoder window."""
+        return self.enc.conv1d.kernel_size[0]
+
     def decode(self, features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """Masked encoder features to waveforms: ``[B, C, N]``, ``[B, S, C, N]`` -> ``[B, S, T']``."""
         b, s, c, n = masks.shape
@@ -167,8 +187,42 @@ class MossFormer2Separator(nn.Module):
         return F.pad(out, (0, max(0, length - out.shape[-1])))[..., :length]
 
     def separate(self, wav: torch.Tensor) -> torch.Tensor:
-        """``[B, T] -> [B, num_spks, T]``."""
-        return self.forward(wav)
+        """``[B, T] -> [B, num_spks, T]``.
+
+        Causal model: ``stream_lead`` zeros in front and the last hop completed
+        with zeros, so every sample is covered by full frames; the streaming
+        runtime reproduces this output chunk by chunk.
+        """
+        if not self.causal:
+            return self.forward(wav)
+        length = wav.shape[-1]
+        padded = F.pad(wav, (self.stream_lead, (-length) % self.hop_length))
+        return self.forward(padded)[..., self.stream_lead:self.stream_lead + length]
+
+    def step(self, wav: torch.Tensor, state: Optional[State]) -> Tuple[torch.Tensor, State]:
+        """Stream ``[B, k * hop_length]`` samples in, ``[B, num_spks, k * hop_length]`` out.
+
+        Use under :func:`audiokit.nn.state.streaming` (the inner blocks keep
+        their own states there); output sample ``i`` of the stream is sample
+        ``i`` of :meth:`forward` on the zero-led signal (``stream_lead`` early).
+        """
+        if not self.causal:
+            raise RuntimeError("the non-causal MossFormer2 looks at the whole clip; stream it in windows")
+        state = state or {}
+        frames_before = int(state["frames"]) if "frames" in state else 0
+        full, history = cat_history(state.get("history"), wav, self.stream_lead)
+        features = self.enc(full)
+        out = self.decode(features, self.mask_net(features, frames_before))
+        overlap = self.stream_lead
+        if "tail" in state:
+            out = torch.cat((out[..., :overlap] + state["tail"], out[..., overlap:]), dim=-1)
+        new_state = {"history": history, "frames": torch.tensor(frames_before + features.shape[-1]),
+                     "tail": out[..., out.shape[-1] - overlap:]}
+        return out[..., :out.shape[-1] - overlap], new_state
+
+    def stream_flush(self) -> torch.Tensor:
+        """The last ``stream_lead`` output samples held by the stream ``[B, num_spks, stream_lead]``."""
+        return self._stream_state["tail"]
 
 
 class MossFormer2Enhancer(nn.Module):

@@ -18,17 +18,18 @@ blocks of :mod:`audiokit.nn.gated`.  Attribute names reproduce the published
 state-dict keys (``layers.N.to_qk.*``, ``layers.N.rotary_pos_emb.freqs``,
 ``fsmn.N.*``).  With ``causal=True`` the attention of a frame reads only the
 frames up to it: the quadratic part within its group, the linear part over
-the groups before.
+the groups before; it then runs step by step (:meth:`MossFormerAttention.step`).
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..nn.gated import FFConvM, GatedFSMNBlock
+from ..nn.state import ChildSteps, State, StreamingModule, call_offline, cat_history, require_causal
 
 
 class RotaryEmbedding(nn.Module):
@@ -90,7 +91,7 @@ def _grouped(t: torch.Tensor, group: int) -> torch.Tensor:
     return F.pad(t, (0, 0, 0, (-t.shape[1]) % group)).unflatten(1, (-1, group))
 
 
-class MossFormerAttention(nn.Module):
+class MossFormerAttention(StreamingModule):
     """Gated single-head attention block (FLASH_ShareA_FFConvM), ``[B, T, D] -> [B, T, D]``.
 
     Args:
@@ -99,7 +100,8 @@ class MossFormerAttention(nn.Module):
         query_key_dim: width of queries and keys (published: 128).
         expansion_factor: ``to_hidden`` width over ``D`` (published: 4).
         rotary: shared :class:`RotaryEmbedding` (published: 32 of the 128 dims).
-        causal: frame ``t`` attends to frames ``<= t`` only.
+        causal: frame ``t`` attends to frames ``<= t`` only: within its group
+            quadratically, to earlier groups linearly; steppable.
         dropout: on the attention weights and the FFConvM outputs (training only).
     """
 
@@ -116,37 +118,81 @@ class MossFormerAttention(nn.Module):
         self.qk_offset_scale = OffsetScale(query_key_dim, heads=4)
         self.to_out = FFConvM(hidden // 2, dim, "scalenorm", dropout=dropout, causal=causal)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x
-        if self.shift_tokens:
-            shifted, kept = x.chunk(2, dim=-1)
-            h = torch.cat((F.pad(shifted, (0, 0, 1, -1)), kept), dim=-1)
-        v, u = self.to_hidden(h).chunk(2, dim=-1)
-        qk = self.qk_offset_scale(self.to_qk(h))
+    def _project(self, x: torch.Tensor, shifted_half: torch.Tensor, offset: int, call):
+        """Values, gates and rotated (quad_q, lin_q, quad_k, lin_k) of ``x`` whose first
+        feature half is replaced by ``shifted_half`` (the token shift)."""
+        h = torch.cat((shifted_half, x[..., shifted_half.shape[-1]:]), dim=-1) if self.shift_tokens else x
+        v, u = call("to_hidden", self.to_hidden, h).chunk(2, dim=-1)
+        qk = self.qk_offset_scale(call("to_qk", self.to_qk, h))
         if self.rotary_pos_emb is not None:
-            qk = [self.rotary_pos_emb(t) for t in qk]
+            qk = [self.rotary_pos_emb(t, offset) for t in qk]
+        return v, u, qk
+
+    def _output(self, x, v, u, att_v, att_u, call) -> torch.Tensor:
+        return x + call("to_out", self.to_out, (att_u * v) * torch.sigmoid(att_v * u))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.causal:
+            return self.step(x, None)[0]
+        half = x[..., :x.shape[-1] // 2]
+        v, u, qk = self._project(x, F.pad(half, (0, 0, 1, -1)), 0, call_offline)
         att_v, att_u = self.attend(*qk, v, u)
-        return x + self.to_out((att_u * v) * torch.sigmoid(att_v * u))
+        return self._output(x, v, u, att_v, att_u, call_offline)
 
     def attend(self, quad_q, lin_q, quad_k, lin_k, v, u):
-        """Quadratic (in groups) plus linear attention of ``v`` and ``u`` ``[B, T, E]``."""
+        """Non-causal quadratic (in groups) plus linear attention of ``v``, ``u`` ``[B, T, E]``."""
         n, g = v.shape[1], self.group_size
         quad_q, lin_q, quad_k, lin_k, v, u = (_grouped(t, g) for t in (quad_q, lin_q, quad_k, lin_k, v, u))
-        attn = F.relu(quad_q @ quad_k.transpose(-1, -2) / g) ** 2
-        attn = self.dropout(attn)
-        if self.causal:
-            attn = attn.masked_fill(torch.ones(g, g, dtype=torch.bool, device=v.device).triu(1), 0.0)
+        attn = self.dropout(F.relu(quad_q @ quad_k.transpose(-1, -2) / g) ** 2)
         outs = []
         for values in (v, u):
-            if self.causal:
-                # keys of earlier groups only: exclusive running sum over groups
-                kv = (lin_k.transpose(-1, -2) @ values / g).cumsum(dim=1)
-                lin = lin_q @ F.pad(kv, (0, 0, 0, 0, 1, -1))
-            else:
-                kv = lin_k.flatten(1, 2).transpose(1, 2) @ values.flatten(1, 2) / n
-                lin = lin_q @ kv.unsqueeze(1)
-            outs.append((attn @ values + lin).flatten(1, 2)[:, :n])
+            kv = lin_k.flatten(1, 2).transpose(1, 2) @ values.flatten(1, 2) / n
+            outs.append((attn @ values + lin_q @ kv.unsqueeze(1)).flatten(1, 2)[:, :n])
         return outs
+
+    def step(self, x: torch.Tensor, state: Optional[State]) -> Tuple[torch.Tensor, State]:
+        """Causal block on the next frames ``[B, k, D]``; state: token-shift frame, frames seen,
+        keys/values of the unfinished group and the linear-attention sums of finished groups."""
+        require_causal(self, self.causal)
+        state = state or {}
+        steps = ChildSteps(state)
+        offset = int(state["offset"]) if "offset" in state else 0
+        half, steps.state["shift"] = cat_history(state.get("shift"), x[..., :x.shape[-1] // 2], 1, dim=1)
+        v, u, (quad_q, lin_q, quad_k, lin_k) = self._project(x, half[:, :-1], offset, steps)
+        attended, attn_state = self._causal_attend(quad_q, lin_q, quad_k, lin_k, torch.cat((v, u), -1),
+                                                   offset, state)
+        steps.state.update(attn_state)
+        steps.state["offset"] = torch.tensor(offset + x.shape[1])
+        att_v, att_u = attended.chunk(2, dim=-1)
+        return self._output(x, v, u, att_v, att_u, steps), steps.state
+
+    def _causal_attend(self, quad_q, lin_q, quad_k, lin_k, values, offset: int,
+                       state: State) -> Tuple[torch.Tensor, State]:
+        """Attention of frames ``offset ..`` over frames ``<= t`` (see the class docstring)."""
+        g, b, n = self.group_size, values.shape[0], values.shape[1]
+        quad_keys = state.get("quad_k", quad_k[:, :0])
+        lin_keys = state.get("lin_k", lin_k[:, :0])
+        group_values = state.get("values", values[:, :0])
+        kv = state.get("kv", values.new_zeros(b, lin_k.shape[-1], values.shape[-1]))
+        outs: List[torch.Tensor] = []
+        start = 0
+        while start < n:
+            position = (offset + start) % g
+            take = min(g - position, n - start)
+            part = slice(start, start + take)
+            quad_keys = torch.cat((quad_keys, quad_k[:, part]), 1)
+            lin_keys = torch.cat((lin_keys, lin_k[:, part]), 1)
+            group_values = torch.cat((group_values, values[:, part]), 1)
+            attn = F.relu(quad_q[:, part] @ quad_keys.transpose(1, 2) / g) ** 2
+            future = torch.ones(take, position + take, dtype=torch.bool, device=values.device).triu(position + 1)
+            attn = self.dropout(attn).masked_fill(future, 0.0)
+            outs.append(attn @ group_values + lin_q[:, part] @ kv)
+            if position + take == g:  # group finished: its keys join the linear attention
+                kv = kv + lin_keys.transpose(1, 2) @ group_values / g
+                quad_keys, lin_keys, group_values = quad_keys[:, :0], lin_keys[:, :0], group_values[:, :0]
+            start += take
+        new_state = {"quad_k": quad_keys, "lin_k": lin_keys, "values": group_values, "kv": kv}
+        return torch.cat(outs, 1), new_state
 
 
 class MossFormerLayers(nn.Module):
