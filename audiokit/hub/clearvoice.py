@@ -146,33 +146,47 @@ def _padded_length(length: int, sample_rate: int, decode_window: float = 1.0) ->
     return length
 
 
+def _decode_in_windows(run: Callable, wav: np.ndarray, rate: int, decode_window: float) -> np.ndarray:
+    """The reference segmented decoding of a long clip ``[T]``: ``[..., padded T]``.
+
+    Zero-pads by the reference rule, runs ``run`` (``[1, W] -> [..., W]``
+    numpy) on windows of ``decode_window`` s with stride 3/4 and keeps each
+    window's centre (the first window also its start).
+    """
+    x = torch.from_numpy(np.asarray(wav, dtype=np.float32))[None]
+    x = torch.nn.functional.pad(x, (0, _padded_length(len(wav), rate, decode_window) - len(wav)))
+    window = int(rate * decode_window)
+    stride = int(window * 0.75)
+    give_up = (window - stride) // 2
+    out = None
+    for start in range(0, x.shape[-1] - window + 1, stride):
+        seg = run(x[:, start:start + window])
+        if out is None:
+            out = np.zeros(seg.shape[:-1] + (x.shape[-1],))
+        keep = 0 if start == 0 else give_up
+        out[..., start + keep:start + window - give_up] = seg[..., keep:window - give_up]
+    return out
+
+
 def _mossformer2_ss_pipeline(model: MossFormer2Separator, wav: np.ndarray, one_time_decode_length: float = 2,
                              decode_window: float = 2) -> np.ndarray:
     """Reference MossFormer2_SS_16K decoding of ``[T]``: ``[num_spks, T]``.
 
-    Zero-pads by the reference rule; clips longer than ``one_time_decode_length``
-    seconds are decoded in windows of ``decode_window`` s with stride 3/4,
-    each window keeping its centre (the first window also its start); every
-    speaker is then scaled to the RMS of the input.
+    Clips up to ``one_time_decode_length`` s: one pass on the clip zero-padded
+    by the reference rule; longer ones: :func:`_decode_in_windows`.  Every
+    speaker is then scaled to the input RMS (its own RMS measured over the
+    padded length) and trimmed to ``T``.
     """
     rate, length = model.sample_rate, len(wav)
     rms_in = (wav ** 2).mean() ** 0.5
-    padded = np.zeros(_padded_length(length, rate, decode_window), dtype=np.float32)
-    padded[:length] = wav
-    x = torch.from_numpy(padded)[None]
     if length <= rate * one_time_decode_length:
-        out = model(x)[0].numpy()
+        padded = np.zeros(_padded_length(length, rate, decode_window), dtype=np.float32)
+        padded[:length] = wav
+        out = model(torch.from_numpy(padded)[None])[0].numpy()
     else:
-        window = int(rate * decode_window)
-        stride = int(window * 0.75)
-        give_up = (window - stride) // 2
-        out = np.zeros((model.num_spks, len(padded)))
-        for start in range(0, len(padded) - window + 1, stride):
-            seg = model(x[:, start:start + window])[0].numpy()
-            keep = 0 if start == 0 else give_up
-            out[:, start + keep:start + window - give_up] = seg[:, keep:window - give_up]
+        out = _decode_in_windows(lambda w: model(w)[0].numpy(), wav, rate, decode_window)
     rms_out = (out ** 2).mean(axis=1, keepdims=True) ** 0.5
-    return (out / rms_out * rms_in)[:, :length]
+    return (out / rms_out * rms_in)[:, :length].astype(np.float32)
 
 
 def _mossformer2_se_pipeline(model: MossFormer2Enhancer, wav: np.ndarray, one_time_decode_length: float = 20,
@@ -180,22 +194,12 @@ def _mossformer2_se_pipeline(model: MossFormer2Enhancer, wav: np.ndarray, one_ti
     """Reference MossFormer2_SE_48K decoding of ``[T]``: ``[T]``.
 
     Clips up to ``one_time_decode_length`` s go through :meth:`MossFormer2Enhancer.enhance`
-    whole; longer ones are zero-padded by the reference rule and enhanced in
-    windows of ``decode_window`` s with stride 3/4, keeping each window's centre.
+    whole (no padding); longer ones: :func:`_decode_in_windows`.
     """
     rate, length = model.sample_rate, len(wav)
-    x = torch.from_numpy(np.asarray(wav, dtype=np.float32))[None]
     if length <= rate * one_time_decode_length:
-        return model.enhance(x)[0].numpy()
-    window = int(rate * decode_window)
-    stride = int(window * 0.75)
-    give_up = (window - stride) // 2
-    x = torch.nn.functional.pad(x, (0, _padded_length(length, rate, decode_window) - length))
-    out = np.zeros(x.shape[-1])
-    for start in range(0, x.shape[-1] - window + 1, stride):
-        seg = model.enhance(x[:, start:start + window])[0].numpy()
-        keep = 0 if start == 0 else give_up
-        out[start + keep:start + window - give_up] = seg[keep:window - give_up]
+        return model.enhance(torch.from_numpy(wav)[None])[0].numpy()
+    out = _decode_in_windows(lambda w: model.enhance(w)[0].numpy(), wav, rate, decode_window)
     return out[:length].astype(np.float32)
 
 
