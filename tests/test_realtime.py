@@ -1,0 +1,111 @@
+"""The real-time block engine without a sound card: resampler, pipeline delay, overload and recovery."""
+import numpy as np
+import pytest
+import torch
+import torchaudio.functional as AF
+
+from audiokit.models.frcrn import FRCRN
+from audiokit.streaming.adapters import EnhanceAdapter, SeparateAdapter
+from audiokit.streaming.realtime import BlockEngine, BlockPipeline, StreamingResampler, drive
+
+torch.set_num_threads(1)
+
+
+def tiny_causal_frcrn():
+    torch.manual_seed(0)
+    return FRCRN(win_len=320, win_inc=160, fft_len=320, channels=4, fsmn_hidden=4, causal=True).eval()
+
+
+class TwoSpeakers(torch.nn.Module):
+    """Stand-in separation model: ``separate(wav [B, T]) -> [B, 2, T]`` (a scaled copy and a negated copy)."""
+
+    sample_rate = 16000
+
+    def __init__(self, gain: float = 0.25):
+        super().__init__()
+        self.gain = torch.nn.Parameter(torch.tensor(gain))
+
+    def separate(self, wav):
+        return torch.stack([self.gain * wav, -wav], dim=1)
+
+
+@pytest.mark.parametrize("orig,new", [(48000, 16000), (16000, 48000), (44100, 16000), (16000, 22050)])
+def test_streaming_resampler_equals_whole_signal_resampling(orig, new):
+    rng = np.random.default_rng(orig + new)
+    x = torch.randn(2, 5003)
+    resampler, outs, pos = StreamingResampler(orig, new, channels=2), [], 0
+    while pos < x.shape[-1]:
+        size = int(rng.integers(1, 700))
+        outs.append(resampler.feed(x[:, pos:pos + size]))
+        pos += size
+    outs.append(resampler.flush())
+    expected = AF.resample(x, orig, new)
+    got = torch.cat(outs, dim=-1)
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("device_rate,block", [(16000, 160), (16000, 100), (48000, 480)])
+def test_engine_output_is_offline_output_delayed_by_reported_latency(device_rate, block):
+    model = tiny_causal_frcrn()
+    adapter = EnhanceAdapter(model)
+    pipeline = BlockPipeline(adapter.open, 1, 16000, device_rate, block)
+    engine = BlockEngine(pipeline.process, block, policy="wait", restart=pipeline.reset).start()
+    wav = np.random.default_rng(1).standard_normal(device_rate // 2).astype(np.float32) * 0.1
+    latency = engine.delay + pipeline.latency
+    out = drive(engine, wav, tail_blocks=latency // block + 1)
+    engine.stop()
+    with torch.no_grad():
+        x = AF.resample(torch.from_numpy(wav), device_rate, 16000)
+        expected = AF.resample(model.enhance(x[None])[0], 16000, device_rate).numpy()
+    body = len(expected) - device_rate // 50  # the last 20 ms: offline ends the signal, the stream goes on
+    assert pipeline.starved == 0 and engine.counters.underruns == 0
+    assert np.abs(out[0, :latency]).max() == 0
+    np.testing.assert_allclose(out[0, latency:latency + body], expected[:body], atol=1e-4)
+
+
+def test_separation_adapter_streams_every_speaker_with_constant_delay():
+    adapter = SeparateAdapter(TwoSpeakers(), window=1600, overlap=400)
+    assert adapter.outputs == 2
+    pipeline = BlockPipeline(adapter.open, adapter.outputs, 16000, 16000, 160)
+    engine = BlockEngine(pipeline.process, 160, 2, policy="wait", restart=pipeline.reset).start()
+    wav = np.random.default_rng(2).standard_normal(8000).astype(np.float32) * 0.1
+    latency = engine.delay + pipeline.latency
+    out = drive(engine, wav, tail_blocks=latency // 160 + 1)
+    engine.stop()
+    np.testing.assert_allclose(out[0, latency:latency + 8000], 0.25 * wav, atol=1e-6)
+    np.testing.assert_allclose(out[1, latency:latency + 8000], -wav, atol=1e-6)
+
+
+def test_separation_adapter_rejects_a_model_without_separate():
+    with pytest.raises(Exception, match="not a separation model"):
+        SeparateAdapter(tiny_causal_frcrn())
+
+
+def test_overload_is_counted_and_the_engine_recovers_at_the_same_delay():
+    """A clocked driver (10 ms blocks at real time); blocks 30-49 take 35 ms each, the rest are instant."""
+    block, spike = 160, range(30, 50)
+    seen = []
+
+    def process(x):
+        seen.append(len(seen))
+        if len(seen) - 1 in spike:
+            import time
+            time.sleep(0.035)
+        return (0.5 * x)[None]
+
+    engine = BlockEngine(process, block, policy="bypass", bypass=lambda x: x[None], queue_blocks=4).start()
+    wav = np.random.default_rng(3).standard_normal(140 * block).astype(np.float32) * 0.1
+    out = drive(engine, wav, realtime=True, rate=16000)[0]
+    engine.stop()
+    c = engine.counters
+    assert c.blocks == 140
+    assert c.underruns > 0 and (c.skipped + c.overruns + c.late) > 0
+    # every slot holds either the processed or the bypassed input, never anything else, and at the same delay
+    delayed = np.concatenate([np.zeros(engine.delay, np.float32), wav])[:len(out)]
+    blocks_out, blocks_in = out.reshape(-1, block), delayed.reshape(-1, block)
+    processed = np.all(np.isclose(blocks_out, 0.5 * blocks_in, atol=1e-7), axis=1)
+    bypassed = np.all(np.isclose(blocks_out, blocks_in, atol=1e-7), axis=1)
+    assert np.all(processed | bypassed)
+    assert bypassed[engine.delay_blocks:].sum() == c.underruns  # the first slots are the zero prefill
+    assert processed[-40:].all(), "after the spike every block is processed again"
