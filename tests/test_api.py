@@ -1,0 +1,103 @@
+"""The Python API: enhance arrays and files, lazy top-level exports; exporting a training run."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from tiny_model import save_tiny, tiny_frcrn
+
+import audiokit
+from audiokit.audio.io import read_audio
+from audiokit.audio.resample import resample
+from audiokit.errors import AudioError
+
+torch.set_num_threads(1)  # the machine is shared
+
+
+@pytest.mark.slow
+def test_import_is_cheap_and_exports_are_lazy():
+    code = "import sys, audiokit; assert 'torch' not in sys.modules; audiokit.enhance; assert 'torch' in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+    assert audiokit.load_model is audiokit.api.load_model
+    with pytest.raises(AttributeError):
+        audiokit.no_such_thing
+
+
+def test_types_shapes_and_equality_with_the_offline_model():
+    model = tiny_frcrn()
+    x = 0.1 * torch.randn(2, 7001)
+    with torch.no_grad():
+        expected = model.enhance(x)
+    y = audiokit.enhance(x, 16000, model)
+    assert isinstance(y, torch.Tensor) and y.shape == x.shape and y.dtype == torch.float32
+    torch.testing.assert_close(y, expected, atol=1e-5, rtol=0)
+    mono = audiokit.enhance(x[1].numpy().astype(np.float64), 16000, model)
+    assert isinstance(mono, np.ndarray) and mono.shape == (7001,) and mono.dtype == np.float64
+    np.testing.assert_allclose(mono, expected[1].numpy(), atol=1e-5)
+    streamed = audiokit.enhance(x, 16000, model, stream=True, chunk_ms=15)
+    torch.testing.assert_close(streamed, expected, atol=1e-5, rtol=0)
+
+
+def test_other_rates_resample_like_whole_signal_resampling():
+    model = tiny_frcrn()
+    x = 0.1 * torch.randn(1, 22050)
+    with torch.no_grad():
+        expected = resample(model.enhance(resample(x, 44100, 16000)), 16000, 44100)[:, :x.shape[-1]]
+    torch.testing.assert_close(audiokit.enhance(x, 44100, model), expected, atol=1e-5, rtol=0)
+
+
+def test_non_causal_model_within_one_window_is_the_offline_output():
+    model = tiny_frcrn(causal=False)
+    x = 0.1 * torch.randn(3000)
+    with torch.no_grad():
+        expected = model.enhance(x[None])[0]
+    torch.testing.assert_close(audiokit.enhance(x, 16000, model), expected, atol=1e-5, rtol=0)
+
+
+def test_bad_arrays():
+    model = tiny_frcrn()
+    for bad in (np.zeros(0, np.float32), np.array([0.0, np.inf], np.float32), np.zeros((1, 2, 3), np.float32)):
+        with pytest.raises(AudioError):
+            audiokit.enhance(bad, 16000, model)
+
+
+def test_enhance_file_by_name(make_wav, tmp_path):
+    source = make_wav("a.wav", seconds=0.4)
+    tiny = save_tiny(tmp_path / "tiny.safetensors")
+    out = audiokit.enhance_file(source, model=str(tiny))
+    assert out == tmp_path / "a_enhanced.wav"
+    wav, _ = read_audio(source)
+    np.testing.assert_allclose(read_audio(out)[0], audiokit.enhance(wav, 16000, tiny_frcrn()).clip(-1, 1), atol=1e-4)
+    with pytest.raises(AudioError, match="exists"):
+        audiokit.enhance_file(source, model=str(tiny))
+    assert audiokit.enhance_file(source, tmp_path / "o" / "b.wav", model=tiny_frcrn(), force=True).is_file()
+
+
+@pytest.mark.slow
+def test_export_run_takes_the_best_checkpoint(tmp_path):
+    from speechbrain.utils.checkpoints import Checkpointer
+
+    from audiokit.hub.export import export_run
+    from audiokit.hub.pretrained import load_model, read_metadata
+
+    recipe = (audiokit.api.Path(__file__).resolve().parents[1] / "recipes/enhancement/frcrn_causal_small.yaml")
+    text = recipe.read_text().replace("data_root: ../shared/data", f"data_root: {tmp_path / 'no_data'}")
+    text = text.replace("channels: 16", "channels: 4").replace("fsmn_hidden: 16", "fsmn_hidden: 4")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "hyperparams.yaml").write_text(text)  # data folders that do not exist: nothing may scan them
+    models = [tiny_frcrn(win_len=512, win_inc=256, fft_len=512, fsmn_order=10, seed=s) for s in range(3)]
+    checkpointer = Checkpointer(run / "save")
+    for model, score in zip(models, [3.0, 7.5, 5.0]):
+        checkpointer.add_recoverable("model", model)
+        checkpointer.save_checkpoint(meta={"si_snr": score})
+    out = export_run(run, tmp_path / "exported.safetensors", {"recipe": "frcrn_causal_small"})
+    meta = read_metadata(out)
+    assert meta["family"] == "frcrn" and meta["config"] == models[1].config
+    assert meta["card"]["recipe"] == "frcrn_causal_small" and meta["card"]["si_snr"] == 7.5
+    loaded = load_model(str(out))
+    for key, value in models[1].state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
