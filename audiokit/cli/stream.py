@@ -112,12 +112,14 @@ class _Taps:
         for writer, signal in zip(self.saves, out):
             writer.write(signal)
 
-    def close(self, save_length: int) -> None:
+    def limit_saves(self, length: int) -> None:
+        """Write at most ``length`` samples to each --save file (set before queueing past that)."""
+        for writer in self.saves:
+            writer.limit = length
+
+    def close(self) -> None:
         self._queue.put(None)
         self._thread.join()
-        for writer in self.saves:
-            writer.limit = save_length
-            writer.write(np.zeros(0, np.float32))
         for writer in ([self.record] if self.record else []) + self.saves:
             writer.close()
 
@@ -238,12 +240,13 @@ def run(args: argparse.Namespace) -> int:
     finally:
         captured = engine.counters.blocks * block
         engine.policy = "wait"  # no device any more: complete the saved output with the delayed tail
+        taps.limit_saves(captured + latency)
         if engine.error is None and saves:
             seq = engine.counters.blocks
             for i in range(math.ceil(latency / block)):
                 taps.put(seq + i, None, engine.exchange(np.zeros(block, np.float32)))
         engine.stop()
-        taps.close(captured + latency)
+        taps.close()
     if interactive:
         print(file=sys.stderr)
     if engine.error is not None:
