@@ -108,10 +108,12 @@ class NoisySpeechDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.epoch_size
 
-    def _speech(self, num: int, rng: np.random.Generator) -> torch.Tensor:
-        """A random non-silent speech segment [num] (up to 4 draws to avoid silence)."""
+    def _speech(self, num: int, rng: np.random.Generator, files: list[Path] | None = None) -> torch.Tensor:
+        """A random non-silent speech segment [num] from ``files`` (default: all speech files;
+        up to 4 draws to avoid silence)."""
+        files = files or self.speech_files
         for _ in range(4):
-            path = self.speech_files[int(rng.integers(len(self.speech_files)))]
+            path = files[int(rng.integers(len(files)))]
             seg = random_segment(self.load(path), num, rng)
             if rms(seg) > 1e-3:
                 break
@@ -141,10 +143,11 @@ class NoisySpeechDataset(torch.utils.data.Dataset):
 
 
 def crop_collate(items: list[dict]) -> dict:
-    """Batch items by cropping all to the shortest: noisy, clean [B, T]; snr_db [B]."""
-    num = min(item["noisy"].numel() for item in items)
+    """Batch items by cropping all to the shortest: noisy [B, T], clean [B, T] (or [B, S, T] for
+    separation items); snr_db [B]."""
+    num = min(item["noisy"].shape[-1] for item in items)
     return {
-        "noisy": torch.stack([item["noisy"][:num] for item in items]),
-        "clean": torch.stack([item["clean"][:num] for item in items]),
+        "noisy": torch.stack([item["noisy"][..., :num] for item in items]),
+        "clean": torch.stack([item["clean"][..., :num] for item in items]),
         "snr_db": torch.tensor([item["snr_db"] for item in items]),
     }

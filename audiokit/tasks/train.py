@@ -1,11 +1,13 @@
-"""Train a speech-enhancement model from a HyperPyYAML recipe.
+"""Train a speech-enhancement or separation model from a HyperPyYAML recipe.
 
     audiokit train recipes/enhancement/frcrn_causal_small.yaml --output_folder results/x --batch_size 4
     torchrun --nproc_per_node 2 -m audiokit.tasks.train RECIPE.yaml [--key value ...]   # DDP
 
 ``--key value`` pairs are SpeechBrain run options (``--device``, ``--precision``,
 ``--distributed_backend``, ...) or recipe overrides (any top-level key of the YAML).
-A run whose output folder holds checkpoints resumes from the latest one.
+A run whose output folder holds checkpoints resumes from the latest one. The recipe's optional
+``brain_class: !name:...`` picks the SpeechBrain Brain (default: EnhancementBrain), e.g.
+``audiokit.tasks.separation.SeparationBrain`` for recipes/separation/*.yaml.
 """
 from __future__ import annotations
 
@@ -61,7 +63,8 @@ def train(recipe_path: str | Path, overrides=None) -> Path:
     output_folder = Path(hparams["output_folder"]).resolve()
     sb.create_experiment_directory(str(output_folder), hyperparams_to_save=str(recipe_path),
                                    overrides=recipe_overrides)
-    brain = EnhancementBrain(modules=hparams["modules"], opt_class=hparams["opt_class"],
+    brain_class = hparams.get("brain_class") or EnhancementBrain
+    brain = brain_class(modules=hparams["modules"], opt_class=hparams["opt_class"],
                              hparams=hparams, run_opts=run_opts, checkpointer=hparams["checkpointer"])
     brain.fit(hparams["epoch_counter"], hparams["train_set"], hparams.get("valid_set"),
               train_loader_kwargs=hparams["train_dataloader_opts"],
