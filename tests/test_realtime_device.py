@@ -22,16 +22,13 @@ import torchaudio.functional as AF
 
 from audiokit.hub.pretrained import save_pretrained
 from audiokit.models.frcrn import FRCRN
+from audiokit.streaming.realtime import alsa_file_device
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("sounddevice") is None or ctypes.util.find_library("portaudio") is None,
     reason="needs libportaudio2 and sounddevice (the mic extra)")
 
 REPO = Path(__file__).resolve().parents[1]
-ASOUNDRC = """pcm.!default {{ type asym capture.pcm "cap" playback.pcm "play" }}
-pcm.cap {{ type file slave.pcm "null" file "/dev/null" infile "{infile}" format "raw" }}
-pcm.play {{ type file slave.pcm "null" file "{outfile}" format "raw" }}
-"""
 # registers a stand-in separation family, then runs the CLI (what a plugged-in MossFormer2 will look like)
 RUNNER = """import sys, torch
 from audiokit.hub import pretrained
@@ -65,7 +62,7 @@ class Device:
         self.tmp, self.home = tmp, tmp / "home"
         self.home.mkdir()
         self.infile, self.outfile = tmp / "mic.raw", tmp / "speaker.raw"
-        (self.home / ".asoundrc").write_text(ASOUNDRC.format(infile=self.infile, outfile=self.outfile))
+        (self.home / ".asoundrc").write_text(alsa_file_device(self.infile, self.outfile))
         (tmp / "runner.py").write_text(RUNNER)
 
     def start(self, args, signal_int16: np.ndarray) -> subprocess.Popen:

@@ -287,3 +287,12 @@ def drive(engine: BlockEngine, wav: np.ndarray, realtime: bool = False, rate: in
             time.sleep(max(0.0, start + i * b / rate - time.perf_counter()))
         outs.append(engine.exchange(padded[i * b:(i + 1) * b]))
     return np.concatenate(outs, axis=-1)
+
+
+def alsa_file_device(infile, outfile) -> str:
+    """An ``.asoundrc`` whose default device is a sound card made of files (ALSA's ``file`` plugin): capture reads
+    raw 16-bit PCM from ``infile`` as if from a microphone, playback appends what is played to ``outfile``.
+    Unclocked (faster than real time): drive it with the ``"wait"`` policy.  Used by tests and benchmarks."""
+    return (f'pcm.!default {{ type asym capture.pcm "cap" playback.pcm "play" }}\n'
+            f'pcm.cap {{ type file slave.pcm "null" file "/dev/null" infile "{infile}" format "raw" }}\n'
+            f'pcm.play {{ type file slave.pcm "null" file "{outfile}" format "raw" }}\n')
