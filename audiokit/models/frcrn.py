@@ -23,6 +23,8 @@ from torch import nn
 from ..audio.stft import ConvISTFT, ConvSTFT
 from ..nn.complex import (ComplexBatchNorm2d, ComplexConv2d, ComplexConvTranspose2d, ComplexFSMN,
                           ComplexSqueezeExcite, complex_cat, complex_mul)
+from ..nn.complex_frame import (FrameConv, FrameFSMN, FrameSqueezeExcite, FrameTransposedConv,
+                                channel_order)
 from ..nn.state import State, StreamingModule
 
 
@@ -167,6 +169,7 @@ class FRCRN(StreamingModule):
                          reference_layout=reference_layout)
         self.unet = ComplexUNet(**unet_args)
         self.unet2 = ComplexUNet(**unet_args)
+        self._frame_step_cache: dict = {}
 
     @property
     def stream_lead(self) -> int:
@@ -223,6 +226,131 @@ class FRCRN(StreamingModule):
         out, istft_state = self.istft.step(enhanced, state.get("istft"))
         return out, {"stft": stft_state, "istft": istft_state}
 
+    def frame_stepper(self) -> "FRCRNFrameStep":
+        """Inference-only frame-by-frame copy of this causal model, for :class:`CausalStream`.
+
+        Built once and reused while no parameter or buffer changes (the cache
+        is keyed on their identities and in-place versions).
+        """
+        if not self.causal:
+            raise RuntimeError("the non-causal FRCRN looks at the whole clip; stream it in windows")
+        key = tuple((id(t), t._version) for t in (*self.parameters(), *self.buffers()))
+        if self._frame_step_cache.get("key") != key:
+            self._frame_step_cache = {"key": key, "step": FRCRNFrameStep(self)}
+        return self._frame_step_cache["step"]
+
     def stream_flush(self) -> torch.Tensor:
         """The last ``win_len - win_inc`` output samples held by the stream ``[B, win_len - win_inc]``."""
         return self.istft.flush(self._stream_state["istft"])
+
+
+class FrameUNet(nn.Module):
+    """A causal :class:`ComplexUNet` on one frame: ``[B, F, 2] -> [B, F, 2]`` (see :mod:`audiokit.nn.complex_frame`)."""
+
+    def __init__(self, unet: ComplexUNet, freq_bins: int):
+        super().__init__()
+        depth = self.depth = unet.depth
+        self.sizes = [freq_bins] + [size for _, size in encoder_freq_sizes(freq_bins)]
+        self.encoders = nn.ModuleList(FrameConv(s.conv, s.bn, leaky=True) for s in unet.encoders)
+        self.fsmn_enc = nn.ModuleList(FrameFSMN(unet.fsmn_enc[i]) for i in range(1, depth))
+        self.se_enc = nn.ModuleList(FrameSqueezeExcite(se) for se in unet.se_layers_enc)
+        self.fsmn = FrameFSMN(unet.fsmn)
+        channels = unet.encoders[-1].conv.conv_re.out_channels
+        skip_order = channel_order([channels, channels])
+        self.decoders = nn.ModuleList(
+            FrameTransposedConv(s.transconv, s.bn, leaky=True, input_order=None if i == 0 else skip_order)
+            for i, s in enumerate(unet.decoders))
+        self.fsmn_dec = nn.ModuleList(FrameFSMN(unet.fsmn_dec[i]) for i in range(depth - 1))
+        self.se_dec = nn.ModuleList(FrameSqueezeExcite(unet.se_layers_dec[i]) for i in range(depth - 2))
+        self.linear = FrameConv(unet.linear)
+
+    def initial_state(self, batch: int) -> List[torch.Tensor]:
+        """Zero history, in the order :meth:`forward` reads it."""
+        state = []
+        for i, encoder in enumerate(self.encoders):
+            state += [encoder.initial_state(batch, self.sizes[i]), self.se_enc[i].initial_state(batch)]
+        state += self.fsmn.initial_state(batch, self.sizes[-1])
+        for i, decoder in enumerate(self.decoders):
+            state.append(decoder.initial_state(batch, self.sizes[self.depth - i]))
+            if i < self.depth - 2:
+                state.append(self.se_dec[i].initial_state(batch))
+        return state
+
+    def forward(self, x: torch.Tensor, state: List[torch.Tensor], inv_frames: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        new: List[torch.Tensor] = []
+        skips: List[torch.Tensor] = []
+        for i, encoder in enumerate(self.encoders):
+            if i > 0:
+                x, _ = self.fsmn_enc[i - 1](x, [])
+            x, history = encoder(x, state[len(new)])
+            new.append(history)
+            skip, total = self.se_enc[i](x, state[len(new)], inv_frames)
+            new.append(total)
+            skips.append(skip)
+        layers = self.fsmn.num_layers
+        p, histories = self.fsmn(x, state[len(new):len(new) + layers])
+        new += histories
+        for i, decoder in enumerate(self.decoders):
+            if i > 0:
+                p = torch.cat([p, skips[self.depth - 1 - i]], -1)
+            p, history = decoder(p, state[len(new)])
+            new.append(history)
+            if i == self.depth - 1:
+                break
+            p, _ = self.fsmn_dec[i](p, [])
+            if i < self.depth - 2:
+                p, total = self.se_dec[i](p, state[len(new)], inv_frames)
+                new.append(total)
+        p, _ = self.linear(p, p)
+        return p, new
+
+
+class FRCRNFrameStep(nn.Module):
+    """Frozen inference copy of a causal :class:`FRCRN` that runs one STFT frame per call.
+
+    ``forward(wav [B, hop], state) -> (out [B, hop], state)`` with ``state``
+    (a list of tensors) from :meth:`initial_state`; the outputs equal
+    :meth:`FRCRN.step` (float rounding aside).  :meth:`flush` returns the ``win_len - hop`` samples still held.
+    """
+
+    def __init__(self, model: FRCRN):
+        super().__init__()
+        if model.training:
+            raise RuntimeError("frame stepping is for inference: call model.eval() first")
+        self.win_len, self.hop, self.freq_bins = model.win_len, model.hop_length, model.freq_bins
+        f, win = self.freq_bins, self.win_len
+        with torch.no_grad():  # spectra interleaved (re, im) per bin: [B, F, 2]
+            self.register_buffer("analysis", model.stft.weight[:, 0].view(2, f, win).permute(2, 1, 0)
+                                 .reshape(win, 2 * f).contiguous())
+            self.register_buffer("synthesis", model.istft.weight[:, 0].view(2, f, win).transpose(0, 1)
+                                 .reshape(2 * f, win).contiguous())
+            self.register_buffer("window_sq", model.istft.window_sq.view(1, win).clone())
+        self.unet, self.unet2 = FrameUNet(model.unet, f), FrameUNet(model.unet2, f)
+
+    def initial_state(self, batch: int) -> List[torch.Tensor]:
+        """Frames so far, analysis history, synthesis overlap (signal, window norm), then the U-Nets'."""
+        tail = self.win_len - self.hop
+        zeros = self.analysis.new_zeros
+        return ([zeros(()), zeros(batch, tail), zeros(batch, tail), zeros(1, tail)]
+                + self.unet.initial_state(batch) + self.unet2.initial_state(batch))
+
+    def forward(self, wav: torch.Tensor, state: List[torch.Tensor]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        b, tail = wav.shape[0], self.win_len - self.hop
+        frames = state[0] + 1
+        full = torch.cat([state[1], wav], -1)
+        spec = torch.mm(full, self.analysis).view(b, self.freq_bins, 2)
+        split = 4 + (len(state) - 4) // 2
+        logits1, state1 = self.unet(spec, state[4:split], 1 / frames)
+        logits2, state2 = self.unet2(logits1, state[split:], 1 / frames)
+        mask = torch.tanh(logits1) + torch.tanh(logits2)
+        enhanced = torch.view_as_real(torch.view_as_complex(spec) * torch.view_as_complex(mask))
+        frame = torch.mm(enhanced.view(b, -1), self.synthesis)  # [B, win]
+        wav_sum = torch.cat([frame[:, :tail] + state[2], frame[:, tail:]], -1)
+        norm = torch.cat([self.window_sq[:, :tail] + state[3], self.window_sq[:, tail:]], -1)
+        out = wav_sum[:, :self.hop] / (norm[:, :self.hop] + 1e-8)
+        return out, [frames, full[:, full.shape[-1] - tail:], wav_sum[:, self.hop:], norm[:, self.hop:]] + state1 + state2
+
+    @staticmethod
+    def flush(state: List[torch.Tensor]) -> torch.Tensor:
+        """The samples still held by the stream, ``[B, win_len - hop]``."""
+        return state[2] / (state[3] + 1e-8)

@@ -15,6 +15,11 @@ Two kinds of stream:
   ``stream_lead`` (zero history samples before the signal),
   ``latency_samples``, ``step`` (a :class:`~audiokit.nn.state.StreamingModule`
   turning ``[B, k * hop]`` into ``[B, k * hop]``) and ``stream_flush()``.
+  A model may also offer ``frame_stepper()``: a frozen inference copy with
+  ``initial_state(batch) -> list of tensors``, ``stepper(wav [B, hop], state)
+  -> (out [B, hop], state)`` and ``flush(state)``; in eval mode the stream
+  then runs that one frame per call, traced and frozen with TorchScript
+  (``jit=True``), which removes most of the per-frame Python overhead.
 * :class:`WindowedStream` for any model with an offline ``enhance(wav [B, T])
   -> [B, T]``: windows with overlap, cross-faded; its latency is one window.
 
@@ -24,6 +29,7 @@ long files are processed (:func:`process`).
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Callable, Optional
 
 import torch
@@ -77,7 +83,7 @@ class CausalStream(Stream):
     buffering on top.
     """
 
-    def __init__(self, model: nn.Module, channels: int = 1):
+    def __init__(self, model: nn.Module, channels: int = 1, jit: bool = True):
         super().__init__(channels)
         self.model = model
         self.hop = model.hop_length
@@ -86,6 +92,23 @@ class CausalStream(Stream):
         self._to_drop = model.stream_lead
         self._states = None  # block states between calls; the model itself stays offline
         self._open = True
+        use_frames = hasattr(model, "frame_stepper") and not model.training
+        self._stepper = model.frame_stepper() if use_frames else None
+        self._jit = jit
+        self._step_fn = None
+
+    def _run_frames(self, samples: torch.Tensor) -> torch.Tensor:
+        if self._states is None:
+            self._states = self._stepper.initial_state(samples.shape[0])
+        if self._step_fn is None:
+            self._step_fn = frozen_step(self._stepper, self._states) if self._jit else self._stepper
+        outs = []
+        with torch.no_grad(), torch.jit.optimized_execution(False):
+            for start in range(0, samples.shape[-1], self.hop):
+                frame = samples[..., start:start + self.hop].contiguous()
+                out, self._states = self._step_fn(frame, self._states)
+                outs.append(out)
+        return torch.cat(outs, dim=-1) if len(outs) != 1 else outs[0]
 
     def _call(self, fn, *args):
         with torch.no_grad(), streaming(self.model, self._states):
@@ -94,7 +117,10 @@ class CausalStream(Stream):
         return out
 
     def _run(self, samples: torch.Tensor) -> torch.Tensor:
-        out = self._call(self.model, samples)
+        if self._stepper is not None:
+            out = self._run_frames(samples)
+        else:
+            out = self._call(self.model, samples)
         drop = min(self._to_drop, out.shape[-1])
         self._to_drop -= drop
         return out[..., drop:]
@@ -120,10 +146,33 @@ class CausalStream(Stream):
         parts = []
         if pending.shape[-1]:
             parts.append(self._run(nn.functional.pad(pending, (0, pad))))
-        tail = self._call(self.model.stream_flush)
+        if self._stepper is None:
+            tail = self._call(self.model.stream_flush)
+        else:
+            if self._states is None:
+                self._states = self._stepper.initial_state(pending.shape[0])
+            tail = self._stepper.flush(self._states)
         drop = min(self._to_drop, tail.shape[-1])
         parts.append(tail[..., drop:])
         return self._emit(torch.cat(parts, dim=-1), final=True)
+
+
+def frozen_step(stepper: nn.Module, state):
+    """``stepper`` traced for ``state``'s shapes and frozen with TorchScript (weights become
+    constants); cached on the stepper per batch size.  Falls back to ``stepper`` itself
+    when tracing fails."""
+    cache = stepper.__dict__.setdefault("_frozen", {})
+    batch = state[1].shape[0] if len(state) > 1 else 1
+    if batch not in cache:
+        example = torch.zeros(batch, stepper.hop)
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cache[batch] = torch.jit.freeze(torch.jit.trace(stepper.eval(), (example, state),
+                                                                check_trace=False))
+        except Exception:  # noqa: BLE001 - tracing is an optimisation only
+            cache[batch] = stepper
+    return cache[batch]
 
 
 def _fade(length: int) -> torch.Tensor:
