@@ -1,7 +1,11 @@
-"""``audiokit evaluate --clean DIR --estimate DIR [--json] [--dnsmos DIR]``: score estimates against references.
+"""``audiokit evaluate --clean DIR --estimate DIR [--json] [--dnsmos DIR] [--separated [--mixture DIR]]``:
+score estimates against references.
 
 Per file (matched by stem, ``<stem>_enhanced.wav`` fits ``<stem>.wav``): PESQ wb/nb, STOI, SI-SNR (dB),
 SDR (dB, plain energy ratio) and optionally DNSMOS SIG/BAK/OVRL of the estimate, then the averages.
+With ``--separated``: per mixture, references ``<stem>_s1.wav, <stem>_s2.wav, ...`` in --clean against the
+``audiokit separate`` outputs ``<stem>_s1.wav, ...`` in --estimate, in whichever order fits best
+(permutation-invariant SI-SNR, SDR; SI-SNR improvement when --mixture holds ``<stem>.wav``).
 """
 from __future__ import annotations
 
@@ -11,8 +15,9 @@ import math
 import sys
 from pathlib import Path
 
-from audiokit.errors import one_line
+from audiokit.errors import FileError, one_line
 from audiokit.metrics.scoring import average_scores, score_folders
+from audiokit.metrics.separation import score_separated_folders
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -24,11 +29,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--dnsmos", type=Path, metavar="DIR",
                         help="folder with the DNSMOS P.835 sig_bak_ovr.onnx model (needs onnxruntime)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--separated", action="store_true",
+                        help="score separated sources <stem>_s<k>.wav permutation-invariantly")
+    parser.add_argument("--mixture", type=Path, metavar="DIR",
+                        help="with --separated: folder of the mixtures <stem>.wav (adds SI-SNR improvement)")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     """Score the folders, print a table (or JSON) on stdout and error lines on stderr; 1 if any file failed."""
+    if args.mixture is not None and not args.separated:
+        raise FileError(args.mixture, "--mixture is only used with --separated")
     dnsmos = None
     if args.dnsmos is not None:
         from audiokit.metrics.dnsmos import Dnsmos
@@ -40,7 +51,10 @@ def run(args: argparse.Namespace) -> int:
         errors.append(error)
         print(f"error: {one_line(error)}", file=sys.stderr)
 
-    scores = score_folders(args.clean, args.estimate, dnsmos=dnsmos, on_error=report)
+    if args.separated:
+        scores = score_separated_folders(args.clean, args.estimate, args.mixture, on_error=report)
+    else:
+        scores = score_folders(args.clean, args.estimate, dnsmos=dnsmos, on_error=report)
     average = average_scores(scores)
     if args.json:
         print(json.dumps(_json_safe({"files": scores, "average": average}), indent=2))

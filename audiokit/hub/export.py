@@ -11,7 +11,7 @@ from typing import Optional
 
 from audiokit.errors import CheckpointError, ModelError
 from audiokit.hub.checkpoint import load_strict, read_state_dict
-from audiokit.hub.pretrained import save_pretrained
+from audiokit.hub.pretrained import family_of, save_pretrained
 
 # recipe keys that would scan data folders or open logs; null while exporting
 _SKIPPED_KEYS = ("train_set", "valid_set", "train_logger")
@@ -48,7 +48,7 @@ def find_run_checkpoint(run_dir: Path) -> tuple[Path, dict]:
 
 
 def export_run(run_dir, out_path, card: Optional[dict] = None) -> Path:
-    """Write the run's best (else latest) model to ``out_path`` (.safetensors) with family "frcrn",
+    """Write the run's best (else latest) model to ``out_path`` (.safetensors) with its family,
     ``model.config`` and ``card`` plus the checkpoint's name and meta. Returns ``out_path``."""
     run_dir = Path(run_dir)
     model = build_run_model(run_dir)
@@ -56,4 +56,4 @@ def export_run(run_dir, out_path, card: Optional[dict] = None) -> Path:
     weights = folder / "model.ckpt"
     load_strict(model, read_state_dict(weights), weights)
     full_card = {**(card or {}), "checkpoint": folder.name, **{k: v for k, v in meta.items() if k != "unixtime"}}
-    return save_pretrained(model, out_path, "frcrn", model.config, full_card)
+    return save_pretrained(model, out_path, family_of(model), model.config, full_card)

@@ -10,7 +10,10 @@ runs no code from the file.  ``load_model(name_or_path)`` accepts
 * a path to such a ``.safetensors`` file;
 * a family name plus ``checkpoint=`` (a SpeechBrain ``model.ckpt`` or any
   state-dict file), built with the family's default configuration or the one
-  given in ``config=``.
+  given in ``config=`` (``mossformer2_ss``/``mossformer2_se`` default to the
+  published sizes);
+* a published ClearerVoice-Studio name (:data:`CLEARVOICE_NAMES`, e.g.
+  ``mossformer2_se_48k``) plus ``checkpoint=`` (the official file).
 """
 from __future__ import annotations
 
@@ -23,11 +26,25 @@ from torch import nn
 
 from ..errors import CheckpointError, ModelError
 from ..models.frcrn import FRCRN
+from ..models.mossformer2 import MossFormer2Enhancer, MossFormer2Separator
 from .checkpoint import load_strict, read_state_dict
 
-FAMILIES: Dict[str, type] = {"frcrn": FRCRN}
+FAMILIES: Dict[str, type] = {"frcrn": FRCRN, "mossformer2_ss": MossFormer2Separator,
+                             "mossformer2_se": MossFormer2Enhancer}
+#: our names of the official checkpoints that :func:`audiokit.hub.clearvoice.load_clearvoice` reads
+CLEARVOICE_NAMES = {"frcrn_se_16k": "FRCRN_SE_16K", "mossformer2_ss_16k": "MossFormer2_SS_16K",
+                    "mossformer2_se_48k": "MossFormer2_SE_48K"}
 PRETRAINED_DIR = Path(__file__).resolve().parents[2] / "pretrained"
 DEFAULT_ENHANCER = "frcrn_causal_small"
+DEFAULT_SEPARATOR = "mossformer2_ss_8k_small"
+
+
+def family_of(model: nn.Module) -> str:
+    """The :data:`FAMILIES` key of ``model``'s class (for :func:`save_pretrained`)."""
+    for family, cls in FAMILIES.items():
+        if type(model) is cls:
+            return family
+    raise ModelError(f"{type(model).__name__} is not a known model family; known: {', '.join(sorted(FAMILIES))}")
 
 
 def available() -> Dict[str, Path]:
@@ -40,7 +57,8 @@ def save_pretrained(model: nn.Module, path, family: str, config: dict, card: Opt
     from safetensors.torch import save_file
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    # cloned: buffers shared between modules (MossFormer2's rotary table) are saved once per key
+    tensors = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
     meta = {"family": family, "config": json.dumps(config), "card": json.dumps(card or {})}
     save_file(tensors, str(tmp), metadata=meta)
     tmp.replace(path)
@@ -93,6 +111,12 @@ def load_model(name_or_path: str = DEFAULT_ENHANCER, checkpoint=None, config: Op
         model = build(meta["family"], {**meta["config"], **(config or {})})
         model.card = meta["card"]
         load_strict(model, read_state_dict(checkpoint or path), checkpoint or path)
+    elif name_or_path in CLEARVOICE_NAMES:
+        if checkpoint is None:
+            raise ModelError(f"{name_or_path} is not shipped (too large); download the official checkpoint "
+                             "and pass it with --checkpoint")
+        from .clearvoice import load_clearvoice
+        model = load_clearvoice(CLEARVOICE_NAMES[name_or_path], checkpoint, **(config or {}))
     elif name_or_path in FAMILIES:
         model = build(name_or_path, config)
         if checkpoint is None:
@@ -100,6 +124,6 @@ def load_model(name_or_path: str = DEFAULT_ENHANCER, checkpoint=None, config: Op
                              f"{', '.join(shipped) or 'none shipped'})")
         load_strict(model, read_state_dict(checkpoint), checkpoint)
     else:
-        known = sorted(set(shipped) | set(FAMILIES))
+        known = sorted(set(shipped) | set(FAMILIES) | set(CLEARVOICE_NAMES))
         raise ModelError(f"unknown model {name_or_path!r}; known: {', '.join(known)} or a .safetensors file")
     return model.to(device).eval()

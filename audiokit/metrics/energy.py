@@ -23,7 +23,7 @@ def si_snr(reference, estimate) -> torch.Tensor:
     """
     from speechbrain.nnet.losses import cal_si_snr
 
-    ref, est = torch.broadcast_tensors(_as_tensor(reference), _as_tensor(estimate))
+    ref, est = (x.contiguous() for x in torch.broadcast_tensors(_as_tensor(reference), _as_tensor(estimate)))
     batch = ref.shape[:-1]
     as_tbc = lambda x: x.reshape(-1, x.shape[-1]).T.unsqueeze(-1)  # noqa: E731  [T, N, 1] for speechbrain
     return -cal_si_snr(as_tbc(ref), as_tbc(est)).reshape(batch)

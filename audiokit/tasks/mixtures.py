@@ -50,7 +50,8 @@ class SpeakerMixtureDataset(NoisySpeechDataset):
             ``split="heldout"`` uses only them.
 
     Item: ``noisy`` (the mixture) [T], ``clean`` (the sources, reverberant ones as the mixer's
-    early-reverb targets) [S, T] with the mixture's gain, ``snr_db`` (inf without noise).
+    early-reverb targets) [S, T] with the mixture's gain, ``snr_db`` (inf without noise),
+    ``speakers`` (their ids).
     Item ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)``.
     """
 
@@ -96,4 +97,5 @@ class SpeakerMixtureDataset(NoisySpeechDataset):
             snr = float(rng.uniform(*self.mixer.snr_db))
             mixture = mixture + scale_to_snr(mixture, noise, snr)
         mixture, sources, _ = set_level(mixture, targets, float(rng.uniform(*self.mixer.level_dbfs)))
-        return {"noisy": mixture, "clean": torch.stack(sources), "snr_db": snr}
+        return {"noisy": mixture, "clean": torch.stack(sources), "snr_db": snr,
+                "speakers": [names[int(k)] for k in chosen]}

@@ -1,0 +1,84 @@
+"""Permutation-invariant scoring of separated sources against references, per mixture and per folder.
+
+A mixture ``<stem>`` has references ``<stem>_s1.*``, ``<stem>_s2.*``, ... and estimates named the same
+way (what ``audiokit separate`` writes); the estimates may come in any order. Scores are in dB.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from audiokit.audio.io import find_audio_files, read_audio
+from audiokit.audio.resample import resample
+from audiokit.errors import AudioError, AudiokitError, one_line
+from audiokit.metrics.energy import pit_si_snr, sdr, si_snr
+
+SOURCE_NAME = re.compile(r"^(?P<stem>.+)_s(?P<index>\d+)$")
+
+
+def score_separation(references, estimates, mixture=None) -> dict[str, float]:
+    """``si_snr`` (best mean over permutations), ``sdr`` (plain, same permutation) and, with the
+    ``mixture`` [T], ``si_snri`` (``si_snr`` minus the mean SI-SNR of the mixture against each
+    reference) of ``estimates`` against ``references``, both [S, T] (trimmed to the shorter)."""
+    refs, ests = np.asarray(references), np.asarray(estimates)
+    length = min(refs.shape[-1], ests.shape[-1], np.shape(mixture)[-1] if mixture is not None else np.inf)
+    refs, ests = refs[:, :length], ests[:, :length]
+    score, perm = pit_si_snr(refs, ests)
+    row = {"si_snr": score, "sdr": float(sdr(refs, ests[list(perm)]).mean())}
+    if mixture is not None:
+        row["si_snri"] = score - float(si_snr(refs, np.asarray(mixture)[None, :length]).mean())
+    return row
+
+
+def group_sources(files: list[Path]) -> dict[str, list[Path]]:
+    """``{stem: [<stem>_s1, <stem>_s2, ...]}`` of the files named ``<stem>_s<k>.*`` (sorted by k)."""
+    groups: dict[str, dict[int, Path]] = {}
+    for f in files:
+        match = SOURCE_NAME.match(f.stem)
+        if match:
+            groups.setdefault(match["stem"], {})[int(match["index"])] = f
+    return {stem: [found[k] for k in sorted(found)] for stem, found in sorted(groups.items())}
+
+
+def _mono(path: Path, rate: int | None) -> tuple[np.ndarray, int]:
+    wav, file_rate = read_audio(path)
+    mono = wav.mean(axis=0)
+    return (mono, file_rate) if rate is None or rate == file_rate else (resample(mono, file_rate, rate), rate)
+
+
+def score_separated_folders(reference_dir, estimate_dir, mixture_dir=None,
+                            on_error: Callable[[AudiokitError], None] | None = None) -> dict[str, dict[str, float]]:
+    """Scores (:func:`score_separation`) of every mixture with references ``<stem>_s<k>.*`` under
+    ``reference_dir``, keyed by stem; estimates ``<stem>_s<k>.*`` under ``estimate_dir`` (resampled to
+    the references' rate); ``si_snri`` when ``mixture_dir`` holds ``<stem>.*``. A mixture with missing
+    or a different number of estimates is passed as an error to ``on_error`` (raised when None)."""
+    references = group_sources(find_audio_files([reference_dir]))
+    estimates = group_sources(find_audio_files([estimate_dir]))
+    mixtures = {f.stem: f for f in find_audio_files([mixture_dir])} if mixture_dir is not None else {}
+    scores: dict[str, dict[str, float]] = {}
+    for stem, ref_files in references.items():
+        try:
+            est_files = estimates.get(stem, [])
+            if len(est_files) != len(ref_files):
+                raise AudioError(ref_files[0], f"{len(ref_files)} references {stem}_s*, but {len(est_files)} "
+                                               f"estimates {stem}_s* in {estimate_dir}")
+            refs = [_mono(f, None) for f in ref_files]
+            rate = refs[0][1]
+            length = min(len(r) for r, _ in refs)
+            ests = [_mono(f, rate)[0] for f in est_files]
+            length = min([length] + [len(e) for e in ests])
+            mixture = None
+            if mixture_dir is not None:
+                if stem not in mixtures:
+                    raise AudioError(ref_files[0], f"no mixture {stem}.* in {mixture_dir}")
+                mixture = _mono(mixtures[stem], rate)[0]
+            scores[stem] = score_separation(np.stack([r[:length] for r, _ in refs]),
+                                            np.stack([e[:length] for e in ests]), mixture)
+        except Exception as exc:  # one bad mixture must not stop the others
+            if on_error is None:
+                raise
+            on_error(exc if isinstance(exc, AudiokitError) else AudioError(ref_files[0], one_line(exc)))
+    return scores

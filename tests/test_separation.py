@@ -1,0 +1,263 @@
+"""Separation: speaker mixtures, PIT training, long-audio windows, CLI, PIT scoring, pretrained families."""
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audiokit.metrics import pit_si_snr, si_snr
+from audiokit.tasks.augment import Mixer
+from audiokit.tasks.mixtures import SpeakerMixtureDataset, speaker_of
+from audiokit.streaming.separation import WindowedSeparation, WindowedSeparator, align_sources
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = REPO / "recipes/separation/mossformer2_ss_8k_small.yaml"
+RATE = 8000
+
+
+def voice(seconds, rate, f0, seed):
+    """Harmonic tone with a random on/off syllable envelope (float32)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    on = np.repeat(rng.random(int(seconds * 4) + 1) > 0.3, rate // 4)[: t.size]
+    sig = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 4))
+    return (0.1 * sig * on + 0.001 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """speech/<speaker>/ folders (4 speakers), LibriSpeech-named files, a noise file."""
+    root = tmp_path_factory.mktemp("sep")
+    for i, name in enumerate(["alice", "bob", "carol"]):
+        (root / "speech" / name).mkdir(parents=True)
+        for j in range(2):
+            sf.write(root / "speech" / name / f"u{j}.wav", voice(1.5, 16000, 100 + 60 * i, 10 * i + j), 16000)
+    (root / "speech/libri").mkdir()
+    sf.write(root / "speech/libri/103-1240-0000.flac", voice(1.5, RATE, 330, 99), RATE)
+    (root / "noise").mkdir()
+    sf.write(root / "noise/n.wav", (0.05 * np.random.default_rng(1).standard_normal(RATE)).astype(np.float32), RATE)
+    return root
+
+
+def mixtures(corpus, **args):
+    settings = dict(sample_rate=RATE, segment_seconds=1.0, epoch_size=8, seed=3,
+                    mixer=Mixer(reverb_prob=0.0), holdout_speakers=["libri:103"])
+    return SpeakerMixtureDataset([corpus / "speech"], [corpus / "noise"], **{**settings, **args})
+
+
+def test_speaker_ids_from_file_names():
+    assert speaker_of(Path("x/libri251/103-1240-0000.flac")) == "libri:103"
+    assert speaker_of(Path("an4/an4test_clstk/fvap/cen1-fvap-b.wav")) == "fvap"
+    assert speaker_of(Path("arctic/cmu_arctic_us_aew_a0001.flac")) == "arctic:aew"
+    assert speaker_of(Path("fsdd/recordings/3_jackson_12.flac")) == "fsdd:jackson"
+    assert speaker_of(Path("tts/espeak_en-gb_s001.flac")) == "tts:espeak_en-gb"
+
+
+def test_mixture_is_the_sum_of_different_speakers(corpus):
+    data = mixtures(corpus)
+    assert set(data.speakers) == {"alice", "bob", "carol"}  # the held-out speaker is not trained on
+    for i in range(len(data)):
+        item = data[i]
+        assert item["clean"].shape == (2, RATE) and item["noisy"].shape == (RATE,)
+        assert len(set(item["speakers"])) == 2
+        torch.testing.assert_close(item["noisy"], item["clean"].sum(0), atol=1e-5, rtol=1e-4)
+    again = mixtures(corpus)[5]
+    assert torch.equal(again["noisy"], data[5]["noisy"])  # a pure function of (seed, epoch, index)
+
+
+def test_relative_levels_noise_three_speakers_and_heldout(corpus):
+    data = mixtures(corpus, num_speakers=3, relative_db=(-6.0, 6.0), noise_prob=1.0, epoch_size=6)
+    levels = []
+    for i in range(len(data)):
+        item = data[i]
+        assert item["clean"].shape[0] == 3 and np.isfinite(item["snr_db"])
+        residual = item["noisy"] - item["clean"].sum(0)  # the noise
+        assert float(residual.pow(2).mean()) > 0
+        rms = item["clean"].pow(2).mean(-1).sqrt()
+        levels += (20 * torch.log10(rms[1:] / rms[0])).tolist()
+    assert max(levels) - min(levels) > 3  # random relative levels
+    heldout = mixtures(corpus, split="heldout", num_speakers=1)
+    assert list(heldout.speakers) == ["libri:103"]
+    with pytest.raises(ValueError, match="1 speaker"):
+        mixtures(corpus, split="heldout", num_speakers=2)
+
+
+def band_separator(x):
+    """Stand-in separator [B, T] -> [B, 2, T]: below / above 700 Hz, in a random order per call."""
+    spec = torch.fft.rfft(x)
+    low = torch.fft.rfftfreq(x.shape[-1], 1 / RATE) < 700
+    out = torch.stack([torch.fft.irfft(spec * low, n=x.shape[-1]), torch.fft.irfft(spec * ~low, n=x.shape[-1])], 1)
+    return out[:, torch.randperm(2)]
+
+
+def two_talkers(seconds):
+    t = torch.arange(int(seconds * RATE)) / RATE
+    g = torch.Generator().manual_seed(0)
+    gate = lambda: (torch.rand(int(seconds * 2) + 1, generator=g) > 0.3).repeat_interleave(RATE // 2)[: t.numel()]  # noqa: E731
+    return torch.stack([torch.sin(2 * np.pi * 200 * t) * gate(), 0.5 * torch.sin(2 * np.pi * 1500 * t) * gate()])
+
+
+def test_long_audio_keeps_each_speaker_on_one_output():
+    torch.manual_seed(0)
+    sources = two_talkers(90)
+    mix = sources.sum(0, keepdim=True)
+    stream = WindowedSeparation(band_separator, window=4 * RATE, overlap=RATE, num_spks=2)
+    outs = []
+    for chunk in mix.split(3001, -1):
+        outs.append(stream.feed(chunk))
+        assert stream.pending.shape[-1] < 4 * RATE  # bounded: never more than a window held
+    out = torch.cat(outs + [stream.flush()], -1)[0]
+    assert out.shape == sources.shape
+    _, perm = pit_si_snr(sources, out)
+    per_minute_half = si_snr(sources.unflatten(-1, (6, -1)), out[list(perm)].unflatten(-1, (6, -1)))
+    assert float(per_minute_half.min()) > 30  # the same order in every 15 s stretch, first to last
+
+
+def test_alignment_picks_the_matching_order():
+    ref = torch.randn(3, 2, 500)
+    est = torch.cat([ref, torch.randn(3, 2, 300)], -1)[:, [1, 0]]
+    aligned = align_sources(ref, est)
+    torch.testing.assert_close(aligned[..., :500], ref)
+
+
+def test_short_input_and_bad_window():
+    stream = WindowedSeparation(band_separator, window=RATE, overlap=RATE // 4, num_spks=2)
+    assert stream.feed(torch.zeros(1, 100)).shape == (1, 2, 0)
+    assert stream.flush().shape == (1, 2, 100)
+    with pytest.raises(ValueError, match="overlap"):
+        WindowedSeparation(band_separator, window=100, overlap=100)
+
+
+class BandModel(torch.nn.Module):
+    sample_rate, num_spks = RATE, 2
+
+    def separate(self, wav):
+        return band_separator(wav)
+
+
+def test_batch_files_get_consistent_speaker_outputs(tmp_path):
+    from audiokit.cli.batch import process_files
+
+    torch.manual_seed(1)
+    sources = two_talkers(20)
+    sf.write(tmp_path / "talk.wav", sources.sum(0).numpy() * 0.5, 16000 // 2)
+    status = process_files([tmp_path / "talk.wav"], tmp_path / "out", "separated",
+                           WindowedSeparator(BandModel(), 3.0, 1.0), RATE, progress=False)
+    assert status == 0
+    outs = np.stack([sf.read(tmp_path / f"out/talk_s{k}.wav")[0] for k in (1, 2)])
+    assert outs.shape == (2, sources.shape[-1])
+    score, _ = pit_si_snr(sources.numpy() * 0.5, outs)
+    assert score > 25
+
+
+def test_pit_scoring_of_folders_and_evaluate_cli(tmp_path, capsys):
+    from audiokit.cli.main import main
+    from audiokit.metrics.separation import score_separated_folders
+
+    rng = np.random.default_rng(0)
+    for sub in ("ref", "est", "mix"):
+        (tmp_path / sub).mkdir()
+    refs = 0.1 * rng.standard_normal((2, RATE)).astype(np.float32)
+    for k in (0, 1):
+        sf.write(tmp_path / f"ref/a_s{k + 1}.wav", refs[k], RATE)
+        sf.write(tmp_path / f"est/a_s{2 - k}.wav", refs[k] + 0.01 * rng.standard_normal(RATE).astype(np.float32), RATE)
+    sf.write(tmp_path / "mix/a.wav", refs.sum(0), RATE)
+    sf.write(tmp_path / "ref/b_s1.wav", refs[0], RATE)
+    sf.write(tmp_path / "ref/b_s2.wav", refs[1], RATE)
+    sf.write(tmp_path / "est/b_s1.wav", refs[0], RATE)  # one estimate missing
+    errors = []
+    scores = score_separated_folders(tmp_path / "ref", tmp_path / "est", tmp_path / "mix", on_error=errors.append)
+    assert list(scores) == ["a"] and scores["a"]["si_snr"] > 15 and scores["a"]["si_snri"] > 15
+    assert len(errors) == 1 and "b_s" in str(errors[0])
+    status = main(["evaluate", "--separated", "--clean", str(tmp_path / "ref"), "--estimate", str(tmp_path / "est"),
+                   "--mixture", str(tmp_path / "mix")])
+    captured = capsys.readouterr()
+    assert status == 1 and "si_snri" in captured.out and "1 references" not in captured.err and "b_s1" in captured.err
+
+
+def tiny_separator(**changes):
+    from audiokit.models.mossformer2 import MossFormer2Separator
+
+    torch.manual_seed(0)
+    return MossFormer2Separator(**{**dict(in_channels=16, out_channels=16, num_blocks=1, kernel_size=16,
+                                          sample_rate=RATE), **changes}).eval()
+
+
+def test_pretrained_separator_round_trip_and_cli_errors(tmp_path, capsys):
+    from audiokit.cli.main import main
+    from audiokit.hub.pretrained import family_of, load_model, save_pretrained
+
+    model = tiny_separator(num_blocks=2)  # two attention layers share one rotary table
+    path = save_pretrained(model, tmp_path / "sep.safetensors", family_of(model), model.config)
+    loaded = load_model(str(path))
+    wav = torch.randn(1, 2000)
+    torch.testing.assert_close(loaded.separate(wav), model.separate(wav))
+    sf.write(tmp_path / "m.wav", 0.1 * np.random.default_rng(0).standard_normal(RATE).astype(np.float32), RATE)
+    assert main(["separate", str(tmp_path / "m.wav"), "--model", str(path), "--num-speakers", "3"]) == 1
+    assert "separates 2 speakers" in capsys.readouterr().err
+    assert main(["separate", str(tmp_path / "m.wav"), "--model", str(path)]) == 0
+    assert (tmp_path / "m_s1.wav").is_file() and (tmp_path / "m_s2.wav").is_file()
+    assert main(["separate", str(tmp_path / "m.wav"), "--model", str(path)]) == 1  # no overwrite
+    assert "exists" in capsys.readouterr().err
+
+
+def test_separation_recipe_trains_with_pit(corpus, tmp_path):
+    from audiokit.tasks.train import train
+
+    out = train(RECIPE, ["--output_folder", str(tmp_path / "run"), "--number_of_epochs", "1",
+                         "--speech_folders", f"[{corpus / 'speech'}]", "--noise_folders", f"[{corpus / 'noise'}]",
+                         "--rir_folders", "[]", "--extra_speech", "[]", "--holdout_speakers", "[]",
+                         "--segment_seconds", "[0.4, 0.5]", "--epoch_size", "4", "--valid_size", "2",
+                         "--channels", "16", "--num_blocks", "1", "--num_speakers", "3", "--valid_fraction", "0",
+                         "--noprogressbar", "--device", "cpu"])
+    with open(out / "learning_curve.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1"]
+    assert np.isfinite(float(rows[0]["valid_si_snr"])) and np.isfinite(float(rows[0]["noisy_si_snr"]))
+    weights = torch.load(sorted((out / "save").glob("CKPT+*"))[-1] / "model.ckpt")
+    assert weights["mask_net.conv1d_out.weight"].shape[0] == 3 * 16  # three speakers
+
+
+def test_pit_loss_ignores_source_order():
+    from speechbrain.nnet.losses import get_si_snr_with_pitwrapper
+
+    from audiokit.tasks.separation import mixture_si_snr
+
+    sources = torch.randn(2, 3, 800)
+    estimates = sources + 0.1 * torch.randn_like(sources)
+    loss = get_si_snr_with_pitwrapper(sources.transpose(1, 2), estimates.transpose(1, 2))
+    swapped = get_si_snr_with_pitwrapper(sources.transpose(1, 2), estimates[:, [2, 0, 1]].transpose(1, 2))
+    torch.testing.assert_close(loss, swapped)
+    assert float(loss.max()) < -15
+    baseline = mixture_si_snr(sources.sum(1), sources)
+    assert baseline.shape == (2,) and float(baseline.max()) < 0  # each source is a third of the mixture
+
+
+@pytest.mark.slow
+def test_one_hour_at_16k_stays_under_2gb(tmp_path):
+    """`process_files` + WindowedSeparator over one hour of 16 kHz audio, peak RSS measured in a child."""
+    script = f"""
+import resource, numpy as np, soundfile as sf, torch
+torch.set_num_threads(1)
+from audiokit.cli.batch import process_files
+from audiokit.streaming.separation import WindowedSeparator
+path = {str(tmp_path / 'hour.wav')!r}
+with sf.SoundFile(path, "w", 16000, 1, "PCM_16") as f:
+    for minute in range(60):
+        f.write((0.1 * np.random.default_rng(minute).standard_normal(16000 * 60)).astype(np.float32))
+class Halves(torch.nn.Module):
+    sample_rate, num_spks = 16000, 2
+    def separate(self, wav):
+        return torch.stack([wav * 0.5, wav * 0.5], 1)
+assert process_files([path], {str(tmp_path / 'out')!r}, "separated", WindowedSeparator(Halves(), 8.0, 1.0),
+                     16000, progress=False) == 0
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) < 2 * 1024 ** 2  # kB
+    assert sf.info(tmp_path / "out/hour_s2.wav").frames == 16000 * 3600
