@@ -261,3 +261,25 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     assert done.returncode == 0, done.stderr[-2000:]
     assert int(done.stdout.split()[-1]) < 2 * 1024 ** 2  # kB
     assert sf.info(tmp_path / "out/hour_s2.wav").frames == 16000 * 3600
+
+
+PARITY = REPO.parent / "shared" / "parity"
+
+
+@pytest.mark.skipif(not PARITY.is_dir(), reason="../shared/parity is absent")
+def test_official_checkpoints_by_our_names():
+    import json
+
+    from audiokit.hub.clearvoice import load_clearvoice
+    from audiokit.hub.pretrained import load_model
+    from audiokit.models.mossformer2 import MossFormer2Enhancer, MossFormer2Separator
+
+    for name, folder, cls in [("mossformer2_se_48k", "mossformer2_se_48k_small", MossFormer2Enhancer),
+                              ("mossformer2_ss_16k", "mossformer2_ss_16k_small", MossFormer2Separator)]:
+        args = json.loads((PARITY / folder / "config.json").read_text())["constructor_args"]
+        model = load_model(name, checkpoint=PARITY / folder / "checkpoint.pt", config=args)
+        reference = load_clearvoice({"mossformer2_se_48k": "MossFormer2_SE_48K",
+                                     "mossformer2_ss_16k": "MossFormer2_SS_16K"}[name], PARITY / folder / "checkpoint.pt", **args)
+        assert isinstance(model, cls)
+        for key, value in reference.state_dict().items():
+            assert torch.equal(model.state_dict()[key], value), key
