@@ -11,10 +11,10 @@ from typing import Callable
 
 import numpy as np
 
-from audiokit.audio.io import find_audio_files, read_audio
-from audiokit.audio.resample import resample
+from audiokit.audio.io import find_audio_files
 from audiokit.errors import AudioError, AudiokitError, one_line
 from audiokit.metrics.energy import pit_si_snr, sdr, si_snr
+from audiokit.metrics.scoring import _mono_at as _mono
 
 SOURCE_NAME = re.compile(r"^(?P<stem>.+)_s(?P<index>\d+)$")
 
@@ -41,12 +41,6 @@ def group_sources(files: list[Path]) -> dict[str, list[Path]]:
         if match:
             groups.setdefault(match["stem"], {})[int(match["index"])] = f
     return {stem: [found[k] for k in sorted(found)] for stem, found in sorted(groups.items())}
-
-
-def _mono(path: Path, rate: int | None) -> tuple[np.ndarray, int]:
-    wav, file_rate = read_audio(path)
-    mono = wav.mean(axis=0)
-    return (mono, file_rate) if rate is None or rate == file_rate else (resample(mono, file_rate, rate), rate)
 
 
 def score_separated_folders(reference_dir, estimate_dir, mixture_dir=None,
