@@ -208,15 +208,19 @@ def test_pretrained_separator_round_trip_and_cli_errors(tmp_path, capsys):
 def test_separation_recipe_trains_with_pit(corpus, tmp_path):
     from audiokit.tasks.train import train
 
-    out = train(RECIPE, ["--output_folder", str(tmp_path / "run"), "--number_of_epochs", "1",
-                         "--speech_folders", f"[{corpus / 'speech'}]", "--noise_folders", f"[{corpus / 'noise'}]",
-                         "--rir_folders", "[]", "--extra_speech", "[]", "--holdout_speakers", "[]",
-                         "--segment_seconds", "[0.4, 0.5]", "--epoch_size", "4", "--valid_size", "2",
-                         "--channels", "16", "--num_blocks", "1", "--num_speakers", "3", "--valid_fraction", "0",
-                         "--noprogressbar", "--device", "cpu"])
+    def run(epochs):
+        return train(RECIPE, ["--output_folder", str(tmp_path / "run"), "--number_of_epochs", str(epochs),
+                              "--speech_folders", f"[{corpus / 'speech'}]", "--noise_folders", f"[{corpus / 'noise'}]",
+                              "--rir_folders", "[]", "--extra_speech", "[]", "--holdout_speakers", "[]",
+                              "--segment_seconds", "[0.4, 0.5]", "--epoch_size", "4", "--valid_size", "2",
+                              "--channels", "16", "--num_blocks", "1", "--num_speakers", "3", "--valid_fraction", "0",
+                              "--noprogressbar", "--device", "cpu"])
+
+    run(1)
+    out = run(2)  # resumes: only epoch 2 runs
     with open(out / "learning_curve.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["epoch"] for r in rows] == ["1"]
+    assert [r["epoch"] for r in rows] == ["1", "2"]
     assert np.isfinite(float(rows[0]["valid_si_snr"])) and np.isfinite(float(rows[0]["noisy_si_snr"]))
     weights = torch.load(sorted((out / "save").glob("CKPT+*"))[-1] / "model.ckpt")
     assert weights["mask_net.conv1d_out.weight"].shape[0] == 3 * 16  # three speakers
