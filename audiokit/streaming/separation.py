@@ -5,7 +5,9 @@ windows may swap speakers. :class:`WindowedSeparation` runs the model on windows
 samples that overlap by ``overlap`` samples; before joining a window to the output it reorders the
 window's sources so that, on the overlap, they best match the sources already given out (the
 permutation with the largest total inner product, found by speechbrain's ``PitWrapper``), then
-cross-fades the two over the overlap. Only the current window and one overlap of output are held,
+cross-fades the two over the overlap. When the overlap is (nearly) silent, so that it cannot tell the
+talkers apart, the window's sources are matched instead by their spectra to the spectra of all that
+each output has given out so far (:func:`voice_profile`). Only the current window and one overlap of output are held,
 so memory does not grow with the length of the signal.
 
 :class:`WindowedSeparator` is the processor factory for ``audiokit.cli.batch.process_files`` and
@@ -29,14 +31,38 @@ def _negative_inner_product(estimate: torch.Tensor, reference: torch.Tensor) -> 
 _ALIGN = PitWrapper(_negative_inner_product)
 
 
+def best_order(reference: torch.Tensor, estimate: torch.Tensor) -> torch.Tensor:
+    """Index [B, S] such that ``estimate[b, index[b]]`` best matches ``reference`` (both [B, S, L],
+    any features along L): the permutation with the largest summed inner product."""
+    _, perms = _ALIGN(estimate.transpose(1, 2), reference.transpose(1, 2))
+    return torch.tensor(perms, device=estimate.device)
+
+
+def reorder(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x`` [B, S, T] with the sources of item b in the order ``index[b]`` [B, S]."""
+    return torch.gather(x, 1, index[:, :, None].expand_as(x))
+
+
 def align_sources(reference: torch.Tensor, estimate: torch.Tensor) -> torch.Tensor:
     """``estimate`` [B, S, T] with its sources reordered, item by item, so that its first
     ``t`` samples best match ``reference`` [B, S, t] (largest summed inner product: loud,
     correlated sources decide; a source silent in both does not)."""
-    head = estimate[..., :reference.shape[-1]]
-    _, perms = _ALIGN(head.transpose(1, 2), reference.transpose(1, 2))
-    index = torch.tensor(perms, device=estimate.device)  # [B, S]
-    return torch.gather(estimate, 1, index[:, :, None].expand_as(estimate))
+    return reorder(estimate, best_order(reference, estimate[..., :reference.shape[-1]]))
+
+
+def voice_profile(x: torch.Tensor, n_fft: int = 256) -> torch.Tensor:
+    """Power spectrum summed over frames [B, S, n_fft // 2 + 1] of sources ``x`` [B, S, T]
+    (T >= n_fft): what each output sounds like, to recognise its talker after a pause."""
+    b, s, t = x.shape
+    spec = torch.stft(x.reshape(b * s, t).float(), n_fft, n_fft // 2, window=torch.hann_window(n_fft, device=x.device),
+                      return_complex=True)
+    return spec.abs().pow(2).sum(-1).view(b, s, -1)
+
+
+def _unit_magnitude(profile: torch.Tensor) -> torch.Tensor:
+    """Magnitude profile scaled to unit norm (comparing profiles by cosine similarity)."""
+    magnitude = profile.sqrt()
+    return magnitude / (magnitude.norm(dim=-1, keepdim=True) + 1e-12)
 
 
 def _fades(length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,6 +84,9 @@ class WindowedSeparation:
     add up to the input length.
     """
 
+    #: an overlap this far (power ratio) below the output's mean power so far counts as silent
+    quiet = 1e-3
+
     def __init__(self, separate: SeparateFn, window: int, overlap: int, num_spks: Optional[int] = None):
         if not 0 < overlap < window:
             raise ValueError(f"need 0 < overlap < window, got overlap {overlap}, window {window}")
@@ -65,14 +94,32 @@ class WindowedSeparation:
         self.num_spks = num_spks
         self.pending: Optional[torch.Tensor] = None  # input not yet given out [B, t], starting with the overlap
         self.tail: Optional[torch.Tensor] = None  # last window's output on the overlap [B, S, overlap]
+        self.profile: Optional[torch.Tensor] = None  # voice_profile of each output so far [B, S, F]
+        self.energy, self.samples = 0.0, 0  # [B] summed power of the outputs so far, and its length
+
+    def _order(self, out: torch.Tensor) -> torch.Tensor:
+        """Index [B, S] putting ``out``'s sources in the order of the outputs so far."""
+        index = best_order(self.tail, out[..., :self.overlap])
+        if self.profile is None or out.shape[-1] < 256:
+            return index
+        mean_power = self.energy / self.samples
+        silent = self.tail.pow(2).sum(1).mean(-1) < self.quiet * mean_power  # [B]
+        if silent.any():
+            by_voice = best_order(_unit_magnitude(self.profile), _unit_magnitude(voice_profile(out)))
+            index = torch.where(silent[:, None], by_voice, index)
+        return index
 
     def _join(self, out: torch.Tensor, final: bool) -> torch.Tensor:
         """Align ``out`` (one window's sources) to the tail, cross-fade, keep its new tail."""
         self.num_spks = out.shape[1]
         if self.tail is not None:
-            out = align_sources(self.tail, out)
+            out = reorder(out, self._order(out))
             fade_out, fade_in = _fades(self.overlap, out.device)
             out = torch.cat((self.tail * fade_out + out[..., :self.overlap] * fade_in, out[..., self.overlap:]), -1)
+        if out.shape[-1] >= 256:
+            self.profile = voice_profile(out) + (0 if self.profile is None else self.profile)
+        self.energy = self.energy + out.pow(2).sum((1, 2))
+        self.samples += out.shape[-1]
         keep = 0 if final else self.overlap
         self.tail = out[..., out.shape[-1] - keep:] if keep else None
         return out[..., :out.shape[-1] - keep]
