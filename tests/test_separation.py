@@ -144,6 +144,10 @@ def test_short_input_and_bad_window():
     assert stream.flush().shape == (1, 2, 100)
     with pytest.raises(ValueError, match="overlap"):
         WindowedSeparation(band_separator, window=100, overlap=100)
+    lengths = []
+    stream = WindowedSeparation(lambda x: lengths.append(x.shape[-1]) or band_separator(x), RATE, RATE // 4, 2)
+    out = torch.cat([stream.feed(torch.randn(1, 2 * RATE + 123)), stream.flush()], -1)
+    assert out.shape == (1, 2, 2 * RATE + 123) and set(lengths) == {RATE}  # the last call sees a whole window too
 
 
 class BandModel(torch.nn.Module):

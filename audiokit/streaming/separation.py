@@ -76,7 +76,7 @@ class WindowedSeparation:
 
     Args:
         separate: the model, ``[B, T] -> [B, S, T]`` for any ``T`` (e.g. ``model.separate``).
-        window: samples per model call (the last call may be shorter).
+        window: samples per model call (fewer only for signals shorter than one window).
         overlap: samples shared by consecutive windows (``0 < overlap < window``).
         num_spks: S, for the empty outputs before the first window (default: learnt from it, 1 before).
 
@@ -94,6 +94,7 @@ class WindowedSeparation:
         self.num_spks = num_spks
         self.pending: Optional[torch.Tensor] = None  # input not yet given out [B, t], starting with the overlap
         self.tail: Optional[torch.Tensor] = None  # last window's output on the overlap [B, S, overlap]
+        self.last_window: Optional[torch.Tensor] = None  # the input of the last model call [B, window]
         self.profile: Optional[torch.Tensor] = None  # voice_profile of each output so far [B, S, F]
         self.energy, self.samples = 0.0, 0  # [B] summed power of the outputs so far, and its length
 
@@ -128,7 +129,8 @@ class WindowedSeparation:
         self.pending = chunk if self.pending is None else torch.cat((self.pending, chunk), -1)
         outputs = []
         while self.pending.shape[-1] >= self.window:
-            outputs.append(self._join(self.separate(self.pending[:, :self.window]), final=False))
+            self.last_window = self.pending[:, :self.window]
+            outputs.append(self._join(self.separate(self.last_window), final=False))
             self.pending = self.pending[:, self.window - self.overlap:]
         return self._cat(outputs, chunk)
 
@@ -137,7 +139,11 @@ class WindowedSeparation:
             raise RuntimeError("flush() before any feed()")
         started = self.tail is not None
         if self.pending.shape[-1] > (self.overlap if started else 0):
-            out = self._join(self.separate(self.pending), final=True)
+            # the last call still sees a whole window: the one before, continued by the rest
+            rest = self.pending.shape[-1]
+            context = self.last_window[:, :self.window - self.overlap] if started else self.pending[:, :0]
+            full = torch.cat((context, self.pending), -1)[:, -self.window:]
+            out = self._join(self.separate(full)[..., -rest:], final=True)
         else:  # nothing new since the last window: give out its tail
             out, self.tail = self.tail, None
         self.pending = None
