@@ -305,3 +305,12 @@ def test_official_checkpoints_by_our_names():
         assert isinstance(model, cls)
         for key, value in reference.state_dict().items():
             assert torch.equal(model.state_dict()[key], value), key
+
+
+def test_newbob_on_decibels_anneals_only_when_stalled():
+    from audiokit.tasks.schedulers import DecibelNewBobScheduler
+
+    scheduler = DecibelNewBobScheduler(initial_value=1e-3, improvement_threshold=0.0025, annealing_factor=0.5, patient=0)
+    rates = [scheduler(-snr)[1] for snr in (1.0, 1.5, 2.0, 4.0)]  # SI-SNR rising: keep the rate
+    assert rates == [1e-3] * 4
+    assert scheduler(-4.0)[1] == 5e-4  # no gain: anneal
