@@ -18,6 +18,7 @@ runs no code from the file.  ``load_model(name_or_path)`` accepts
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -61,6 +62,7 @@ def save_pretrained(model: nn.Module, path, family: str, config: dict, card: Opt
     tensors = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
     meta = {"family": family, "config": json.dumps(config), "card": json.dumps(card or {})}
     save_file(tensors, str(tmp), metadata=meta)
+    os.chmod(tmp, 0o644)  # a shipped file, readable by everyone
     tmp.replace(path)
     return path
 
