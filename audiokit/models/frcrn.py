@@ -22,7 +22,7 @@ from torch import nn
 
 from ..audio.stft import ConvISTFT, ConvSTFT
 from ..nn.complex import (ComplexBatchNorm2d, ComplexConv2d, ComplexConvTranspose2d, ComplexFSMN,
-                          ComplexSqueezeExcite, complex_cat, complex_mul)
+                          ComplexSqueezeExcite, complex_mul, gauss_combine)
 from ..nn.complex_frame import (FrameConv, FrameFSMN, FrameSqueezeExcite, FrameTransposedConv,
                                 channel_order)
 from ..nn.state import State, StreamingModule
@@ -59,8 +59,13 @@ class Stage(nn.Module):
         self.bn = ComplexBatchNorm2d(channels)
         self.relu = nn.LeakyReLU(inplace=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.bn(getattr(self, self._conv_name)(x)))
+    def forward(self, x) -> torch.Tensor:
+        """``x``: a map, or (decoders) a list of maps taken as their :func:`complex_cat`."""
+        conv = getattr(self, self._conv_name)
+        if self.training:
+            return self.relu(self.bn(conv(x)))
+        scale, shift = self.bn.affine(conv.complex_bias())  # batch norm folded into the products
+        return self.relu(gauss_combine(conv.products(x), shift, scale))
 
 
 class ComplexUNet(nn.Module):
@@ -131,7 +136,7 @@ class ComplexUNet(nn.Module):
             p = self.fsmn_dec[i](p)
             if i < self.depth - 2:
                 p = self.se_layers_dec[i](p)
-            p = complex_cat([p, skips[self.depth - 2 - i]])
+            p = [p, skips[self.depth - 2 - i]]
         return self.linear(p)
 
 

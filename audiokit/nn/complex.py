@@ -5,15 +5,16 @@ Layout: a complex feature map with ``C`` channels is one real tensor
 channels first and the ``C`` imaginary channels after them.  Each layer keeps
 the parameter names of the published complex U-Nets (``conv_re``/``conv_im``,
 ``bn_re``/``bn_im``, ``fsmn_re_L1``/``fsmn_im_L1``, ``fc_r``/``fc_i``) so their
-checkpoints load unchanged, but a complex convolution runs as ONE real
-convolution with the block weight ``[[Wr, -Wi], [Wi, Wr]]``.
+checkpoints load unchanged.  A complex (transposed) convolution runs as ONE
+grouped real convolution with Gauss's three-product trick (:func:`gauss_weight`):
+three real products instead of four.
 
 Time is always the last axis.  Layers that look at past frames only (causal
 configuration) implement :meth:`StreamingModule.step`.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +43,7 @@ def complex_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _block_weight(w_re: torch.Tensor, w_im: torch.Tensor, transposed: bool) -> torch.Tensor:
-    """Real weight of a complex (transposed) convolution on the stacked layout."""
+    """Real weight of a complex (transposed) convolution on the stacked layout (frame layers)."""
     if transposed:  # weight [in, out, ...]: rows are inputs
         return torch.cat([torch.cat([w_re, w_im], 1), torch.cat([-w_im, w_re], 1)], 0)
     return torch.cat([torch.cat([w_re, -w_im], 1), torch.cat([w_im, w_re], 1)], 0)
@@ -52,6 +53,50 @@ def _block_bias(b_re: Optional[torch.Tensor], b_im: Optional[torch.Tensor]) -> O
     if b_re is None:
         return None
     return torch.cat([b_re - b_im, b_re + b_im])
+
+
+def gauss_weight(w_re: torch.Tensor, w_im: torch.Tensor) -> torch.Tensor:
+    """Weight of the 3-group real convolution computing a complex one (Gauss's trick).
+
+    Group inputs ``(xr + xi, xr, xi)``, group weights ``(Wr, Wi - Wr, Wr + Wi)``
+    give ``k1, k2, k3`` with ``real = k1 - k3`` and ``imag = k1 + k2``
+    (:func:`gauss_combine`).  Stacked along dim 0, which is the output
+    channels of a convolution and the input channels of a transposed one.
+    """
+    return torch.cat([w_re, w_im - w_re, w_re + w_im], 0)
+
+
+def gauss_input(parts: Union[torch.Tensor, Sequence[torch.Tensor]]) -> torch.Tensor:
+    """``(xr + xi, xr, xi)`` along channels for the :func:`complex_cat` of ``parts`` (one copy)."""
+    parts = [parts] if isinstance(parts, torch.Tensor) else list(parts)
+    halves = [split(p) for p in parts]
+    sums = [re + im for re, im in halves]
+    if len(parts) == 1:
+        return torch.cat(sums + parts, dim=1)
+    return torch.cat(sums + [re for re, _ in halves] + [im for _, im in halves], dim=1)
+
+
+def gauss_combine(k: torch.Tensor, shift: Optional[torch.Tensor] = None,
+                  scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``[B, 3C, ...]`` group outputs -> complex map ``[B, 2C, ...]``, then ``* scale + shift`` per channel.
+
+    ``shift``/``scale`` have ``2C`` entries (``None``: 0 and 1).  Without
+    autograd the result is written once into a fresh contiguous tensor.
+    """
+    k1, k2, k3 = k.chunk(3, dim=1)
+    extra = (1,) * (k.dim() - 2)
+    if torch.is_grad_enabled() and k.requires_grad:
+        y = torch.cat([k1 - k3, k1 + k2], dim=1)
+        if scale is not None:
+            y = y * scale.view(-1, *extra)
+        return y if shift is None else y + shift.view(-1, *extra)
+    c = k1.shape[1]
+    y = k.new_empty(k1.shape[0], 2 * c, *k1.shape[2:])
+    torch.sub(k1, k3, out=y[:, :c])
+    torch.add(k1, k2, out=y[:, c:])
+    if scale is not None:
+        y.mul_(scale.view(-1, *extra))
+    return y if shift is None else y.add_(shift.view(-1, *extra))
 
 
 class ComplexConv2d(StreamingModule):
@@ -73,22 +118,31 @@ class ComplexConv2d(StreamingModule):
         self.conv_im = nn.Conv2d(in_channels, out_channels, kernel_size, stride, bias=bias)
         self.freq_padding, self.time_padding = freq_padding, tuple(time_padding)
 
-    def _conv(self, x: torch.Tensor) -> torch.Tensor:
-        weight = _block_weight(self.conv_re.weight, self.conv_im.weight, transposed=False)
-        bias = _block_bias(self.conv_re.bias, self.conv_im.bias)
-        return F.conv2d(x, weight, bias, self.conv_re.stride)
+    def complex_bias(self) -> Optional[torch.Tensor]:
+        """``[2Cout]`` bias of the complex output (real then imaginary channels)."""
+        return _block_bias(self.conv_re.bias, self.conv_im.bias)
+
+    def _products(self, x: torch.Tensor, time_padding: Tuple[int, int]) -> torch.Tensor:
+        inp = gauss_input(x)
+        left, right = time_padding
+        if left != right:
+            inp, left = F.pad(inp, (left, right)), 0
+        return F.conv2d(inp, gauss_weight(self.conv_re.weight, self.conv_im.weight), None,
+                        self.conv_re.stride, (self.freq_padding, left), groups=3)
+
+    def products(self, x: torch.Tensor) -> torch.Tensor:
+        """The three Gauss products ``[B, 3Cout, F', T']`` without bias (see :func:`gauss_combine`)."""
+        return self._products(x, self.time_padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fp = self.freq_padding
-        return self._conv(F.pad(x, (*self.time_padding, fp, fp)))
+        return gauss_combine(self.products(x), self.complex_bias())
 
     def step(self, x: torch.Tensor, state: Optional[State]) -> Tuple[torch.Tensor, State]:
         if self.time_padding[1] or self.conv_re.stride[1] != 1:
             raise RuntimeError("only a causal, time-stride-1 ComplexConv2d can run step by step")
         context = self.conv_re.kernel_size[1] - 1
         full, history = cat_history(None if state is None else state["history"], x, context)
-        fp = self.freq_padding
-        return self._conv(F.pad(full, (0, 0, fp, fp))), {"history": history}
+        return gauss_combine(self._products(full, (0, 0)), self.complex_bias()), {"history": history}
 
 
 class ComplexConvTranspose2d(StreamingModule):
@@ -97,7 +151,8 @@ class ComplexConvTranspose2d(StreamingModule):
     The full transposed-convolution output along time (``T + kt - 1`` frames
     for time stride 1) is cropped by ``time_crop = (left, right)`` frames.
     ``right == kt - 1, left == 0`` keeps output frame ``t`` a function of input
-    frames ``<= t``: the causal configuration.
+    frames ``<= t``: the causal configuration.  The input may also be a list
+    of maps, taken as their :func:`complex_cat` (without building it).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size=(1, 1), stride=(1, 1),
@@ -107,23 +162,30 @@ class ComplexConvTranspose2d(StreamingModule):
         self.tconv_im = nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, bias=bias)
         self.time_crop = tuple(time_crop)
 
-    def _tconv(self, x: torch.Tensor) -> torch.Tensor:
-        weight = _block_weight(self.tconv_re.weight, self.tconv_im.weight, transposed=True)
-        bias = _block_bias(self.tconv_re.bias, self.tconv_im.bias)
-        return F.conv_transpose2d(x, weight, bias, self.tconv_re.stride)
+    def complex_bias(self) -> Optional[torch.Tensor]:
+        """``[2Cout]`` bias of the complex output (real then imaginary channels)."""
+        return _block_bias(self.tconv_re.bias, self.tconv_im.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self._tconv(x)
-        left, right = self.time_crop
-        return y[..., left:y.shape[-1] - right]
+    def _products(self, x, crop: Tuple[int, int]) -> torch.Tensor:
+        k = F.conv_transpose2d(gauss_input(x), gauss_weight(self.tconv_re.weight, self.tconv_im.weight),
+                               None, self.tconv_re.stride, groups=3)
+        return k[..., crop[0]:k.shape[-1] - crop[1]]
 
-    def step(self, x: torch.Tensor, state: Optional[State]) -> Tuple[torch.Tensor, State]:
+    def products(self, x) -> torch.Tensor:
+        """The three Gauss products ``[B, 3Cout, F', T']`` without bias (see :func:`gauss_combine`)."""
+        return self._products(x, self.time_crop)
+
+    def forward(self, x) -> torch.Tensor:
+        return gauss_combine(self.products(x), self.complex_bias())
+
+    def step(self, x, state: Optional[State]) -> Tuple[torch.Tensor, State]:
         context = self.tconv_re.kernel_size[1] - 1
         if self.time_crop != (0, context) or self.tconv_re.stride[1] != 1:
             raise RuntimeError("only a causal, time-stride-1 ComplexConvTranspose2d can run step by step")
+        x = x if isinstance(x, torch.Tensor) else complex_cat(x)
         full, history = cat_history(None if state is None else state["history"], x, context)
-        y = self._tconv(full)
-        return y[..., context:y.shape[-1] - context], {"history": history}
+        y = gauss_combine(self._products(full, (context, context)), self.complex_bias())
+        return y, {"history": history}
 
 
 class ComplexBatchNorm2d(nn.Module):
@@ -134,6 +196,14 @@ class ComplexBatchNorm2d(nn.Module):
         self.bn_re = nn.BatchNorm2d(channels, eps=eps, momentum=momentum)
         self.bn_im = nn.BatchNorm2d(channels, eps=eps, momentum=momentum)
 
+    def affine(self, bias: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Eval-mode norm of ``x + bias`` as ``x * scale + shift``: ``(scale, shift)``, ``[2C]`` each."""
+        stats = {n: torch.cat([getattr(self.bn_re, n), getattr(self.bn_im, n)])
+                 for n in ("running_mean", "running_var", "weight", "bias")}
+        scale = stats["weight"] / torch.sqrt(stats["running_var"] + self.bn_re.eps)
+        mean = stats["running_mean"] if bias is None else stats["running_mean"] - bias
+        return scale, stats["bias"] - mean * scale
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             re, im = split(x)
@@ -141,6 +211,27 @@ class ComplexBatchNorm2d(nn.Module):
         params = [torch.cat([getattr(self.bn_re, n), getattr(self.bn_im, n)])
                   for n in ("running_mean", "running_var", "weight", "bias")]
         return F.batch_norm(x, *params, training=False, eps=self.bn_re.eps)
+
+
+def _memory_accumulate(out: torch.Tensor, p: torch.Tensor, taps: torch.Tensor, block: int = 16) -> None:
+    """``out [B, 2, C, F, T] += `` the complex FSMN memories of ``p [B, part, fsmn, C, F, T]`` (no autograd).
+
+    ``taps [2 (re, im FSMN), C, K]`` filter along ``F`` (oldest tap first).
+    Output part 0 (real) gets ``m_re(p[:, 0, 0]) - m_im(p[:, 1, 1])``, part 1
+    (imaginary) ``m_re(p[:, 1, 0]) + m_im(p[:, 0, 1])``.  Run as shifted
+    multiply-adds on blocks of ``block`` channels so each block stays in cache.
+    """
+    f, k = out.shape[-2], taps.shape[-1]
+    w = taps.flip(-1)[..., None, None]  # [2, C, K, 1, 1]: lag 0 first
+    for c0 in range(0, out.shape[2], block):
+        cs = slice(c0, c0 + block)
+        o, src = out[:, :, cs], p[:, :, :, cs]
+        w_re, w_im = w[0, cs], w[1, cs]
+        for lag in range(min(k, f)):
+            rows = f - lag
+            o[:, :, :, lag:].addcmul_(src[:, :, 0, :, :rows], w_re[:, lag])
+            o[:, 0, :, lag:].addcmul_(src[:, 1, 1, :, :rows], w_im[:, lag], value=-1)
+            o[:, 1, :, lag:].addcmul_(src[:, 0, 1, :, :rows], w_im[:, lag])
 
 
 class ComplexFSMN(nn.Module):
@@ -187,6 +278,10 @@ class ComplexFSMN(nn.Module):
         return y.reshape(shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.axis == "freq":
+            for k in range(1, self.num_layers + 1):
+                x = self._freq_layer(x, getattr(self, f"fsmn_re_L{k}"), getattr(self, f"fsmn_im_L{k}"))
+            return x
         seq = self._to_sequences(x)
         n = seq.shape[0] // 2
         for k in range(1, self.num_layers + 1):
@@ -194,6 +289,42 @@ class ComplexFSMN(nn.Module):
             out_im = getattr(self, f"fsmn_im_L{k}")(seq)
             seq = torch.cat([out_re[:n] - out_im[n:], out_re[n:] + out_im[:n]])
         return self._from_sequences(seq, x.shape)
+
+    @staticmethod
+    def _freq_layer(x: torch.Tensor, fsmn_re: FSMN, fsmn_im: FSMN) -> torch.Tensor:
+        """One complex layer along frequency, computed in the ``[B, 2C, F, T]`` layout (no permutes).
+
+        With ``p_re``, ``p_im`` the two FSMNs' projections and ``m`` their
+        memory filters with the "+p" folded into the current tap::
+
+            real = xr - xi + m_re(p_re(xr)) - m_im(p_im(xi))
+            imag = xr + xi + m_re(p_re(xi)) + m_im(p_im(xr))
+
+        Both FSMNs' first layers run as one matrix product, both projections
+        as one batched product.
+        """
+        b, c2, f, t = x.shape
+        c = c2 // 2
+        w1 = torch.cat([fsmn_re.linear.weight, fsmn_im.linear.weight])  # [2H, C]
+        b1 = torch.cat([fsmn_re.linear.bias, fsmn_im.linear.bias])
+        h = torch.baddbmm(b1.view(1, -1, 1), w1.expand(2 * b, -1, -1), x.reshape(2 * b, c, f * t))
+        h = F.relu(h) if h.requires_grad else h.relu_()
+        proj = torch.stack([fsmn_re.project.weight, fsmn_im.project.weight])  # [2, C, H]
+        p = torch.matmul(proj, h.view(b, 2, 2, -1, f * t)).view(b, 2, 2, c, f, t)  # [B, part, fsmn, C, F, T]
+        taps = torch.stack([m.conv1.weight[:, 0, :, 0] for m in (fsmn_re, fsmn_im)])  # [2, C, K], oldest first
+        taps = taps + F.one_hot(torch.tensor(taps.shape[-1] - 1), taps.shape[-1]).to(taps)  # the "+p"
+        xv = x.view(b, 2, c, f, t)
+        if torch.is_grad_enabled() and (p.requires_grad or x.requires_grad):
+            q = F.conv2d(F.pad(p.reshape(2 * b, c2, f, t), (0, 0, taps.shape[-1] - 1, 0)),
+                         taps.reshape(c2, 1, -1, 1), groups=c2).view(b, 2, 2, c, f, t)
+            real = xv[:, 0] - xv[:, 1] + q[:, 0, 0] - q[:, 1, 1]
+            imag = xv[:, 0] + xv[:, 1] + q[:, 1, 0] + q[:, 0, 1]
+            return torch.cat([real, imag], dim=1)
+        out = x.new_empty(b, 2, c, f, t)
+        torch.sub(xv[:, 0], xv[:, 1], out=out[:, 0])
+        torch.add(xv[:, 0], xv[:, 1], out=out[:, 1])
+        _memory_accumulate(out, p, taps)
+        return out.view(b, c2, f, t)
 
 
 class ComplexSqueezeExcite(StreamingModule):

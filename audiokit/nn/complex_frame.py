@@ -31,10 +31,7 @@ def _bn_affine(bn: Optional[ComplexBatchNorm2d], channels: int) -> Tuple[torch.T
     """Eval-mode complex batch norm as ``y = x * scale + shift`` over ``2C`` channels."""
     if bn is None:
         return torch.ones(channels), torch.zeros(channels)
-    stats = {n: torch.cat([getattr(bn.bn_re, n), getattr(bn.bn_im, n)])
-             for n in ("running_mean", "running_var", "weight", "bias")}
-    scale = stats["weight"] / torch.sqrt(stats["running_var"] + bn.bn_re.eps)
-    return scale, stats["bias"] - stats["running_mean"] * scale
+    return bn.affine()
 
 
 def complex_combine(channels: int) -> torch.Tensor:
