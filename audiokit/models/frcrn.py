@@ -22,7 +22,7 @@ from torch import nn
 
 from ..audio.stft import ConvISTFT, ConvSTFT
 from ..nn.complex import (ComplexBatchNorm2d, ComplexConv2d, ComplexConvTranspose2d, ComplexFSMN,
-                          ComplexSqueezeExcite, complex_mul, gauss_combine)
+                          ComplexSqueezeExcite, channel_affine, complex_mul)
 from ..nn.complex_frame import (FrameConv, FrameFSMN, FrameSqueezeExcite, FrameTransposedConv,
                                 channel_order)
 from ..nn.state import State, StreamingModule
@@ -64,8 +64,8 @@ class Stage(nn.Module):
         conv = getattr(self, self._conv_name)
         if self.training:
             return self.relu(self.bn(conv(x)))
-        scale, shift = self.bn.affine(conv.complex_bias())  # batch norm folded into the products
-        return self.relu(gauss_combine(conv.products(x), shift, scale))
+        scale, shift = self.bn.affine(conv.complex_bias())  # bias and batch norm in one pass
+        return self.relu(channel_affine(conv.unbiased(x), scale, shift))
 
 
 class ComplexUNet(nn.Module):

@@ -6,8 +6,8 @@ channels first and the ``C`` imaginary channels after them.  Each layer keeps
 the parameter names of the published complex U-Nets (``conv_re``/``conv_im``,
 ``bn_re``/``bn_im``, ``fsmn_re_L1``/``fsmn_im_L1``, ``fc_r``/``fc_i``) so their
 checkpoints load unchanged.  A complex (transposed) convolution runs as ONE
-grouped real convolution with Gauss's three-product trick (:func:`gauss_weight`):
-three real products instead of four.
+set of three real convolutions with Gauss's three-product trick
+(:func:`gauss_weights`) instead of four.
 
 Time is always the last axis.  Layers that look at past frames only (causal
 configuration) implement :meth:`StreamingModule.step`.
@@ -55,48 +55,51 @@ def _block_bias(b_re: Optional[torch.Tensor], b_im: Optional[torch.Tensor]) -> O
     return torch.cat([b_re - b_im, b_re + b_im])
 
 
-def gauss_weight(w_re: torch.Tensor, w_im: torch.Tensor) -> torch.Tensor:
-    """Weight of the 3-group real convolution computing a complex one (Gauss's trick).
+def gauss_weights(w_re: torch.Tensor, w_im: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Weights ``(Wr, Wi - Wr, Wr + Wi)`` of Gauss's three-product complex convolution.
 
-    Group inputs ``(xr + xi, xr, xi)``, group weights ``(Wr, Wi - Wr, Wr + Wi)``
+    Applied to the inputs ``(xr + xi, xr, xi)`` (:func:`gauss_inputs`) they
     give ``k1, k2, k3`` with ``real = k1 - k3`` and ``imag = k1 + k2``
-    (:func:`gauss_combine`).  Stacked along dim 0, which is the output
-    channels of a convolution and the input channels of a transposed one.
+    (:func:`gauss_combine`): three real products instead of four.
     """
-    return torch.cat([w_re, w_im - w_re, w_re + w_im], 0)
+    return w_re, w_im - w_re, w_re + w_im
 
 
-def gauss_input(parts: Union[torch.Tensor, Sequence[torch.Tensor]]) -> torch.Tensor:
-    """``(xr + xi, xr, xi)`` along channels for the :func:`complex_cat` of ``parts`` (one copy)."""
+def gauss_inputs(parts: Union[torch.Tensor, Sequence[torch.Tensor]]) -> Tuple[torch.Tensor, ...]:
+    """``(xr + xi, xr, xi)``, each ``[B, C, ...]`` contiguous, of a map or of the :func:`complex_cat` of maps."""
     parts = [parts] if isinstance(parts, torch.Tensor) else list(parts)
     halves = [split(p) for p in parts]
-    sums = [re + im for re, im in halves]
     if len(parts) == 1:
-        return torch.cat(sums + parts, dim=1)
-    return torch.cat(sums + [re for re, _ in halves] + [im for _, im in halves], dim=1)
+        re, im = halves[0]
+    else:
+        re, im = torch.cat([h[0] for h in halves], dim=1), torch.cat([h[1] for h in halves], dim=1)
+    return re + im, re.contiguous(), im.contiguous()
 
 
-def gauss_combine(k: torch.Tensor, shift: Optional[torch.Tensor] = None,
-                  scale: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``[B, 3C, ...]`` group outputs -> complex map ``[B, 2C, ...]``, then ``* scale + shift`` per channel.
-
-    ``shift``/``scale`` have ``2C`` entries (``None``: 0 and 1).  Without
-    autograd the result is written once into a fresh contiguous tensor.
-    """
-    k1, k2, k3 = k.chunk(3, dim=1)
-    extra = (1,) * (k.dim() - 2)
-    if torch.is_grad_enabled() and k.requires_grad:
-        y = torch.cat([k1 - k3, k1 + k2], dim=1)
-        if scale is not None:
-            y = y * scale.view(-1, *extra)
-        return y if shift is None else y + shift.view(-1, *extra)
+def gauss_combine(k1: torch.Tensor, k2: torch.Tensor, k3: torch.Tensor) -> torch.Tensor:
+    """Gauss products (each ``[B, C, ...]``) -> complex map ``[B, 2C, ...]`` (a fresh tensor)."""
+    if torch.is_grad_enabled() and k1.requires_grad:
+        return torch.cat([k1 - k3, k1 + k2], dim=1)
     c = k1.shape[1]
-    y = k.new_empty(k1.shape[0], 2 * c, *k1.shape[2:])
+    y = k1.new_empty(k1.shape[0], 2 * c, *k1.shape[2:])
     torch.sub(k1, k3, out=y[:, :c])
     torch.add(k1, k2, out=y[:, c:])
+    return y
+
+
+def channel_affine(y: torch.Tensor, scale: Optional[torch.Tensor], shift: Optional[torch.Tensor]) -> torch.Tensor:
+    """``y * scale + shift`` per channel (dim 1); in place on ``y`` when autograd is not recording."""
+    extra = (1,) * (y.dim() - 2)
+    scale = None if scale is None else scale.view(-1, *extra)
+    shift = None if shift is None else shift.view(-1, *extra)
+    if torch.is_grad_enabled() and y.requires_grad:
+        y = y if scale is None else y * scale
+        return y if shift is None else y + shift
+    if scale is not None and shift is not None:
+        return torch.addcmul(shift, y, scale, out=y)
     if scale is not None:
-        y.mul_(scale.view(-1, *extra))
-    return y if shift is None else y.add_(shift.view(-1, *extra))
+        return y.mul_(scale)
+    return y if shift is None else y.add_(shift)
 
 
 class ComplexConv2d(StreamingModule):
@@ -122,27 +125,28 @@ class ComplexConv2d(StreamingModule):
         """``[2Cout]`` bias of the complex output (real then imaginary channels)."""
         return _block_bias(self.conv_re.bias, self.conv_im.bias)
 
-    def _products(self, x: torch.Tensor, time_padding: Tuple[int, int]) -> torch.Tensor:
-        inp = gauss_input(x)
+    def _unbiased(self, x: torch.Tensor, time_padding: Tuple[int, int]) -> torch.Tensor:
         left, right = time_padding
+        inputs = gauss_inputs(x)
         if left != right:
-            inp, left = F.pad(inp, (left, right)), 0
-        return F.conv2d(inp, gauss_weight(self.conv_re.weight, self.conv_im.weight), None,
-                        self.conv_re.stride, (self.freq_padding, left), groups=3)
+            inputs, left = [F.pad(i, (left, right)) for i in inputs], 0
+        padding = (self.freq_padding, left)
+        return gauss_combine(*(F.conv2d(i, w, None, self.conv_re.stride, padding)
+                               for i, w in zip(inputs, gauss_weights(self.conv_re.weight, self.conv_im.weight))))
 
-    def products(self, x: torch.Tensor) -> torch.Tensor:
-        """The three Gauss products ``[B, 3Cout, F', T']`` without bias (see :func:`gauss_combine`)."""
-        return self._products(x, self.time_padding)
+    def unbiased(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution without its bias, a fresh tensor (callers may modify it in place)."""
+        return self._unbiased(x, self.time_padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return gauss_combine(self.products(x), self.complex_bias())
+        return channel_affine(self.unbiased(x), None, self.complex_bias())
 
     def step(self, x: torch.Tensor, state: Optional[State]) -> Tuple[torch.Tensor, State]:
         if self.time_padding[1] or self.conv_re.stride[1] != 1:
             raise RuntimeError("only a causal, time-stride-1 ComplexConv2d can run step by step")
         context = self.conv_re.kernel_size[1] - 1
         full, history = cat_history(None if state is None else state["history"], x, context)
-        return gauss_combine(self._products(full, (0, 0)), self.complex_bias()), {"history": history}
+        return channel_affine(self._unbiased(full, (0, 0)), None, self.complex_bias()), {"history": history}
 
 
 class ComplexConvTranspose2d(StreamingModule):
@@ -153,7 +157,13 @@ class ComplexConvTranspose2d(StreamingModule):
     ``right == kt - 1, left == 0`` keeps output frame ``t`` a function of input
     frames ``<= t``: the causal configuration.  The input may also be a list
     of maps, taken as their :func:`complex_cat` (without building it).
+
+    With at most :attr:`FOLD_MAX_OUT` output channels the products run as
+    matrix products folded with ``F.fold`` (the convolution libraries are slow
+    on very few output channels).
     """
+
+    FOLD_MAX_OUT = 2
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size=(1, 1), stride=(1, 1),
                  time_crop: Tuple[int, int] = (0, 0), bias: bool = True):
@@ -166,17 +176,29 @@ class ComplexConvTranspose2d(StreamingModule):
         """``[2Cout]`` bias of the complex output (real then imaginary channels)."""
         return _block_bias(self.tconv_re.bias, self.tconv_im.bias)
 
-    def _products(self, x, crop: Tuple[int, int]) -> torch.Tensor:
-        k = F.conv_transpose2d(gauss_input(x), gauss_weight(self.tconv_re.weight, self.tconv_im.weight),
-                               None, self.tconv_re.stride, groups=3)
-        return k[..., crop[0]:k.shape[-1] - crop[1]]
+    def _folded(self, inputs, weights) -> torch.Tensor:
+        b, ci, fi, t = inputs[0].shape
+        kf, kt = self.tconv_re.kernel_size
+        cols = [torch.matmul(w.reshape(ci, -1).t(), i.reshape(b, ci, fi * t)) for i, w in zip(inputs, weights)]
+        cols = gauss_combine(*cols)  # [B, 2Cout*kf*kt, F*T]: the combination commutes with the fold
+        out_size = ((fi - 1) * self.tconv_re.stride[0] + kf, (t - 1) * self.tconv_re.stride[1] + kt)
+        return F.fold(cols, out_size, (kf, kt), stride=self.tconv_re.stride)
 
-    def products(self, x) -> torch.Tensor:
-        """The three Gauss products ``[B, 3Cout, F', T']`` without bias (see :func:`gauss_combine`)."""
-        return self._products(x, self.time_crop)
+    def _unbiased(self, x, crop: Tuple[int, int]) -> torch.Tensor:
+        inputs = gauss_inputs(x)
+        weights = gauss_weights(self.tconv_re.weight, self.tconv_im.weight)
+        if self.tconv_re.out_channels <= self.FOLD_MAX_OUT:
+            y = self._folded(inputs, weights)
+            return y[..., crop[0]:y.shape[-1] - crop[1]]
+        products = [F.conv_transpose2d(i, w, None, self.tconv_re.stride) for i, w in zip(inputs, weights)]
+        return gauss_combine(*(k[..., crop[0]:k.shape[-1] - crop[1]] for k in products))  # contiguous
+
+    def unbiased(self, x) -> torch.Tensor:
+        """The transposed convolution without its bias, a fresh tensor (callers may modify it in place)."""
+        return self._unbiased(x, self.time_crop)
 
     def forward(self, x) -> torch.Tensor:
-        return gauss_combine(self.products(x), self.complex_bias())
+        return channel_affine(self.unbiased(x), None, self.complex_bias())
 
     def step(self, x, state: Optional[State]) -> Tuple[torch.Tensor, State]:
         context = self.tconv_re.kernel_size[1] - 1
@@ -184,7 +206,7 @@ class ComplexConvTranspose2d(StreamingModule):
             raise RuntimeError("only a causal, time-stride-1 ComplexConvTranspose2d can run step by step")
         x = x if isinstance(x, torch.Tensor) else complex_cat(x)
         full, history = cat_history(None if state is None else state["history"], x, context)
-        y = gauss_combine(self._products(full, (context, context)), self.complex_bias())
+        y = channel_affine(self._unbiased(full, (context, context)), None, self.complex_bias())
         return y, {"history": history}
 
 
@@ -211,6 +233,9 @@ class ComplexBatchNorm2d(nn.Module):
         params = [torch.cat([getattr(self.bn_re, n), getattr(self.bn_im, n)])
                   for n in ("running_mean", "running_var", "weight", "bias")]
         return F.batch_norm(x, *params, training=False, eps=self.bn_re.eps)
+
+
+_FSMN_BLOCK_COLUMNS = 1024  # positions per block of the frequency FSMN's matrix products
 
 
 def _memory_accumulate(out: torch.Tensor, p: torch.Tensor, taps: torch.Tensor, block: int = 16) -> None:
@@ -306,11 +331,21 @@ class ComplexFSMN(nn.Module):
         b, c2, f, t = x.shape
         c = c2 // 2
         w1 = torch.cat([fsmn_re.linear.weight, fsmn_im.linear.weight])  # [2H, C]
-        b1 = torch.cat([fsmn_re.linear.bias, fsmn_im.linear.bias])
-        h = torch.baddbmm(b1.view(1, -1, 1), w1.expand(2 * b, -1, -1), x.reshape(2 * b, c, f * t))
-        h = F.relu(h) if h.requires_grad else h.relu_()
+        b1 = torch.cat([fsmn_re.linear.bias, fsmn_im.linear.bias]).view(-1, 1)
         proj = torch.stack([fsmn_re.project.weight, fsmn_im.project.weight])  # [2, C, H]
-        p = torch.matmul(proj, h.view(b, 2, 2, -1, f * t)).view(b, 2, 2, c, f, t)  # [B, part, fsmn, C, F, T]
+        seqs = x.reshape(2 * b, c, f * t)
+        if torch.is_grad_enabled() and (x.requires_grad or w1.requires_grad):
+            h = F.relu(torch.matmul(w1, seqs) + b1)
+            p = torch.matmul(proj, h.view(b, 2, 2, -1, f * t)).view(b, 2, 2, c, f, t)  # [B, part, fsmn, C, F, T]
+        else:  # plain matrix products on column blocks, so that the hidden layer stays in cache
+            p = x.new_empty(b, 2, 2, c, f, t)
+            flat, hidden = p.view(2 * b, 2, c, f * t), w1.shape[0] // 2
+            for i in range(2 * b):
+                for start in range(0, f * t, _FSMN_BLOCK_COLUMNS):
+                    cols = slice(start, start + _FSMN_BLOCK_COLUMNS)
+                    h = torch.mm(w1, seqs[i, :, cols]).add_(b1).relu_()
+                    for j in range(2):
+                        flat[i, j, :, cols] = torch.mm(proj[j], h[j * hidden:(j + 1) * hidden])
         taps = torch.stack([m.conv1.weight[:, 0, :, 0] for m in (fsmn_re, fsmn_im)])  # [2, C, K], oldest first
         taps = taps + F.one_hot(torch.tensor(taps.shape[-1] - 1), taps.shape[-1]).to(taps)  # the "+p"
         xv = x.view(b, 2, c, f, t)
