@@ -149,3 +149,12 @@ def test_ddp_two_cpu_processes(data, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert [r["epoch"] for r in curve(out)] == ["1"]  # written once, by rank 0
     assert sorted((out / "save").glob("CKPT+*"))
+
+
+def test_run_options_in_the_recipe_apply_unless_given_on_the_command_line():
+    from audiokit.tasks.train import parse_overrides, recipe_run_options
+    recipe = Path(__file__).resolve().parents[1] / "recipes/enhancement/frcrn_causal_small.yaml"
+    run_opts, _ = parse_overrides(recipe, [])
+    assert recipe_run_options(run_opts, {"ckpt_interval_minutes": 5}).ckpt_interval_minutes == 5
+    run_opts, _ = parse_overrides(recipe, ["--ckpt_interval_minutes", "2"])
+    assert recipe_run_options(run_opts, {"ckpt_interval_minutes": 5}).ckpt_interval_minutes == 2

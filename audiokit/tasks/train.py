@@ -48,6 +48,15 @@ def parse_overrides(recipe_path: str | Path, overrides=None) -> tuple[RunOptions
     return run_opts, recipe_part
 
 
+def recipe_run_options(run_opts: RunOptions, hparams: dict) -> RunOptions:
+    """Run options set in the recipe (e.g. ``ckpt_interval_minutes``) unless given on the command line."""
+    from_recipe = {k: hparams[k] for k in RUN_OPTION_NAMES
+                   if k in hparams and k not in run_opts.overridden_args}
+    if not from_recipe:
+        return run_opts
+    return replace(run_opts, **from_recipe, overridden_args=set(run_opts.overridden_args) | set(from_recipe))
+
+
 def train(recipe_path: str | Path, overrides=None) -> Path:
     """Fit the recipe's model; returns the (absolute) output folder.
 
@@ -60,6 +69,7 @@ def train(recipe_path: str | Path, overrides=None) -> Path:
     sb.utils.distributed.ddp_init_group(run_opts)  # no-op unless started by torchrun
     with open(recipe_path, encoding="utf-8") as f:
         hparams = load_hyperpyyaml(f, recipe_overrides)
+    run_opts = recipe_run_options(run_opts, hparams)
     output_folder = Path(hparams["output_folder"]).resolve()
     sb.create_experiment_directory(str(output_folder), hyperparams_to_save=str(recipe_path),
                                    overrides=recipe_overrides)
