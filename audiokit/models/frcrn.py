@@ -24,7 +24,7 @@ from ..audio.stft import ConvISTFT, ConvSTFT
 from ..nn.complex import (ComplexBatchNorm2d, ComplexConv2d, ComplexConvTranspose2d, ComplexFSMN,
                           ComplexSqueezeExcite, channel_affine, complex_mul)
 from ..nn.complex_frame import (FrameConv, FrameFSMN, FrameSqueezeExcite, FrameTransposedConv,
-                                channel_order)
+                                channel_order, dims)
 from ..nn.state import State, StreamingModule
 
 
@@ -340,7 +340,7 @@ class FRCRNFrameStep(nn.Module):
                 + self.unet.initial_state(batch) + self.unet2.initial_state(batch))
 
     def forward(self, wav: torch.Tensor, state: List[torch.Tensor]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
-        b, tail = wav.shape[0], self.win_len - self.hop
+        b, tail = dims(wav)[0], self.win_len - self.hop
         frames = state[0] + 1
         full = torch.cat([state[1], wav], -1)
         spec = torch.mm(full, self.analysis).view(b, self.freq_bins, 2)
@@ -353,7 +353,7 @@ class FRCRNFrameStep(nn.Module):
         wav_sum = torch.cat([frame[:, :tail] + state[2], frame[:, tail:]], -1)
         norm = torch.cat([self.window_sq[:, :tail] + state[3], self.window_sq[:, tail:]], -1)
         out = wav_sum[:, :self.hop] / (norm[:, :self.hop] + 1e-8)
-        return out, [frames, full[:, full.shape[-1] - tail:], wav_sum[:, self.hop:], norm[:, self.hop:]] + state1 + state2
+        return out, [frames, full[:, dims(full)[-1] - tail:], wav_sum[:, self.hop:], norm[:, self.hop:]] + state1 + state2
 
     @staticmethod
     def flush(state: List[torch.Tensor]) -> torch.Tensor:

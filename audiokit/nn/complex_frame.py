@@ -34,6 +34,12 @@ def _bn_affine(bn: Optional[ComplexBatchNorm2d], channels: int) -> Tuple[torch.T
     return bn.affine()
 
 
+def dims(x: torch.Tensor) -> Tuple[int, ...]:
+    """``x.shape`` as plain ints, so that a traced frame step (one trace per batch size) holds
+    its shapes as constants instead of recomputing them at every call."""
+    return tuple(int(d) for d in x.shape)
+
+
 def complex_combine(channels: int) -> torch.Tensor:
     """``[4C, 2C]`` map from the four products ``(re*r, re*i, im*r, im*i)`` to ``(re*r - im*i, im*r + re*i)``."""
     eye = torch.eye(channels)
@@ -66,7 +72,7 @@ class _FrameTimeConv(nn.Module):
     def _finish(self, y: torch.Tensor, full: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         if self.leaky:
             y = F.leaky_relu_(y)
-        return y, full[..., full.shape[-1] - self.context * self.in_channels:]
+        return y, full[..., dims(full)[-1] - self.context * self.in_channels:]
 
     def initial_state(self, batch: int, freq: int) -> torch.Tensor:
         return self.weight.new_zeros(batch, freq, self.context * self.in_channels)
@@ -101,9 +107,9 @@ class FrameConv(_FrameTimeConv):
     def forward(self, x: torch.Tensor, history: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         full = self._with_history(x, history)
         padded = F.pad(full, (0, 0, self.freq_padding, self.freq_padding)) if self.freq_padding > 0 else full
-        b = full.shape[0]
+        b = dims(full)[0]
         cols = padded.unfold(1, self.kf, self.sf)  # [B, F', taps*Cin, kf]
-        fo = cols.shape[1]
+        fo = dims(cols)[1]
         y = torch.addmm(self.bias, cols.reshape(b * fo, -1), self.weight).view(b, fo, -1)
         return self._finish(y, full)
 
@@ -135,7 +141,7 @@ class FrameTransposedConv(_FrameTimeConv):
 
     def forward(self, x: torch.Tensor, history: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         full = self._with_history(x, history)
-        b, fi = full.shape[0], full.shape[1]
+        b, fi = dims(full)[:2]
         cols = torch.mm(full.reshape(b * fi, -1), self.weight).view(b, fi, -1).transpose(1, 2)  # [B, Cout*kf, F_in]
         fo = (fi - 1) * self.sf + self.kf
         y = F.fold(cols, (1, fo), (1, self.kf), stride=(1, self.sf)).view(b, -1, fo)
@@ -178,7 +184,7 @@ class FrameFSMN(nn.Module):
 
     def _dense(self, x: torch.Tensor, k: int) -> torch.Tensor:
         """``x [N, 2D] -> p [N, 4D]``: the four real-FSMN projections of the two parts."""
-        n = x.shape[0]
+        n = dims(x)[0]
         h = F.relu_(torch.addmm(self.lin_b[k], x.reshape(2 * n, -1), self.lin_w[k]))
         return torch.mm(h.view(n, -1), self.proj[k])
 
@@ -187,7 +193,7 @@ class FrameFSMN(nn.Module):
         return torch.addmm(torch.mm(x, self.mix), memory, self.combine)
 
     def forward(self, x: torch.Tensor, histories: List[torch.Tensor]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
-        b, f, c2 = x.shape
+        b, f, c2 = dims(x)
         if self.axis == "freq":
             rows = x.reshape(b * f, c2)
             for k in range(self.num_layers):
@@ -231,7 +237,7 @@ class FrameSqueezeExcite(nn.Module):
             self.register_buffer("combine", complex_combine(r1.in_features))
 
     def forward(self, x: torch.Tensor, total: torch.Tensor, inv_frames: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        b, f, c2 = x.shape
+        b, f, c2 = dims(x)
         total = total + x.sum(1)
         mean = total.view(2 * b, c2 // 2) * (inv_frames / f)
         h = F.relu_(torch.addmm(self.b1, mean, self.w1))
