@@ -41,14 +41,21 @@ def stft_kernels(win_len: int, fft_len: int, win_type: Optional[str]) -> Tuple[t
     return as_tensor(kernel * window)[:, None], as_tensor(inverse * window)[:, None], as_tensor(window)
 
 
-class ConvSTFT(nn.Module):
-    """Analysis: ``wav [B, T] -> spec [B, 2F, N]``, ``N = (T - win_len) // hop + 1``."""
+class _FixedTransform(nn.Module):
+    """Frame sizes in samples and the fixed kernels of one direction (buffers, not saved)."""
+
+    inverse = False
 
     def __init__(self, win_len: int, hop: int, fft_len: int, win_type: Optional[str] = "hann"):
         super().__init__()
         self.win_len, self.hop, self.fft_len = win_len, hop, fft_len
-        kernel, _, _ = stft_kernels(win_len, fft_len, win_type)
-        self.register_buffer("weight", kernel, persistent=False)
+        analysis, synthesis, window = stft_kernels(win_len, fft_len, win_type)
+        self.register_buffer("weight", synthesis if self.inverse else analysis, persistent=False)
+        self.register_buffer("window_sq", (window ** 2)[None, :, None], persistent=False)
+
+
+class ConvSTFT(_FixedTransform):
+    """Analysis: ``wav [B, T] -> spec [B, 2F, N]``, ``N = (T - win_len) // hop + 1``."""
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         return F.conv1d(wav.unsqueeze(1), self.weight, stride=self.hop)
@@ -64,15 +71,10 @@ class ConvSTFT(nn.Module):
         return self.forward(full), {"history": full[:, full.shape[-1] - context:]}
 
 
-class ConvISTFT(nn.Module):
+class ConvISTFT(_FixedTransform):
     """Synthesis: ``spec [B, 2F, N] -> wav [B, (N - 1) * hop + win_len]``."""
 
-    def __init__(self, win_len: int, hop: int, fft_len: int, win_type: Optional[str] = "hann"):
-        super().__init__()
-        self.win_len, self.hop, self.fft_len = win_len, hop, fft_len
-        _, kernel, window = stft_kernels(win_len, fft_len, win_type)
-        self.register_buffer("weight", kernel, persistent=False)
-        self.register_buffer("window_sq", (window ** 2)[None, :, None], persistent=False)
+    inverse = True
 
     def _overlap_add(self, spec: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Un-normalised synthesis ``[B, L]`` and overlap-added squared window ``[1, L]``."""
