@@ -6,6 +6,8 @@ import torch
 from audiokit.models.frcrn import FRCRN
 from audiokit.streaming.runtime import CausalStream, WindowedStream, open_stream, process
 
+torch.set_num_threads(1)  # the machine is shared: extra threads only spin and wait
+
 
 def small_frcrn(causal=True, **kw):
     torch.manual_seed(0)

@@ -14,7 +14,7 @@ configuration) implement :meth:`StreamingModule.step`.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
