@@ -330,7 +330,31 @@ class FRCRNFrameStep(nn.Module):
             self.register_buffer("synthesis", model.istft.weight[:, 0].view(2, f, win).transpose(0, 1)
                                  .reshape(2 * f, win).contiguous())
             self.register_buffer("window_sq", model.istft.window_sq.view(1, win).clone())
+            self.use_fft = self._fft_equivalent(model.fft_len)
         self.unet, self.unet2 = FrameUNet(model.unet, f), FrameUNet(model.unet2, f)
+
+    def _fft_equivalent(self, fft_len: int) -> bool:
+        """Whether the STFT matrices are a windowed real FFT and its windowed inverse (then
+        :meth:`forward` runs FFTs, much cheaper than the two dense ``[win, 2F]`` products).
+
+        Sets ``analysis_window`` and ``synthesis_window`` ``[win]`` when they are."""
+        win = self.win_len
+        if fft_len != win:
+            return False
+        analysis_window = self.analysis[:, 0].clone()  # bin 0, real part: the window itself
+        analysis = torch.view_as_real(torch.fft.rfft(torch.diag(analysis_window), n=fft_len)).reshape(win, -1)
+        # every (bin, part) of the interleaved spectrum as a unit complex input
+        units = torch.view_as_complex(torch.eye(2 * self.freq_bins).view(-1, self.freq_bins, 2))
+        inverse = torch.fft.irfft(units, n=fft_len)  # [2F, win]; row 0 is the constant 1 / fft_len
+        synthesis_window = self.synthesis[0] / inverse[0]
+        synthesis = inverse * synthesis_window
+        scale_a, scale_s = self.analysis.abs().max(), self.synthesis.abs().max()
+        ok = bool((analysis - self.analysis).abs().max() <= 1e-5 * scale_a
+                  and (synthesis - self.synthesis).abs().max() <= 1e-5 * scale_s)
+        if ok:
+            self.register_buffer("analysis_window", analysis_window.view(1, win))
+            self.register_buffer("synthesis_window", synthesis_window.view(1, win).contiguous())
+        return ok
 
     def initial_state(self, batch: int) -> List[torch.Tensor]:
         """Frames so far, analysis history, synthesis overlap (signal, window norm), then the U-Nets'."""
@@ -343,13 +367,19 @@ class FRCRNFrameStep(nn.Module):
         b, tail = dims(wav)[0], self.win_len - self.hop
         frames = state[0] + 1
         full = torch.cat([state[1], wav], -1)
-        spec = torch.mm(full, self.analysis).view(b, self.freq_bins, 2)
+        if self.use_fft:
+            spec = torch.view_as_real(torch.fft.rfft(full * self.analysis_window))
+        else:
+            spec = torch.mm(full, self.analysis).view(b, self.freq_bins, 2)
         split = 4 + (len(state) - 4) // 2
         logits1, state1 = self.unet(spec, state[4:split], 1 / frames)
         logits2, state2 = self.unet2(logits1, state[split:], 1 / frames)
         mask = torch.tanh(logits1) + torch.tanh(logits2)
         enhanced = torch.view_as_real(torch.view_as_complex(spec) * torch.view_as_complex(mask))
-        frame = torch.mm(enhanced.view(b, -1), self.synthesis)  # [B, win]
+        if self.use_fft:
+            frame = torch.fft.irfft(torch.view_as_complex(enhanced), n=self.win_len) * self.synthesis_window
+        else:
+            frame = torch.mm(enhanced.view(b, -1), self.synthesis)  # [B, win]
         wav_sum = torch.cat([frame[:, :tail] + state[2], frame[:, tail:]], -1)
         norm = torch.cat([self.window_sq[:, :tail] + state[3], self.window_sq[:, tail:]], -1)
         out = wav_sum[:, :self.hop] / (norm[:, :self.hop] + 1e-8)
