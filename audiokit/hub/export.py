@@ -47,12 +47,28 @@ def find_run_checkpoint(run_dir: Path) -> tuple[Path, dict]:
     return Path(ckpt.path), dict(ckpt.meta)
 
 
-def export_run(run_dir, out_path, card: Optional[dict] = None) -> Path:
+def read_checkpoint_meta(folder: Path) -> dict:
+    """The meta SpeechBrain stored beside a checkpoint (``CKPT.yaml``)."""
+    import yaml
+    meta_file = folder / "CKPT.yaml"
+    if not meta_file.is_file():
+        raise CheckpointError(folder, "is not a SpeechBrain checkpoint folder (no CKPT.yaml)")
+    return yaml.safe_load(meta_file.read_text()) or {}
+
+
+def export_run(run_dir, out_path, card: Optional[dict] = None, checkpoint=None) -> Path:
     """Write the run's best (else latest) model to ``out_path`` (.safetensors) with its family,
-    ``model.config`` and ``card`` plus the checkpoint's name and meta. Returns ``out_path``."""
+    ``model.config`` and ``card`` plus the checkpoint's name and meta. Returns ``out_path``.
+
+    ``checkpoint``: a specific ``CKPT+*`` folder of the run (e.g. chosen on a development set).
+    """
     run_dir = Path(run_dir)
     model = build_run_model(run_dir)
-    folder, meta = find_run_checkpoint(run_dir)
+    if checkpoint is None:
+        folder, meta = find_run_checkpoint(run_dir)
+    else:
+        folder = Path(checkpoint)
+        meta = read_checkpoint_meta(folder)
     weights = folder / "model.ckpt"
     load_strict(model, read_state_dict(weights), weights)
     full_card = {**(card or {}), "checkpoint": folder.name, **{k: v for k, v in meta.items() if k != "unixtime"}}
