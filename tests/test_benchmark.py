@@ -1,4 +1,4 @@
-"""tools/speed_benchmark.py runs and reports sane numbers (no timing assertions)."""
+"""tools/benchmark.py runs and reports sane numbers (no timing assertions)."""
 import json
 import subprocess
 import sys
@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-TOOL = REPO / "tools" / "speed_benchmark.py"
+TOOL = REPO / "tools" / "benchmark.py"
 
 
 def test_table_formatting():
     sys.path.insert(0, str(TOOL.parent))
-    from speed_benchmark import format_table
+    from benchmark import format_table
     rows = [dict(model="causal_small", mode="stream", threads=1, rtf=0.05, cpu_rtf=0.04, chunk_p50_ms=0.1,
                  chunk_p99_ms=1.5, latency_ms=32.0, peak_rss_mb=400.0),
             dict(model="official", mode="offline", threads=2, rtf=0.5, peak_rss_mb=900.0)]
