@@ -78,6 +78,18 @@ class _FrameTimeConv(nn.Module):
         return self.weight.new_zeros(batch, freq, self.context * self.in_channels)
 
 
+def _fused_affine(conv_re: nn.Module, conv_im: nn.Module, bn: Optional[ComplexBatchNorm2d],
+                  transposed: bool, input_order: Optional[List[int]]):
+    """Block weight (inputs reordered by ``input_order``), bias and batch-norm ``(scale, shift)``
+    of a complex (transposed) convolution pair."""
+    w = _block_weight(conv_re.weight, conv_im.weight, transposed=transposed)
+    bias = _block_bias(conv_re.bias, conv_im.bias)
+    scale, shift = _bn_affine(bn, w.shape[1] if transposed else w.shape[0])
+    if input_order is not None:
+        w = w[input_order] if transposed else w[:, input_order]
+    return w, bias, scale, shift
+
+
 class FrameConv(_FrameTimeConv):
     """One output frame of a causal :class:`ComplexConv2d` (+ optional batch norm, leaky ReLU).
 
@@ -90,11 +102,7 @@ class FrameConv(_FrameTimeConv):
         if conv.time_padding[1] or conv.conv_re.stride[1] != 1:
             raise RuntimeError("only a causal, time-stride-1 ComplexConv2d runs frame by frame")
         with torch.no_grad():
-            w = _block_weight(conv.conv_re.weight, conv.conv_im.weight, transposed=False)
-            bias = _block_bias(conv.conv_re.bias, conv.conv_im.bias)
-            scale, shift = _bn_affine(bn, w.shape[0])
-            if input_order is not None:
-                w = w[:, input_order]
+            w, bias, scale, shift = _fused_affine(conv.conv_re, conv.conv_im, bn, False, input_order)
             w = w * scale[:, None, None, None]
             kt = w.shape[-1]
             # rows ordered (time tap, input channel, frequency tap): the unfolded input layout
@@ -127,11 +135,7 @@ class FrameTransposedConv(_FrameTimeConv):
         if tconv.time_crop != (0, kt - 1) or tconv.tconv_re.stride[1] != 1:
             raise RuntimeError("only a causal, time-stride-1 ComplexConvTranspose2d runs frame by frame")
         with torch.no_grad():
-            w = _block_weight(tconv.tconv_re.weight, tconv.tconv_im.weight, transposed=True)
-            bias = _block_bias(tconv.tconv_re.bias, tconv.tconv_im.bias)
-            scale, shift = _bn_affine(bn, w.shape[1])
-            if input_order is not None:
-                w = w[input_order]
+            w, bias, scale, shift = _fused_affine(tconv.tconv_re, tconv.tconv_im, bn, True, input_order)
             w = (w * scale[None, :, None, None]).flip(-1)  # history (oldest) first
             # rows (time tap, input channel); columns (output channel, frequency tap) as F.fold reads them
             self.register_buffer("weight", w.permute(3, 0, 1, 2).reshape(kt * w.shape[0], -1).contiguous())
