@@ -207,7 +207,7 @@ def main(argv=None) -> int:
               f"max |diff| {ref['max_abs_diff']:.2e} (interior {ref['max_abs_diff_interior']:.2e})")
     if args.e2e_latency:
         import stream_latency
-        stream_latency.main(["frcrn_causal_small"])
+        stream_latency.main(sorted(stream_latency.available()))
     return 0
 
 

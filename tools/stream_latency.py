@@ -25,7 +25,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from audiokit.hub.pretrained import available, save_pretrained  # noqa: E402
+from audiokit.hub.pretrained import available, read_metadata, save_pretrained  # noqa: E402
 from audiokit.models.frcrn import FRCRN  # noqa: E402
 from audiokit.streaming.realtime import alsa_file_device  # noqa: E402
 
@@ -36,7 +36,8 @@ def tiny_model(folder: Path) -> Path:
     return save_pretrained(model, folder / "tiny_causal_frcrn.safetensors", "frcrn", model.config)
 
 
-def measure(model: str, block_ms: float, seconds: float = 1.0, rate: int = 16000) -> dict:
+def measure(model: str, block_ms: float, seconds: float = 1.0, rate: int = 16000, task: str = "enhance") -> dict:
+    """Stated and measured latency of ``audiokit stream TASK`` (``separate`` plays speaker 1)."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         mic, speaker = tmp / "mic.raw", tmp / "speaker.raw"
@@ -46,15 +47,18 @@ def measure(model: str, block_ms: float, seconds: float = 1.0, rate: int = 16000
         for start in range(1000, len(clicks) - 400, 2731):  # irregular click train: one unambiguous lag
             clicks[start:start + 200] = (rng.standard_normal(200) * 8000).astype(np.int16)
         clicks.tofile(mic)
-        cmd = [sys.executable, "-m", "audiokit.cli.main", "stream", "enhance", "--model", model, "--overload", "wait",
+        cmd = [sys.executable, "-m", "audiokit.cli.main", "stream", task, "--model", model, "--overload", "wait",
                "--duration", str(seconds), "--block-ms", str(block_ms)]
+        if task == "separate":
+            cmd += ["--play-speaker", "1"]
         env = dict(os.environ, HOME=str(tmp), OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
         done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
         if done.returncode:
             raise SystemExit(f"{model}: {done.stderr.strip().splitlines()[-1]}")
         played = np.fromfile(speaker, "<i2").astype(np.float64)
         x = clicks.astype(np.float64)
-        corr = np.correlate(played, x[:len(played) - 2000], mode="valid")
+        max_lag = min(len(played) // 2, int(rate * (0.125 if task == "enhance" else 1.5)))
+        corr = np.correlate(played, x[:len(played) - max_lag], mode="valid")
         measured = int(np.argmax(np.abs(corr)))
         stated = int(re.search(r"latency (\d+) samples", done.stderr).group(1))
         proc_ms = float(re.search(r"done: .*?([\d.]+) ms/block", done.stderr).group(1))
@@ -72,7 +76,9 @@ def main(argv=None) -> int:
         print(f"| model | block | engine latency (stated) | end-to-end (measured) | model time/block | RTF |")
         print("|---|---|---|---|---|---|")
         for model in models:
-            r = measure(model, args.block_ms)
+            separator = model in available() and read_metadata(available()[model])["family"] == "mossformer2_ss"
+            r = measure(model, args.block_ms, seconds=5.0 if separator else 1.0,
+                        task="separate" if separator else "enhance")
             print(f"| {r['model']} | {args.block_ms:g} ms | {r['stated_ms']:.1f} ms | {r['measured_ms']:.1f} ms "
                   f"| {r['proc_ms']:.1f} ms | {r['rtf']:.2f} |", flush=True)
     return 0
