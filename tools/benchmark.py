@@ -2,7 +2,7 @@
 
 For each model (the shipped causal small FRCRN, the official-size FRCRN_SE_16K)
 and each thread count it measures, each in a fresh subprocess (so that peak
-memory, ``ru_maxrss``, belongs to that one measurement):
+memory, VmHWM, belongs to that one measurement):
 
 * offline: real-time factor (processing time / audio duration) of ``enhance``;
 * stream: real-time factor of the streaming runtime fed 10 ms chunks, with the
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -40,6 +39,12 @@ SMALL_CONFIG = dict(win_len=512, win_inc=256, fft_len=512, channels=16, fsmn_hid
                     fsmn_order=10, causal=True)
 MODELS = ("causal_small", "official")
 
+
+
+def peak_rss_kb() -> int:
+    """This process's own peak resident memory (kB); ``ru_maxrss`` would include the parent's at fork."""
+    with open("/proc/self/status") as status:
+        return int(next(line for line in status if line.startswith("VmHWM")).split()[1])
 
 def build(name: str):
     """``(model in eval mode, where its weights come from)``."""
@@ -115,7 +120,7 @@ def measure(model_name: str, mode: str, threads: int, seconds: float, repeats: i
                           chunk_p50_ms=1000 * float(np.percentile(best[1], 50)),
                           chunk_p99_ms=1000 * float(np.percentile(best[1], 99)),
                           latency_ms=1000 * stream.latency_samples / rate)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_rss_kb() / 1024
     return result
 
 
