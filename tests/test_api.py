@@ -101,13 +101,10 @@ def test_export_run_takes_the_best_checkpoint(tmp_path):
     loaded = load_model(str(out))
     for key, value in models[1].state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
-    chosen = sorted((run / "save").glob("CKPT+*"), key=lambda p: read_metadata_yaml(p)["si_snr"])[0]
+    from audiokit.hub.export import read_checkpoint_meta
+    chosen = sorted((run / "save").glob("CKPT+*"), key=lambda p: read_checkpoint_meta(p)["si_snr"])[0]
     out = export_run(run, tmp_path / "chosen.safetensors", {}, checkpoint=chosen)
     assert read_metadata(out)["card"]["si_snr"] == 3.0
     for key, value in models[0].state_dict().items():
         assert torch.equal(load_model(str(out)).state_dict()[key], value), key
 
-
-def read_metadata_yaml(folder):
-    from audiokit.hub.export import read_checkpoint_meta
-    return read_checkpoint_meta(folder)

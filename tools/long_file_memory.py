@@ -17,12 +17,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from benchmark import peak_rss_kb  # noqa: E402  (tools/ is on sys.path when run as a script)
 
-
-def peak_rss_kb() -> int:
-    """This process's own peak resident memory (kB); ``ru_maxrss`` would include the parent's at fork."""
-    with open("/proc/self/status") as status:
-        return int(next(line for line in status if line.startswith("VmHWM")).split()[1])
 
 def write_long_file(path: Path, minutes: float, rate: int = 16000) -> None:
     """A noisy chirp-like signal written one minute at a time."""
