@@ -35,3 +35,20 @@ def make_wav(tmp_path: Path):
         return path
 
     return _make
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_stream_engines(tmp_path_factory):
+    """Exported frame graphs go to a fresh cache, never the user's; streams use the TorchScript
+    engine unless a test asks for another (``tests/test_engines.py`` covers ONNX Runtime, whose
+    first export of each model takes several seconds)."""
+    import os
+    saved = {k: os.environ.get(k) for k in ("AUDIOKIT_CACHE", "AUDIOKIT_STREAM_BACKEND")}
+    os.environ["AUDIOKIT_CACHE"] = str(tmp_path_factory.mktemp("audiokit_cache"))
+    os.environ["AUDIOKIT_STREAM_BACKEND"] = "torch"
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

@@ -241,7 +241,7 @@ class FRCRN(StreamingModule):
             raise RuntimeError("the non-causal FRCRN looks at the whole clip; stream it in windows")
         key = tuple((id(t), t._version) for t in (*self.parameters(), *self.buffers()))
         if self._frame_step_cache.get("key") != key:
-            self._frame_step_cache = {"key": key, "step": FRCRNFrameStep(self)}
+            self._frame_step_cache = {"key": key, "step": FRCRNFrameStep(self).eval()}
         return self._frame_step_cache["step"]
 
     def stream_flush(self) -> torch.Tensor:
@@ -258,7 +258,8 @@ class FrameUNet(nn.Module):
         self.sizes = [freq_bins] + [size for _, size in encoder_freq_sizes(freq_bins)]
         self.encoders = nn.ModuleList(FrameConv(s.conv, s.bn, leaky=True) for s in unet.encoders)
         self.fsmn_enc = nn.ModuleList(FrameFSMN(unet.fsmn_enc[i]) for i in range(1, depth))
-        self.se_enc = nn.ModuleList(FrameSqueezeExcite(se) for se in unet.se_layers_enc)
+        self.se_enc = nn.ModuleList(FrameSqueezeExcite(se, self.sizes[i + 1])
+                                    for i, se in enumerate(unet.se_layers_enc))
         self.fsmn = FrameFSMN(unet.fsmn)
         channels = unet.encoders[-1].conv.conv_re.out_channels
         skip_order = channel_order([channels, channels])
@@ -266,7 +267,8 @@ class FrameUNet(nn.Module):
             FrameTransposedConv(s.transconv, s.bn, leaky=True, input_order=None if i == 0 else skip_order)
             for i, s in enumerate(unet.decoders))
         self.fsmn_dec = nn.ModuleList(FrameFSMN(unet.fsmn_dec[i]) for i in range(depth - 1))
-        self.se_dec = nn.ModuleList(FrameSqueezeExcite(unet.se_layers_dec[i]) for i in range(depth - 2))
+        self.se_dec = nn.ModuleList(FrameSqueezeExcite(unet.se_layers_dec[i], self.sizes[depth - 1 - i])
+                                    for i in range(depth - 2))
         self.linear = FrameConv(unet.linear)
 
     def initial_state(self, batch: int) -> List[torch.Tensor]:
@@ -367,16 +369,18 @@ class FRCRNFrameStep(nn.Module):
         b, tail = dims(wav)[0], self.win_len - self.hop
         frames = state[0] + 1
         full = torch.cat([state[1], wav], -1)
-        if self.use_fft:
+        # exported graphs keep the dense products: ONNX Runtime's DFT is far less exact (1e-5 vs 1e-7)
+        use_fft = self.use_fft and not torch.compiler.is_exporting()
+        if use_fft:
             spec = torch.view_as_real(torch.fft.rfft(full * self.analysis_window))
         else:
             spec = torch.mm(full, self.analysis).view(b, self.freq_bins, 2)
         split = 4 + (len(state) - 4) // 2
         logits1, state1 = self.unet(spec, state[4:split], 1 / frames)
         logits2, state2 = self.unet2(logits1, state[split:], 1 / frames)
-        mask = torch.tanh(logits1) + torch.tanh(logits2)
+        mask = (torch.tanh(logits1) + torch.tanh(logits2)).contiguous()
         enhanced = torch.view_as_real(torch.view_as_complex(spec) * torch.view_as_complex(mask))
-        if self.use_fft:
+        if use_fft:
             frame = torch.fft.irfft(torch.view_as_complex(enhanced), n=self.win_len) * self.synthesis_window
         else:
             frame = torch.mm(enhanced.view(b, -1), self.synthesis)  # [B, win]

@@ -60,18 +60,37 @@ def channel_order(parts: Sequence[int]) -> List[int]:
 
 
 class _FrameTimeConv(nn.Module):
-    """Shared tail of the frame convolutions: optional leaky ReLU, input history of ``context`` frames."""
+    """Shared part of the frame convolutions: input history of ``context`` frames, then one
+    1-D convolution along frequency of the ``[B, F, taps * Cin]`` rows (zero padded by
+    ``padding`` bins on both sides, kernel ``window``, ``stride``), optional leaky ReLU.
+
+    Each output position holds ``phases`` output bins (a transposed convolution's polyphase
+    outputs); the first ``out_bins(F)`` are kept.
+    """
 
     context: int = 0
     in_channels: int = 0
     leaky: bool = False
+    padding: int = 0
+    stride: int = 1
+    phases: int = 1
 
-    def _with_history(self, x: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-        return torch.cat([history, x], -1) if self.context > 0 else x
+    def out_bins(self, freq: int) -> int:
+        raise NotImplementedError
 
-    def _finish(self, y: torch.Tensor, full: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, history: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        full = torch.cat([history, x], -1) if self.context > 0 else x
+        b, f = dims(full)[:2]
+        y = F.conv1d(full.transpose(1, 2), self.weight, self.bias, self.stride, self.padding).transpose(1, 2)
+        positions = dims(y)[1]
+        if self.phases > 1:
+            y = y.reshape(b, positions * self.phases, -1)
+        if positions * self.phases != self.out_bins(f):
+            y = y[:, :self.out_bins(f)]
         if self.leaky:
-            y = F.leaky_relu_(y)
+            y = F.leaky_relu(y)
+        if self.context <= 1:  # the new history is this frame (or nothing)
+            return y, x if self.context else history
         return y, full[..., dims(full)[-1] - self.context * self.in_channels:]
 
     def initial_state(self, batch: int, freq: int) -> torch.Tensor:
@@ -80,14 +99,15 @@ class _FrameTimeConv(nn.Module):
 
 def _fused_affine(conv_re: nn.Module, conv_im: nn.Module, bn: Optional[ComplexBatchNorm2d],
                   transposed: bool, input_order: Optional[List[int]]):
-    """Block weight (inputs reordered by ``input_order``), bias and batch-norm ``(scale, shift)``
-    of a complex (transposed) convolution pair."""
+    """Block weight (inputs reordered by ``input_order``) with the batch norm folded in, and
+    the bias, of a complex (transposed) convolution pair."""
     w = _block_weight(conv_re.weight, conv_im.weight, transposed=transposed)
     bias = _block_bias(conv_re.bias, conv_im.bias)
     scale, shift = _bn_affine(bn, w.shape[1] if transposed else w.shape[0])
     if input_order is not None:
         w = w[input_order] if transposed else w[:, input_order]
-    return w, bias, scale, shift
+    w = w * (scale[None, :, None, None] if transposed else scale[:, None, None, None])
+    return w, shift if bias is None else bias * scale + shift
 
 
 class FrameConv(_FrameTimeConv):
@@ -102,29 +122,25 @@ class FrameConv(_FrameTimeConv):
         if conv.time_padding[1] or conv.conv_re.stride[1] != 1:
             raise RuntimeError("only a causal, time-stride-1 ComplexConv2d runs frame by frame")
         with torch.no_grad():
-            w, bias, scale, shift = _fused_affine(conv.conv_re, conv.conv_im, bn, False, input_order)
-            w = w * scale[:, None, None, None]
+            w, bias = _fused_affine(conv.conv_re, conv.conv_im, bn, False, input_order)
             kt = w.shape[-1]
-            # rows ordered (time tap, input channel, frequency tap): the unfolded input layout
-            self.register_buffer("weight", w.permute(3, 1, 2, 0).reshape(-1, w.shape[0]).contiguous())
-            self.register_buffer("bias", shift if bias is None else bias * scale + shift)
-        self.kf, self.sf = conv.conv_re.kernel_size[0], conv.conv_re.stride[0]
-        self.freq_padding, self.context, self.leaky = conv.freq_padding, kt - 1, leaky
+            # input channels (time tap, channel), oldest tap first
+            self.register_buffer("weight", w.permute(0, 3, 1, 2).reshape(w.shape[0], -1, w.shape[2]).contiguous())
+            self.register_buffer("bias", bias)
+        self.window, self.stride = conv.conv_re.kernel_size[0], conv.conv_re.stride[0]
+        self.padding, self.context, self.leaky = conv.freq_padding, kt - 1, leaky
         self.in_channels = w.shape[1]
 
-    def forward(self, x: torch.Tensor, history: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        full = self._with_history(x, history)
-        padded = F.pad(full, (0, 0, self.freq_padding, self.freq_padding)) if self.freq_padding > 0 else full
-        b = dims(full)[0]
-        cols = padded.unfold(1, self.kf, self.sf)  # [B, F', taps*Cin, kf]
-        fo = dims(cols)[1]
-        y = torch.addmm(self.bias, cols.reshape(b * fo, -1), self.weight).view(b, fo, -1)
-        return self._finish(y, full)
+    def out_bins(self, freq: int) -> int:
+        return (freq + 2 * self.padding - self.window) // self.stride + 1
 
 
 class FrameTransposedConv(_FrameTimeConv):
     """One output frame of a causal :class:`ComplexConvTranspose2d` (+ batch norm, leaky ReLU).
 
+    Polyphase form: output bin ``m * s + r`` (stride ``s``) sums input bins
+    ``m - q`` through kernel tap ``r + s * q``, so a plain convolution with kernel
+    ``P = ceil(kf / s)`` and ``s`` times the output channels gives ``s`` output bins per position.
     ``forward(x [B, F, 2Cin], history [B, F, (kt-1)*2Cin]) -> (y [B, F', 2Cout], new history)``.
     """
 
@@ -134,23 +150,23 @@ class FrameTransposedConv(_FrameTimeConv):
         kt = tconv.tconv_re.kernel_size[1]
         if tconv.time_crop != (0, kt - 1) or tconv.tconv_re.stride[1] != 1:
             raise RuntimeError("only a causal, time-stride-1 ComplexConvTranspose2d runs frame by frame")
+        kf, s = tconv.tconv_re.kernel_size[0], tconv.tconv_re.stride[0]
+        taps = -(-kf // s)
         with torch.no_grad():
-            w, bias, scale, shift = _fused_affine(tconv.tconv_re, tconv.tconv_im, bn, True, input_order)
-            w = (w * scale[None, :, None, None]).flip(-1)  # history (oldest) first
-            # rows (time tap, input channel); columns (output channel, frequency tap) as F.fold reads them
-            self.register_buffer("weight", w.permute(3, 0, 1, 2).reshape(kt * w.shape[0], -1).contiguous())
-            self.register_buffer("bias", (shift if bias is None else bias * scale + shift).view(1, -1, 1))
-        self.kf, self.sf = tconv.tconv_re.kernel_size[0], tconv.tconv_re.stride[0]
+            w, bias = _fused_affine(tconv.tconv_re, tconv.tconv_im, bn, True, input_order)
+            w = w.flip(-1)  # time taps: history (oldest) first
+            w = torch.cat([w, w.new_zeros(*w.shape[:2], taps * s - kf, kt)], 2)  # kernel padded to taps * s
+            # window position t (lowest bin first) uses kernel taps r + s * (taps - 1 - t), r = 0..s-1
+            poly = w.view(*w.shape[:2], taps, s, kt).flip(2)  # [Cin, Cout, t, r, kt]
+            # output channels (r, out channel); input channels (time tap, channel); kernel t
+            self.register_buffer("weight", poly.permute(3, 1, 4, 0, 2).reshape(s * w.shape[1], kt * w.shape[0], taps)
+                                 .contiguous())
+            self.register_buffer("bias", bias.repeat(s))
+        self.kernel, self.window, self.phases, self.padding = kf, taps, s, taps - 1
         self.context, self.leaky, self.in_channels = kt - 1, leaky, w.shape[0]
 
-    def forward(self, x: torch.Tensor, history: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        full = self._with_history(x, history)
-        b, fi = dims(full)[:2]
-        cols = torch.mm(full.reshape(b * fi, -1), self.weight).view(b, fi, -1).transpose(1, 2)  # [B, Cout*kf, F_in]
-        fo = (fi - 1) * self.sf + self.kf
-        y = F.fold(cols, (1, fo), (1, self.kf), stride=(1, self.sf)).view(b, -1, fo)
-        y = (y + self.bias).transpose(1, 2)
-        return self._finish(y, full)
+    def out_bins(self, freq: int) -> int:
+        return (freq - 1) * self.phases + self.kernel
 
 
 class FrameFSMN(nn.Module):
@@ -169,28 +185,28 @@ class FrameFSMN(nn.Module):
         with torch.no_grad():
             for k in range(1, fsmn.num_layers + 1):
                 fr, fi = getattr(fsmn, f"fsmn_re_L{k}"), getattr(fsmn, f"fsmn_im_L{k}")
-                lin_w.append(torch.cat([fr.linear.weight, fi.linear.weight]).t().contiguous())
-                lin_b.append(torch.cat([fr.linear.bias, fi.linear.bias]))
+                # both parts' rows at once: (re, im) -> (re through fr and fi, im through fr and fi)
+                both = torch.cat([fr.linear.weight, fi.linear.weight]).t()
+                lin_w.append(torch.block_diag(both, both))
+                lin_b.append(torch.cat([fr.linear.bias, fi.linear.bias]).repeat(2))
                 proj.append(torch.block_diag(*[m.project.weight.t() for m in (fr, fi, fr, fi)]))
                 tap = torch.cat([m.conv1.weight[:, 0, :, 0] for m in (fr, fi, fr, fi)])  # [4D, K]
                 tap[:, -1] += 1  # the residual "+p"
-                taps.append(tap.t().contiguous())  # [K, 4D]
+                taps.append(tap.t() if self.axis == "time" else tap)
             dim = fr.linear.in_features
             self.dilation = fr.dilation
             self.span = (fr.lorder - 1) * fr.dilation + 1
             self.register_buffer("lin_w", torch.stack(lin_w))
             self.register_buffer("lin_b", torch.stack(lin_b))
             self.register_buffer("proj", torch.stack(proj))
-            self.register_buffer("taps", torch.stack(taps))
+            self.register_buffer("taps", torch.stack(taps).contiguous())  # [L, K, 4D] (time) or [L, 4D, K] (freq)
             self.register_buffer("combine", complex_combine(dim))
             eye = torch.eye(dim)  # the residual inputs: (re - im, re + im)
             self.register_buffer("mix", torch.cat([torch.cat([eye, eye], 1), torch.cat([-eye, eye], 1)]))
 
     def _dense(self, x: torch.Tensor, k: int) -> torch.Tensor:
         """``x [N, 2D] -> p [N, 4D]``: the four real-FSMN projections of the two parts."""
-        n = dims(x)[0]
-        h = F.relu_(torch.addmm(self.lin_b[k], x.reshape(2 * n, -1), self.lin_w[k]))
-        return torch.mm(h.view(n, -1), self.proj[k])
+        return torch.mm(F.relu_(torch.addmm(self.lin_b[k], x, self.lin_w[k])), self.proj[k])
 
     def _mix(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         """Complex recombination ``[N, 2D], [N, 4D] -> [N, 2D]``."""
@@ -202,14 +218,17 @@ class FrameFSMN(nn.Module):
             rows = x.reshape(b * f, c2)
             for k in range(self.num_layers):
                 p = F.pad(self._dense(rows, k).view(b, f, -1), (0, 0, self.span - 1, 0))
-                window = p.unfold(1, self.span, 1)[..., ::self.dilation].transpose(2, 3)  # [B, F, K, 4D]
-                rows = self._mix(rows, (window * self.taps[k]).sum(2).view(b * f, -1))
+                window = p.unfold(1, self.span, 1)  # [B, F, 4D, span]
+                if self.dilation > 1:
+                    window = window[..., ::self.dilation]
+                rows = self._mix(rows, (window * self.taps[k]).sum(-1).view(b * f, -1))
             return rows.view(b, f, c2), histories
         seq = x.view(b, f, 2, c2 // 2).permute(0, 2, 3, 1).reshape(b, c2 * f)
         new: List[torch.Tensor] = []
         for k in range(self.num_layers):
             full = torch.cat([histories[k], self._dense(seq, k).unsqueeze(1)], 1)  # [B, span, 4D]
-            seq = self._mix(seq, (full[:, ::self.dilation] * self.taps[k]).sum(1))
+            taps = full[:, ::self.dilation] if self.dilation > 1 else full
+            seq = self._mix(seq, (taps * self.taps[k]).sum(1))
             new.append(full[:, 1:])
         return seq.view(b, 2, c2 // 2, f).permute(0, 3, 1, 2).reshape(b, f, c2), new
 
@@ -221,32 +240,31 @@ class FrameFSMN(nn.Module):
 
 
 class FrameSqueezeExcite(nn.Module):
-    """A causal :class:`ComplexSqueezeExcite` on one frame.
+    """A causal :class:`ComplexSqueezeExcite` on one frame of ``freq_bins`` rows.
 
     ``forward(x [B, F, 2C], total [B, 2C], inv_frames) -> (gated x, new total)``:
     ``total`` is the running sum over frequency and past frames,
     ``inv_frames`` (0-d) one over the number of frames so far, this one included.
     """
 
-    def __init__(self, se: ComplexSqueezeExcite):
+    def __init__(self, se: ComplexSqueezeExcite, freq_bins: int):
         super().__init__()
         if not se.causal:
             raise RuntimeError("a non-causal squeeze-excite pools the whole clip: it cannot stream")
         r1, r2, i1, i2 = se.fc_r[0], se.fc_r[2], se.fc_i[0], se.fc_i[2]
-        with torch.no_grad():
-            self.register_buffer("w1", torch.cat([r1.weight, i1.weight]).t().contiguous())
-            self.register_buffer("b1", torch.cat([r1.bias, i1.bias]))
-            self.register_buffer("w2", torch.block_diag(r2.weight.t(), i2.weight.t()))
-            self.register_buffer("b2", torch.cat([r2.bias, i2.bias]))
+        with torch.no_grad():  # both parts at once, as in FrameFSMN; the mean's 1 / F folded in
+            both = torch.cat([r1.weight, i1.weight]).t() / freq_bins
+            self.register_buffer("w1", torch.block_diag(both, both))
+            self.register_buffer("b1", torch.cat([r1.bias, i1.bias]).repeat(2))
+            self.register_buffer("w2", torch.block_diag(r2.weight.t(), i2.weight.t(), r2.weight.t(), i2.weight.t()))
+            self.register_buffer("b2", torch.cat([r2.bias, i2.bias]).repeat(2))
             self.register_buffer("combine", complex_combine(r1.in_features))
 
     def forward(self, x: torch.Tensor, total: torch.Tensor, inv_frames: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        b, f, c2 = dims(x)
         total = total + x.sum(1)
-        mean = total.view(2 * b, c2 // 2) * (inv_frames / f)
-        h = F.relu_(torch.addmm(self.b1, mean, self.w1))
-        gates = torch.sigmoid_(torch.addmm(self.b2, h, self.w2)).view(b, 2 * c2)
-        return x * torch.matmul(gates, self.combine).unsqueeze(1), total
+        h = F.relu_(torch.addmm(self.b1, total * inv_frames, self.w1))
+        gates = torch.sigmoid_(torch.addmm(self.b2, h, self.w2))
+        return x * torch.mm(gates, self.combine).unsqueeze(1), total
 
     def initial_state(self, batch: int) -> torch.Tensor:
         return self.b2.new_zeros(batch, self.combine.shape[1])

@@ -18,8 +18,9 @@ Two kinds of stream:
   A model may also offer ``frame_stepper()``: a frozen inference copy with
   ``initial_state(batch) -> list of tensors``, ``stepper(wav [B, hop], state)
   -> (out [B, hop], state)`` and ``flush(state)``; in eval mode the stream
-  then runs that one frame per call, traced and frozen with TorchScript
-  (``jit=True``), which removes most of the per-frame Python overhead.
+  then runs that one frame per call on an engine of
+  :mod:`audiokit.streaming.engines` (ONNX Runtime when installed, else
+  TorchScript), which removes most of the per-frame Python overhead.
 * :class:`WindowedStream` for any model with an offline ``enhance(wav [B, T])
   -> [B, T]``: windows with overlap, cross-faded; its latency is one window.
 
@@ -29,13 +30,13 @@ long files are processed (:func:`process`).
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Callable, Optional
 
 import torch
 from torch import nn
 
 from ..nn.state import stream_states, streaming
+from .engines import frame_engine
 
 
 def _as_batch(chunk: torch.Tensor) -> torch.Tensor:
@@ -57,6 +58,10 @@ class Stream:
         if self._squeeze is None:
             self._squeeze = chunk.dim() == 1
         chunk = _as_batch(chunk)
+        if self.samples_in == 0:
+            self.channels = chunk.shape[0]  # the first chunk decides
+        elif chunk.shape[0] != self.channels:
+            raise ValueError(f"stream of {self.channels} channels fed a chunk of {chunk.shape[0]}")
         self.samples_in += chunk.shape[-1]
         return chunk
 
@@ -83,7 +88,7 @@ class CausalStream(Stream):
     buffering on top.
     """
 
-    def __init__(self, model: nn.Module, channels: int = 1, jit: bool = True):
+    def __init__(self, model: nn.Module, channels: int = 1, backend: Optional[str] = None):
         super().__init__(channels)
         self.model = model
         self.hop = model.hop_length
@@ -94,20 +99,27 @@ class CausalStream(Stream):
         self._open = True
         use_frames = hasattr(model, "frame_stepper") and not model.training
         self._stepper = model.frame_stepper() if use_frames else None
-        self._jit = jit
-        self._step_fn = None
+        self._backend = backend
+        # built now (exporting or tracing can take seconds the first time), not at the first frame
+        self._engine = frame_engine(self._stepper, channels, backend) if self._stepper is not None else None
+
+    @property
+    def backend(self) -> str:
+        """The frame engine in use (``"onnx"`` or ``"torch"``), ``"model"`` without a frame stepper."""
+        if self._stepper is None:
+            return "model"
+        return self._engine.name
+
+    def _engine_for(self, batch: int):
+        """The frame engine, rebuilt if the first chunk has another channel count than announced."""
+        if batch != self._engine.batch:
+            self._engine = frame_engine(self._stepper, batch, self._backend)
+        return self._engine
 
     def _run_frames(self, samples: torch.Tensor) -> torch.Tensor:
-        if self._states is None:
-            self._states = self._stepper.initial_state(samples.shape[0])
-        if self._step_fn is None:
-            self._step_fn = frozen_step(self._stepper, self._states) if self._jit else self._stepper
-        outs = []
-        with torch.no_grad(), torch.jit.optimized_execution(False):
-            for start in range(0, samples.shape[-1], self.hop):
-                frame = samples[..., start:start + self.hop].contiguous()
-                out, self._states = self._step_fn(frame, self._states)
-                outs.append(out)
+        engine = self._engine_for(samples.shape[0])
+        outs = [engine(samples[..., start:start + self.hop].contiguous())
+                for start in range(0, samples.shape[-1], self.hop)]
         return torch.cat(outs, dim=-1) if len(outs) != 1 else outs[0]
 
     def _call(self, fn, *args):
@@ -149,30 +161,10 @@ class CausalStream(Stream):
         if self._stepper is None:
             tail = self._call(self.model.stream_flush)
         else:
-            if self._states is None:
-                self._states = self._stepper.initial_state(pending.shape[0])
-            tail = self._stepper.flush(self._states)
+            tail = self._engine_for(pending.shape[0]).flush()
         drop = min(self._to_drop, tail.shape[-1])
         parts.append(tail[..., drop:])
         return self._emit(torch.cat(parts, dim=-1), final=True)
-
-
-def frozen_step(stepper: nn.Module, state):
-    """``stepper`` traced for ``state``'s shapes and frozen with TorchScript (weights become
-    constants); cached on the stepper per batch size.  Falls back to ``stepper`` itself
-    when tracing fails."""
-    cache = stepper.__dict__.setdefault("_frozen", {})
-    batch = state[1].shape[0] if len(state) > 1 else 1
-    if batch not in cache:
-        example = torch.zeros(batch, stepper.hop)
-        try:
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                cache[batch] = torch.jit.freeze(torch.jit.trace(stepper.eval(), (example, state),
-                                                                check_trace=False))
-        except Exception:  # noqa: BLE001 - tracing is an optimisation only
-            cache[batch] = stepper
-    return cache[batch]
 
 
 def _fade(length: int) -> torch.Tensor:

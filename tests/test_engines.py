@@ -1,0 +1,92 @@
+"""Frame engines: ONNX Runtime and TorchScript run the same frame stepper with the same output."""
+import numpy as np
+import pytest
+import torch
+
+from audiokit.streaming import engines
+from audiokit.streaming.runtime import CausalStream
+from test_streaming import random_chunks, small_frcrn
+
+torch.set_num_threads(1)
+
+
+def stream_through(model, wav, backend, seed=0):
+    stream = CausalStream(model, channels=wav.shape[0], backend=backend)
+    outs, pos = [], 0
+    for size in random_chunks(wav.shape[-1], np.random.default_rng(seed)):
+        outs.append(stream.feed(wav[:, pos:pos + size]))
+        pos += size
+    outs.append(stream.flush())
+    return torch.cat(outs, dim=-1), stream
+
+
+@pytest.mark.slow
+def test_onnx_engine_streams_exactly_like_offline():
+    pytest.importorskip("onnxruntime")
+    model = small_frcrn()
+    wav = torch.randn(2, 7000) * 0.1
+    with torch.no_grad():
+        offline = model.enhance(wav)
+    streamed, stream = stream_through(model, wav, "onnx")
+    assert stream.backend == "onnx"
+    assert streamed.shape == offline.shape
+    assert (streamed - offline).abs().max() <= 1e-5
+    torch_streamed, torch_stream = stream_through(model, wav, "torch", seed=1)
+    assert torch_stream.backend == "torch"
+    assert (torch_streamed - streamed).abs().max() <= 1e-5
+
+
+@pytest.mark.slow
+def test_onnx_export_is_cached_per_weights(tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("AUDIOKIT_CACHE", str(tmp_path))
+    model = small_frcrn()
+    CausalStream(model, backend="onnx")
+    first = sorted((tmp_path / "onnx").glob("*.onnx"))
+    assert len(first) == 1
+    CausalStream(small_frcrn(), backend="onnx")  # same weights, fresh objects: the file is reused
+    assert sorted((tmp_path / "onnx").glob("*.onnx")) == first
+    with torch.no_grad():
+        model.unet.linear.conv_re.bias.add_(0.5)
+    wav = torch.randn(1, 3000) * 0.1
+    with torch.no_grad():
+        offline = model.enhance(wav)
+    streamed, _ = stream_through(model, wav, "onnx")
+    assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 2  # new weights, new export
+    assert (streamed - offline).abs().max() <= 1e-5
+
+
+def test_auto_backend_falls_back_to_torchscript(tmp_path, monkeypatch):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("the cache folder cannot be created under a file")
+    monkeypatch.setenv("AUDIOKIT_CACHE", str(blocker))
+    monkeypatch.setenv("AUDIOKIT_STREAM_BACKEND", "auto")
+    model = small_frcrn()
+    with pytest.warns(UserWarning, match="using TorchScript"):
+        stream = CausalStream(model)
+    assert stream.backend == "torch"
+    wav = torch.randn(1, 2000) * 0.1
+    with torch.no_grad():
+        offline = model.enhance(wav)
+    assert (torch.cat([stream.feed(wav), stream.flush()], -1) - offline).abs().max() <= 1e-5
+    with pytest.raises((ImportError, OSError)):
+        CausalStream(small_frcrn(channels=4), backend="onnx")  # asked for explicitly: the error shows
+
+
+def test_unknown_backend_and_channel_change_are_errors(monkeypatch):
+    model = small_frcrn()
+    with pytest.raises(ValueError, match="unknown streaming backend"):
+        CausalStream(model, backend="tensorrt")
+    monkeypatch.setenv("AUDIOKIT_STREAM_BACKEND", "fast")
+    with pytest.raises(ValueError, match="AUDIOKIT_STREAM_BACKEND"):
+        CausalStream(model)
+    monkeypatch.setenv("AUDIOKIT_STREAM_BACKEND", "torch")
+    stream = CausalStream(model, channels=1)
+    stream.feed(torch.zeros(2, 800))  # the first chunk decides: 2 channels
+    with pytest.raises(ValueError, match="channels"):
+        stream.feed(torch.zeros(3, 800))
+
+
+def test_engine_cache_folder_follows_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUDIOKIT_CACHE", str(tmp_path))
+    assert engines.cache_dir() == tmp_path / "onnx"
