@@ -250,7 +250,7 @@ class FRCRN(StreamingModule):
 
 
 class FrameUNet(nn.Module):
-    """A causal :class:`ComplexUNet` on one frame: ``[B, F, 2] -> [B, F, 2]`` (see :mod:`audiokit.nn.complex_frame`)."""
+    """A causal :class:`ComplexUNet` on one frame: ``[B, 2, F] -> [B, 2, F]`` (see :mod:`audiokit.nn.complex_frame`)."""
 
     def __init__(self, unet: ComplexUNet, freq_bins: int):
         super().__init__()
@@ -299,7 +299,7 @@ class FrameUNet(nn.Module):
         new += histories
         for i, decoder in enumerate(self.decoders):
             if i > 0:
-                p = torch.cat([p, skips[self.depth - 1 - i]], -1)
+                p = torch.cat([p, skips[self.depth - 1 - i]], 1)
             p, history = decoder(p, state[len(new)])
             new.append(history)
             if i == self.depth - 1:
@@ -326,12 +326,11 @@ class FRCRNFrameStep(nn.Module):
             raise RuntimeError("frame stepping is for inference: call model.eval() first")
         self.win_len, self.hop, self.freq_bins = model.win_len, model.hop_length, model.freq_bins
         f, win = self.freq_bins, self.win_len
-        with torch.no_grad():  # spectra interleaved (re, im) per bin: [B, F, 2]
-            self.register_buffer("analysis", model.stft.weight[:, 0].view(2, f, win).permute(2, 1, 0)
-                                 .reshape(win, 2 * f).contiguous())
-            self.register_buffer("synthesis", model.istft.weight[:, 0].view(2, f, win).transpose(0, 1)
-                                 .reshape(2 * f, win).contiguous())
+        with torch.no_grad():  # spectra as [B, 2, F]: real parts, then imaginary parts
+            self.register_buffer("analysis", model.stft.weight[:, 0].t().contiguous())  # [win, 2F]
+            self.register_buffer("synthesis", model.istft.weight[:, 0].contiguous())  # [2F, win]
             self.register_buffer("window_sq", model.istft.window_sq.view(1, win).clone())
+            self.register_buffer("mask_sign", torch.tensor([-1.0, 1.0]).view(1, 2, 1))
             self.use_fft = self._fft_equivalent(model.fft_len)
         self.unet, self.unet2 = FrameUNet(model.unet, f), FrameUNet(model.unet2, f)
 
@@ -344,9 +343,11 @@ class FRCRNFrameStep(nn.Module):
         if fft_len != win:
             return False
         analysis_window = self.analysis[:, 0].clone()  # bin 0, real part: the window itself
-        analysis = torch.view_as_real(torch.fft.rfft(torch.diag(analysis_window), n=fft_len)).reshape(win, -1)
-        # every (bin, part) of the interleaved spectrum as a unit complex input
-        units = torch.view_as_complex(torch.eye(2 * self.freq_bins).view(-1, self.freq_bins, 2))
+        analysis = torch.view_as_real(torch.fft.rfft(torch.diag(analysis_window), n=fft_len))
+        analysis = analysis.transpose(1, 2).reshape(win, -1)  # columns (part, bin)
+        # every (part, bin) of the spectrum as a unit complex input
+        units = torch.view_as_complex(torch.eye(2 * self.freq_bins).view(-1, 2, self.freq_bins).transpose(1, 2)
+                                      .contiguous())
         inverse = torch.fft.irfft(units, n=fft_len)  # [2F, win]; row 0 is the constant 1 / fft_len
         synthesis_window = self.synthesis[0] / inverse[0]
         synthesis = inverse * synthesis_window
@@ -372,18 +373,20 @@ class FRCRNFrameStep(nn.Module):
         # exported graphs keep the dense products: ONNX Runtime's DFT is far less exact (1e-5 vs 1e-7)
         use_fft = self.use_fft and not torch.compiler.is_exporting()
         if use_fft:
-            spec = torch.view_as_real(torch.fft.rfft(full * self.analysis_window))
+            spec = torch.view_as_real(torch.fft.rfft(full * self.analysis_window)).transpose(1, 2)
         else:
-            spec = torch.mm(full, self.analysis).view(b, self.freq_bins, 2)
+            spec = torch.mm(full, self.analysis).view(b, 2, self.freq_bins)
         split = 4 + (len(state) - 4) // 2
         logits1, state1 = self.unet(spec, state[4:split], 1 / frames)
         logits2, state2 = self.unet2(logits1, state[split:], 1 / frames)
-        mask = (torch.tanh(logits1) + torch.tanh(logits2)).contiguous()
-        enhanced = torch.view_as_real(torch.view_as_complex(spec) * torch.view_as_complex(mask))
+        mask = torch.tanh(logits1) + torch.tanh(logits2)
+        # complex product: (s_re m_re - s_im m_im, s_im m_re + s_re m_im)
+        enhanced = spec * mask[:, :1] + spec.flip(1) * (mask[:, 1:] * self.mask_sign)
         if use_fft:
-            frame = torch.fft.irfft(torch.view_as_complex(enhanced), n=self.win_len) * self.synthesis_window
+            spectrum = torch.complex(enhanced[:, 0], enhanced[:, 1])
+            frame = torch.fft.irfft(spectrum, n=self.win_len) * self.synthesis_window
         else:
-            frame = torch.mm(enhanced.view(b, -1), self.synthesis)  # [B, win]
+            frame = torch.mm(enhanced.reshape(b, -1), self.synthesis)  # [B, win]
         wav_sum = torch.cat([frame[:, :tail] + state[2], frame[:, tail:]], -1)
         norm = torch.cat([self.window_sq[:, :tail] + state[3], self.window_sq[:, tail:]], -1)
         out = wav_sum[:, :self.hop] / (norm[:, :self.hop] + 1e-8)

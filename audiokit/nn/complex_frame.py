@@ -6,11 +6,12 @@ overhead, not arithmetic, so these layers are built once from trained
 folded: complex block weights, batch norm (into the preceding convolution),
 the FSMN "+p" term (into the memory filter's current tap) and the complex
 recombinations (into small sign matrices).  Every layer is then a handful of
-matrix products.
+1-D convolutions along frequency and matrix products, few operators in all
+(what an ONNX Runtime or TorchScript frame step pays for).
 
-Layout: one frame of a complex map with ``C`` channels is ``[B, F, 2C]``
-(frequency rows; the ``C`` real channels then the ``C`` imaginary channels),
-the transpose of one time step of the ``[B, 2C, F, T]`` layout.  Layers with
+Layout: one frame of a complex map with ``C`` channels is ``[B, 2C, F]``
+(the ``C`` real channels then the ``C`` imaginary channels; frequency last),
+one time step of the ``[B, 2C, F, T]`` layout.  Layers with
 time context take and return their history explicitly (a tensor), so a
 whole model's state is a flat list of tensors.  The copies are frozen: build
 new ones after changing the weights.
@@ -61,11 +62,11 @@ def channel_order(parts: Sequence[int]) -> List[int]:
 
 class _FrameTimeConv(nn.Module):
     """Shared part of the frame convolutions: input history of ``context`` frames, then one
-    1-D convolution along frequency of the ``[B, F, taps * Cin]`` rows (zero padded by
-    ``padding`` bins on both sides, kernel ``window``, ``stride``), optional leaky ReLU.
+    1-D convolution along frequency of the ``[B, taps * Cin, F]`` input (zero padded by
+    ``padding`` bins on both sides, ``stride``), optional leaky ReLU.
 
     Each output position holds ``phases`` output bins (a transposed convolution's polyphase
-    outputs); the first ``out_bins(F)`` are kept.
+    outputs, output channels ordered (phase, channel)); the first ``out_bins(F)`` are kept.
     """
 
     context: int = 0
@@ -79,22 +80,22 @@ class _FrameTimeConv(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor, history: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        full = torch.cat([history, x], -1) if self.context > 0 else x
-        b, f = dims(full)[:2]
-        y = F.conv1d(full.transpose(1, 2), self.weight, self.bias, self.stride, self.padding).transpose(1, 2)
-        positions = dims(y)[1]
-        if self.phases > 1:
-            y = y.reshape(b, positions * self.phases, -1)
-        if positions * self.phases != self.out_bins(f):
-            y = y[:, :self.out_bins(f)]
-        if self.leaky:
+        full = torch.cat([history, x], 1) if self.context > 0 else x
+        b, c, f = dims(full)
+        y = F.conv1d(full, self.weight, self.bias, self.stride, self.padding)
+        if self.leaky:  # elementwise: before the polyphase interleave, where it fuses with the convolution
             y = F.leaky_relu(y)
+        positions = dims(y)[-1]
+        if self.phases > 1:
+            y = y.view(b, self.phases, -1, positions).permute(0, 2, 3, 1).reshape(b, -1, positions * self.phases)
+        if positions * self.phases != self.out_bins(f):
+            y = y[..., :self.out_bins(f)]
         if self.context <= 1:  # the new history is this frame (or nothing)
             return y, x if self.context else history
-        return y, full[..., dims(full)[-1] - self.context * self.in_channels:]
+        return y, full[:, c - self.context * self.in_channels:]
 
     def initial_state(self, batch: int, freq: int) -> torch.Tensor:
-        return self.weight.new_zeros(batch, freq, self.context * self.in_channels)
+        return self.weight.new_zeros(batch, self.context * self.in_channels, freq)
 
 
 def _fused_affine(conv_re: nn.Module, conv_im: nn.Module, bn: Optional[ComplexBatchNorm2d],
@@ -113,7 +114,7 @@ def _fused_affine(conv_re: nn.Module, conv_im: nn.Module, bn: Optional[ComplexBa
 class FrameConv(_FrameTimeConv):
     """One output frame of a causal :class:`ComplexConv2d` (+ optional batch norm, leaky ReLU).
 
-    ``forward(x [B, F, 2Cin], history [B, F, (kt-1)*2Cin]) -> (y [B, F', 2Cout], new history)``.
+    ``forward(x [B, 2Cin, F], history [B, (kt-1)*2Cin, F]) -> (y [B, 2Cout, F'], new history)``.
     """
 
     def __init__(self, conv: ComplexConv2d, bn: Optional[ComplexBatchNorm2d] = None,
@@ -141,7 +142,7 @@ class FrameTransposedConv(_FrameTimeConv):
     Polyphase form: output bin ``m * s + r`` (stride ``s``) sums input bins
     ``m - q`` through kernel tap ``r + s * q``, so a plain convolution with kernel
     ``P = ceil(kf / s)`` and ``s`` times the output channels gives ``s`` output bins per position.
-    ``forward(x [B, F, 2Cin], history [B, F, (kt-1)*2Cin]) -> (y [B, F', 2Cout], new history)``.
+    ``forward(x [B, 2Cin, F], history [B, (kt-1)*2Cin, F]) -> (y [B, 2Cout, F'], new history)``.
     """
 
     def __init__(self, tconv: ComplexConvTranspose2d, bn: Optional[ComplexBatchNorm2d] = None,
@@ -162,7 +163,7 @@ class FrameTransposedConv(_FrameTimeConv):
             self.register_buffer("weight", poly.permute(3, 1, 4, 0, 2).reshape(s * w.shape[1], kt * w.shape[0], taps)
                                  .contiguous())
             self.register_buffer("bias", bias.repeat(s))
-        self.kernel, self.window, self.phases, self.padding = kf, taps, s, taps - 1
+        self.kernel, self.phases, self.padding = kf, s, taps - 1
         self.context, self.leaky, self.in_channels = kt - 1, leaky, w.shape[0]
 
     def out_bins(self, freq: int) -> int:
@@ -173,76 +174,81 @@ class FrameFSMN(nn.Module):
     """A :class:`ComplexFSMN` on one frame.
 
     ``axis="freq"``: the memory runs along frequency inside the frame, no
-    state (``history`` arguments are ignored).  ``axis="time"``: one step per
-    frame, ``history [B, span - 1, 4D]`` per layer.
-    ``forward(x [B, F, 2C], histories) -> (y [B, F, 2C], new histories)``.
+    state (``history`` arguments are ignored): per layer a 1x1 convolution
+    (+ReLU), the projection, the memory as a depthwise convolution and the
+    complex recombination as one more 1x1 convolution.  ``axis="time"``: one
+    step per frame, ``history [B, span - 1, 4D]`` per layer.
+    ``forward(x [B, 2C, F], histories) -> (y [B, 2C, F], new histories)``.
     """
 
     def __init__(self, fsmn: ComplexFSMN):
         super().__init__()
         self.axis, self.num_layers = fsmn.axis, fsmn.num_layers
-        lin_w, lin_b, proj, taps = [], [], [], []
+        lin_w, lin_b, proj, taps, out = [], [], [], [], []
         with torch.no_grad():
             for k in range(1, fsmn.num_layers + 1):
                 fr, fi = getattr(fsmn, f"fsmn_re_L{k}"), getattr(fsmn, f"fsmn_im_L{k}")
-                # both parts' rows at once: (re, im) -> (re through fr and fi, im through fr and fi)
+                # both parts at once: (re, im) -> (re through fr and fi, im through fr and fi)
                 both = torch.cat([fr.linear.weight, fi.linear.weight]).t()
-                lin_w.append(torch.block_diag(both, both))
+                lin_w.append(torch.block_diag(both, both))  # [2D, 4H]
                 lin_b.append(torch.cat([fr.linear.bias, fi.linear.bias]).repeat(2))
-                proj.append(torch.block_diag(*[m.project.weight.t() for m in (fr, fi, fr, fi)]))
+                proj.append(torch.block_diag(*[m.project.weight.t() for m in (fr, fi, fr, fi)]))  # [4H, 4D]
                 tap = torch.cat([m.conv1.weight[:, 0, :, 0] for m in (fr, fi, fr, fi)])  # [4D, K]
                 tap[:, -1] += 1  # the residual "+p"
-                taps.append(tap.t() if self.axis == "time" else tap)
+                taps.append(tap.t())
             dim = fr.linear.in_features
             self.dilation = fr.dilation
             self.span = (fr.lorder - 1) * fr.dilation + 1
-            self.register_buffer("lin_w", torch.stack(lin_w))
-            self.register_buffer("lin_b", torch.stack(lin_b))
-            self.register_buffer("proj", torch.stack(proj))
-            self.register_buffer("taps", torch.stack(taps).contiguous())  # [L, K, 4D] (time) or [L, 4D, K] (freq)
-            self.register_buffer("combine", complex_combine(dim))
             eye = torch.eye(dim)  # the residual inputs: (re - im, re + im)
-            self.register_buffer("mix", torch.cat([torch.cat([eye, eye], 1), torch.cat([-eye, eye], 1)]))
+            mix = torch.cat([torch.cat([eye, eye], 1), torch.cat([-eye, eye], 1)])
+            combine = complex_combine(dim)
+            if self.axis == "time":
+                self.register_buffer("lin_w", torch.stack(lin_w))
+                self.register_buffer("lin_b", torch.stack(lin_b))
+                self.register_buffer("proj", torch.stack(proj))
+                self.register_buffer("taps", torch.stack(taps))  # [L, K, 4D]
+                self.register_buffer("combine", combine)
+                self.register_buffer("mix", mix)
+            else:  # as 1-D convolutions along frequency
+                self.register_buffer("lin_w", torch.stack(lin_w).transpose(1, 2).unsqueeze(-1).contiguous())
+                self.register_buffer("lin_b", torch.stack(lin_b))
+                self.register_buffer("proj", torch.stack(proj).transpose(1, 2).unsqueeze(-1).contiguous())
+                self.register_buffer("taps", torch.stack(taps).transpose(1, 2).unsqueeze(2).contiguous())  # [L, 4D, 1, K]
+                self.register_buffer("out_w", torch.cat([mix, combine]).t().unsqueeze(-1).contiguous())  # [2D, 6D, 1]
+            self.memory_dim = combine.shape[0]
 
     def _dense(self, x: torch.Tensor, k: int) -> torch.Tensor:
         """``x [N, 2D] -> p [N, 4D]``: the four real-FSMN projections of the two parts."""
         return torch.mm(F.relu_(torch.addmm(self.lin_b[k], x, self.lin_w[k])), self.proj[k])
 
-    def _mix(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        """Complex recombination ``[N, 2D], [N, 4D] -> [N, 2D]``."""
-        return torch.addmm(torch.mm(x, self.mix), memory, self.combine)
-
     def forward(self, x: torch.Tensor, histories: List[torch.Tensor]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
-        b, f, c2 = dims(x)
         if self.axis == "freq":
-            rows = x.reshape(b * f, c2)
             for k in range(self.num_layers):
-                p = F.pad(self._dense(rows, k).view(b, f, -1), (0, 0, self.span - 1, 0))
-                window = p.unfold(1, self.span, 1)  # [B, F, 4D, span]
-                if self.dilation > 1:
-                    window = window[..., ::self.dilation]
-                rows = self._mix(rows, (window * self.taps[k]).sum(-1).view(b * f, -1))
-            return rows.view(b, f, c2), histories
-        seq = x.view(b, f, 2, c2 // 2).permute(0, 2, 3, 1).reshape(b, c2 * f)
+                p = F.conv1d(F.relu(F.conv1d(x, self.lin_w[k], self.lin_b[k])), self.proj[k])  # [B, 4D, F]
+                memory = F.conv1d(F.pad(p, (self.span - 1, 0)), self.taps[k], dilation=self.dilation,
+                                  groups=self.memory_dim)
+                x = F.conv1d(torch.cat([x, memory], 1), self.out_w)
+            return x, histories
+        b, c2, f = dims(x)
+        seq = x.reshape(b, c2 * f)  # (part, channel, bin): the time FSMN's features
         new: List[torch.Tensor] = []
         for k in range(self.num_layers):
             full = torch.cat([histories[k], self._dense(seq, k).unsqueeze(1)], 1)  # [B, span, 4D]
             taps = full[:, ::self.dilation] if self.dilation > 1 else full
-            seq = self._mix(seq, (taps * self.taps[k]).sum(1))
+            seq = torch.addmm(torch.mm(seq, self.mix), (taps * self.taps[k]).sum(1), self.combine)
             new.append(full[:, 1:])
-        return seq.view(b, 2, c2 // 2, f).permute(0, 3, 1, 2).reshape(b, f, c2), new
+        return seq.view(b, c2, f), new
 
     def initial_state(self, batch: int, freq: int) -> List[torch.Tensor]:
         if self.axis == "freq":
             return []
-        dim = self.combine.shape[0]
-        return [self.taps.new_zeros(batch, self.span - 1, dim) for _ in range(self.num_layers)]
+        return [self.taps.new_zeros(batch, self.span - 1, self.memory_dim) for _ in range(self.num_layers)]
 
 
 class FrameSqueezeExcite(nn.Module):
-    """A causal :class:`ComplexSqueezeExcite` on one frame of ``freq_bins`` rows.
+    """A causal :class:`ComplexSqueezeExcite` on one frame of ``freq_bins`` bins.
 
-    ``forward(x [B, F, 2C], total [B, 2C], inv_frames) -> (gated x, new total)``:
+    ``forward(x [B, 2C, F], total [B, 2C], inv_frames) -> (gated x, new total)``:
     ``total`` is the running sum over frequency and past frames,
     ``inv_frames`` (0-d) one over the number of frames so far, this one included.
     """
@@ -261,10 +267,10 @@ class FrameSqueezeExcite(nn.Module):
             self.register_buffer("combine", complex_combine(r1.in_features))
 
     def forward(self, x: torch.Tensor, total: torch.Tensor, inv_frames: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        total = total + x.sum(1)
+        total = total + x.sum(-1)
         h = F.relu_(torch.addmm(self.b1, total * inv_frames, self.w1))
         gates = torch.sigmoid_(torch.addmm(self.b2, h, self.w2))
-        return x * torch.mm(gates, self.combine).unsqueeze(1), total
+        return x * torch.mm(gates, self.combine).unsqueeze(-1), total
 
     def initial_state(self, batch: int) -> torch.Tensor:
         return self.b2.new_zeros(batch, self.combine.shape[1])
