@@ -22,7 +22,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from audiokit.audio.io import _wav_is_truncated
+from audiokit.audio.io import NOT_FINITE, TRUNCATED, open_audio
 from audiokit.audio.resample import resample
 from audiokit.errors import AudioError, ModelError
 
@@ -157,31 +157,27 @@ def open_blocks(path: Path, seconds: float = BLOCK_SECONDS) -> tuple[int, int, I
     """``(sample rate, channels, blocks)`` of ``path``: float32 ``[C, n]`` blocks of ``seconds`` (the last one shorter),
     checked as ``read_audio`` checks a whole file: AudioError for a missing, unreadable, truncated or empty
     file, or NaN/Inf samples (raised on opening or by the block that shows it)."""
-    if not path.is_file():
-        raise AudioError(path, "no such file" if not path.exists() else "is a folder, not an audio file")
-    try:
-        f = sf.SoundFile(path)
-    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        detail = getattr(exc, "error_string", None) or str(exc)
-        raise AudioError(path, f"not a readable audio file ({detail.strip().rstrip('.')})") from exc
-    if _wav_is_truncated(path):
-        f.close()
-        raise AudioError(path, "truncated (the file ends before the audio data its header declares)")
-
+    f = open_audio(path)
     frames = max(1, int(seconds * f.samplerate))
+
+    def read() -> np.ndarray:
+        try:
+            return f.read(frames, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as exc:  # a compressed stream that breaks off
+            raise AudioError(path, f"{TRUNCATED}: {exc}") from exc
 
     def blocks() -> Iterator[torch.Tensor]:
         total = 0
         with f:
-            while len(block := f.read(frames, dtype="float32", always_2d=True)):
+            while len(block := read()):
                 if not np.isfinite(block).all():
-                    raise AudioError(path, "contains NaN or Inf samples")
+                    raise AudioError(path, NOT_FINITE)
                 total += len(block)
                 yield torch.from_numpy(np.ascontiguousarray(block.T))
             if total == 0:
                 raise AudioError(path, "contains no samples")
             if total < f.frames:
-                raise AudioError(path, "truncated (the file ends before the audio data its header declares)")
+                raise AudioError(path, TRUNCATED)
 
     return f.samplerate, f.channels, blocks()
 

@@ -28,25 +28,42 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     a file with zero samples, or one holding NaN/Inf samples.
     """
     path = Path(path)
+    with open_audio(path) as f:
+        declared, rate = f.frames, f.samplerate
+        try:
+            wav = f.read(dtype="float32", always_2d=True).T
+        except (sf.LibsndfileError, RuntimeError) as exc:  # a compressed stream that breaks off
+            raise AudioError(path, f"{TRUNCATED}: {exc}") from exc
+    if wav.shape[1] < declared:
+        raise AudioError(path, TRUNCATED)
+    if wav.shape[1] == 0:
+        raise AudioError(path, "contains no samples")
+    if not np.isfinite(wav).all():
+        raise AudioError(path, NOT_FINITE)
+    return np.ascontiguousarray(wav), rate
+
+
+TRUNCATED = "truncated (the file ends before the audio data its header declares)"
+NOT_FINITE = "contains NaN or Inf samples"
+
+
+def open_audio(path: str | os.PathLike) -> sf.SoundFile:
+    """``path`` opened for reading (a ``soundfile.SoundFile``; close it, or use ``with``), after the checks
+    every reader makes first: AudioError for a missing file, a folder, a non-audio or truncated file."""
+    path = Path(path)
     if not path.exists():
         raise AudioError(path, "no such file")
     if path.is_dir():
         raise AudioError(path, "is a folder, not an audio file")
     try:
-        with sf.SoundFile(path) as f:
-            declared = f.frames
-            wav = f.read(dtype="float32", always_2d=True).T
-            rate = f.samplerate
+        f = sf.SoundFile(path)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         detail = getattr(exc, "error_string", None) or str(exc)
         raise AudioError(path, f"not a readable audio file ({detail.strip().rstrip('.')})") from exc
-    if wav.shape[1] < declared or _wav_is_truncated(path):
-        raise AudioError(path, "truncated (the file ends before the audio data its header declares)")
-    if wav.shape[1] == 0:
-        raise AudioError(path, "contains no samples")
-    if not np.isfinite(wav).all():
-        raise AudioError(path, "contains NaN or Inf samples")
-    return np.ascontiguousarray(wav), rate
+    if _wav_is_truncated(path):
+        f.close()
+        raise AudioError(path, TRUNCATED)
+    return f
 
 
 def _wav_is_truncated(path: Path) -> bool:
