@@ -14,11 +14,35 @@ def test_table_formatting():
     sys.path.insert(0, str(TOOL.parent))
     from benchmark import format_table
     rows = [dict(model="causal_small", mode="stream", threads=1, rtf=0.05, cpu_rtf=0.04, chunk_p50_ms=0.1,
-                 chunk_p99_ms=1.5, latency_ms=32.0, peak_rss_mb=400.0),
+                 chunk_p99_ms=1.5, chunk_max_ms=2.5, latency_ms=32.0, peak_rss_mb=400.0),
             dict(model="official", mode="offline", threads=2, rtf=0.5, peak_rss_mb=900.0)]
     lines = format_table(rows).splitlines()
     assert len(lines) == 4 and "32.00" in lines[2] and lines[3].split()[:4] == ["official", "offline", "2", "0.500"]
-    assert lines[2].split()[3:5] == ["0.050", "0.040"] and lines[3].split()[4] == "-"
+    assert lines[2].split()[3:] == ["0.050", "0.040", "0.10", "1.50", "2.50", "32.00", "400"]
+    assert lines[3].split()[4:] == ["-"] * 5 + ["900"]
+
+
+def test_reference_line_formatting():
+    sys.path.insert(0, str(TOOL.parent))
+    from benchmark import format_reference
+    ref = dict(network="MossFormer2_SS_16K", weights="seeded random weights", seconds=4.0, ours_rtf=3.0,
+               reference_rtf=9.0, speedup=3.0, ours_cpu_rtf=2.9, reference_cpu_rtf=8.8, cpu_speedup=3.03,
+               max_abs_diff=1.5e-7, max_abs_reference=0.12)
+    line = format_reference(ref)
+    assert "MossFormer2_SS_16K" in line and "4 s" in line and "3.00x faster" in line and "interior" not in line
+    assert "max |diff| 1.50e-07" in line and "(CPU time 3.03x)" in line
+    assert "interior 2.00e-06" in format_reference(dict(ref, max_abs_diff_interior=2e-6))
+    assert format_reference(dict(network="FRCRN_SE_16K", skipped="no module")).endswith("skipped (no module)")
+
+
+@pytest.mark.slow
+def test_quick_run_of_the_separator_streams_in_one_second_windows():
+    proc = subprocess.run([sys.executable, str(TOOL), "--quick", "--json", "--models", "separator_small"],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["mode"]: r for r in json.loads(proc.stdout)["rows"]}
+    assert set(rows) == {"offline", "stream"} and all(0 < r["rtf"] < 50 for r in rows.values())
+    assert rows["stream"]["latency_ms"] == 1000.0 and rows["stream"]["chunk_ms"] == 10.0
 
 
 @pytest.mark.slow

@@ -1,44 +1,72 @@
-"""Speed of audiokit's FRCRN models on this CPU: real-time factors, chunk times, latency, memory.
+"""Speed of audiokit's models on this CPU: real-time factors, chunk times, latency, memory.
 
-For each model (the shipped causal small FRCRN, the official-size FRCRN_SE_16K)
-and each thread count it measures, each in a fresh subprocess (so that peak
+Models (``--models``, default all):
+
+* ``causal_small``: the shipped causal FRCRN (``pretrained/frcrn_causal_small``);
+* ``official``: FRCRN_SE_16K at the official size (parity checkpoint of ../shared, else random weights);
+* ``separator_small``: the shipped separator ``mossformer2_ss_8k_small`` (8 kHz);
+* ``se48k``: MossFormer2_SE_48K at the official size, random weights, at most 6 s of input.
+
+For each model and each thread count it measures, each in a fresh subprocess (so that peak
 memory, VmHWM, belongs to that one measurement):
 
-* offline: real-time factor (processing time / audio duration) of ``enhance``;
-* stream: real-time factor of the streaming runtime fed 10 ms chunks, with the
-  50th/99th percentile of the per-chunk time, and the algorithmic latency.
+* offline: real-time factor (processing time / audio duration) of the model's offline entry
+  point, ``enhance`` (or ``separate`` for a separator);
+* stream: real-time factor of the stream that ``audiokit stream`` runs for the model (its task
+  adapter with default settings: exact causal streaming for causal models, cross-faded windows
+  otherwise: 4 s for an enhancer, 1 s for a separator) fed 10 ms chunks, with the 50th/99th
+  percentile and the maximum of the per-chunk time (a windowed stream does its work in the
+  few chunks that complete a window: see the maximum), and the stream's stated latency.
 
 Real-time factors are given from wall-clock time (``rtf``) and from this
 process's CPU time (``cpu_rtf``, steadier on a shared machine; with 2 threads
 it sums both threads' time).
 
-``--reference-code DIR`` (a folder holding ClearerVoice-Studio's ``frcrn_se``
-package, e.g. ``.../clearvoice/models/frcrn_se``) also times the reference
-implementation of FRCRN_SE_16K beside ours on the same input (1 thread) and
-reports the speed ratio and the largest output difference.
+Reference comparisons time ClearerVoice-Studio's code for an official network beside ours on
+the same input (1 thread, the two alternated, best of the repeats) and report the speed ratio
+and the largest output difference (ours against the reference's output, speakers in its order):
 
-    python tools/benchmark.py [--quick] [--json] [--threads 1 2] [--reference-code DIR]
+* ``--reference-code DIR``: DIR is its ``frcrn_se`` package (e.g. ``.../clearvoice/models/frcrn_se``):
+  FRCRN_SE_16K (``DCCRN``) with the parity checkpoint of ../shared, else seeded random weights;
+* ``--reference-code-ss DIR``: DIR is its ``mossformer2_ss`` package: MossFormer2_SS_16K (the
+  ``MossFormer2_SS_16K`` wrapper, official size) with seeded random weights, at most 4 s of input;
+  needs the reference's own dependencies (einops, rotary-embedding-torch, torchinfo).
+
+The reference network's state dict is saved to a temporary file and loaded into ours with
+``load_clearvoice``, as an official checkpoint would be.
+
+    python tools/benchmark.py [--quick] [--json] [--threads 1 2] [--models NAME ...]
+        [--reference-code DIR] [--reference-code-ss DIR]
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import math
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Tuple
+from types import SimpleNamespace
+from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-PARITY = REPO.parent / "shared" / "parity" / "frcrn_se_16k_small"
+PARITY_DIR = REPO.parent / "shared" / "parity"
+PARITY = PARITY_DIR / "frcrn_se_16k_small"
 SMALL_FILE = REPO / "pretrained" / "frcrn_causal_small.safetensors"
 SMALL_CONFIG = dict(win_len=512, win_inc=256, fft_len=512, channels=16, fsmn_hidden=16,
                     fsmn_order=10, causal=True)
-MODELS = ("causal_small", "official")
-
+SEPARATOR_FILE = REPO / "pretrained" / "mossformer2_ss_8k_small.safetensors"
+SEPARATOR_CONFIG = dict(in_channels=64, out_channels=64, num_blocks=2, kernel_size=32, sample_rate=8000)
+MODELS = ("causal_small", "official", "separator_small", "se48k")
+#: longest input (s) per model, for the slow ones
+MAX_SECONDS = {"se48k": 6.0}
 
 
 def peak_rss_kb() -> int:
@@ -51,11 +79,17 @@ def build(name: str):
     from audiokit.hub.clearvoice import load_clearvoice
     from audiokit.hub.pretrained import load_model
     from audiokit.models.frcrn import FRCRN
+    from audiokit.models.mossformer2 import MossFormer2Enhancer, MossFormer2Separator
     torch.manual_seed(0)
-    if name == "causal_small":
-        if SMALL_FILE.is_file():
-            return load_model(str(SMALL_FILE)), f"pretrained {SMALL_FILE.name}"
-        return FRCRN(**SMALL_CONFIG).eval(), "random weights (pretrained file absent)"
+    shipped = {"causal_small": (SMALL_FILE, FRCRN, SMALL_CONFIG),
+               "separator_small": (SEPARATOR_FILE, MossFormer2Separator, SEPARATOR_CONFIG)}
+    if name in shipped:
+        path, cls, config = shipped[name]
+        if path.is_file():
+            return load_model(str(path)), f"pretrained {path.name}"
+        return cls(**config).eval(), "random weights (pretrained file absent)"
+    if name == "se48k":
+        return MossFormer2Enhancer().eval(), "random weights, official size"
     if (PARITY / "checkpoint.pt").is_file():
         return load_clearvoice("FRCRN_SE_16K", PARITY / "checkpoint.pt"), "parity checkpoint (random weights)"
     return FRCRN(reference_layout=True).eval(), "random weights (parity checkpoint absent)"
@@ -69,8 +103,9 @@ def test_signal(seconds: float, rate: int = 16000) -> torch.Tensor:
     return torch.from_numpy((wav + 0.05 * rng.standard_normal(t.size)).astype(np.float32))[None]
 
 
-def _best_time(fn, repeats: int) -> Tuple[float, float]:
-    """Shortest ``(wall-clock, process CPU)`` seconds of ``repeats`` calls (each minimum on its own).
+def _best_time(fn, repeats: int) -> Tuple[float, float, Any]:
+    """Shortest ``(wall-clock, process CPU)`` seconds of ``repeats`` calls (each minimum on its own),
+    and the last call's result.
 
     Process time counts only this process's CPU work, so it is the steadier
     figure on a shared machine; with several threads it adds up their time.
@@ -78,15 +113,20 @@ def _best_time(fn, repeats: int) -> Tuple[float, float]:
     wall = cpu = float("inf")
     for _ in range(repeats):
         start, start_cpu = time.perf_counter(), time.process_time()
-        fn()
+        result = fn()
         wall = min(wall, time.perf_counter() - start)
         cpu = min(cpu, time.process_time() - start_cpu)
-    return wall, cpu
+    return wall, cpu, result
+
+
+def _task(model) -> str:
+    """The ``audiokit stream`` task of ``model``: ``separate`` or ``enhance``."""
+    return "separate" if hasattr(model, "separate") else "enhance"
 
 
 def measure(model_name: str, mode: str, threads: int, seconds: float, repeats: int) -> dict:
     """One measurement in this process (see the module docstring)."""
-    from audiokit.streaming.runtime import open_stream
+    from audiokit.streaming.adapters import ADAPTERS
     torch.set_num_threads(threads)
     model, weights = build(model_name)
     rate = model.sample_rate
@@ -94,17 +134,20 @@ def measure(model_name: str, mode: str, threads: int, seconds: float, repeats: i
     result = dict(model=model_name, weights=weights, mode=mode, threads=threads, seconds=seconds)
     with torch.no_grad():
         if mode == "offline":
-            model.enhance(wav[:, :rate // 2])  # warm-up
-            wall, cpu = _best_time(lambda: model.enhance(wav), repeats)
+            offline = getattr(model, _task(model))
+            offline(wav[:, :rate // 2])  # warm-up
+            wall, cpu, _ = _best_time(lambda: offline(wav), repeats)
             result.update(rtf=wall / seconds, cpu_rtf=cpu / seconds)
         else:
             chunk = rate // 100
-            warm = open_stream(model)
+            adapter = ADAPTERS[_task(model)](model)
+            warm = adapter.open()
             for i in range(0, rate // 2, chunk):
                 warm.feed(wav[:, i:i + chunk])
+            warm.flush()
             best, best_cpu = None, float("inf")
             for _ in range(repeats):
-                stream, times = open_stream(model), []
+                stream, times = adapter.open(), []
                 start_cpu = time.process_time()
                 for i in range(0, wav.shape[-1], chunk):
                     start = time.perf_counter()
@@ -118,38 +161,119 @@ def measure(model_name: str, mode: str, threads: int, seconds: float, repeats: i
                     best = (total, times)
             result.update(rtf=best[0] / seconds, cpu_rtf=best_cpu / seconds, chunk_ms=1000 * chunk / rate,
                           chunk_p50_ms=1000 * float(np.percentile(best[1], 50)),
-                          chunk_p99_ms=1000 * float(np.percentile(best[1], 99)),
+                          chunk_p99_ms=1000 * float(np.percentile(best[1], 99)), chunk_max_ms=1000 * max(best[1]),
                           latency_ms=1000 * stream.latency_samples / rate)
     result["peak_rss_mb"] = peak_rss_kb() / 1024
     return result
 
 
-def compare_reference(code_dir: str, seconds: float, repeats: int) -> dict:
-    """Our official-size FRCRN against the reference code on the same input, 1 thread."""
+#: official constructor arguments of the compared networks (ours take the reference's)
+FRCRN_SE_16K_ARGS = dict(complex=True, model_complexity=45, model_depth=14, log_amp=False, padding_mode="zeros",
+                         win_len=640, win_inc=320, fft_len=640, win_type="hanning")
+SS_16K_ARGS = dict(in_channels=512, out_channels=512, num_blocks=24, kernel_size=16, norm="ln", num_spks=2,
+                   skip_around_intra=True, use_global_pos_enc=True, max_length=20000)
+
+
+def _reference_ss_16k(module, args: dict) -> torch.nn.Module:
+    """The reference's top-level ``MossFormer2_SS_16K`` (its network is ``.model``, a ``MossFormer``)."""
+    return module.MossFormer2_SS_16K(SimpleNamespace(
+        encoder_embedding_dim=args["in_channels"], mossformer_sequence_dim=args["out_channels"],
+        num_mossformer_layer=args["num_blocks"], encoder_kernel_size=args["kernel_size"], num_spks=args["num_spks"]))
+
+
+@dataclass(frozen=True)
+class Reference:
+    """How to compare an official network with ClearerVoice-Studio's code (its ``option`` names the package folder)."""
+
+    option: str  #: command-line option
+    name: str  #: official network name, for ``load_clearvoice``
+    module: str  #: module of the reference package that defines the network
+    args: dict  #: official constructor arguments
+    build: Callable  #: (reference module, args) -> reference model
+    checkpointed: Callable  #: reference model -> the module whose state dict is the official checkpoint
+    ours_output: Callable  #: our model's output -> waveforms [B, T] or [B, S, T]
+    reference_output: Callable  #: the reference model's output -> the same
+    parity: Optional[str] = None  #: parity folder whose checkpoint gives the weights, when present
+    max_seconds: float = math.inf  #: longest input
+    edge: int = 0  #: samples at each end left out of the "interior" difference (zero-padded windows)
+
+
+REFERENCES = {
+    "frcrn_se": Reference("--reference-code", "FRCRN_SE_16K", "frcrn", FRCRN_SE_16K_ARGS,
+                          lambda module, args: module.DCCRN(**args), lambda net: net, lambda out: out.wav,
+                          lambda out: out[1], parity="frcrn_se_16k_small", edge=FRCRN_SE_16K_ARGS["win_len"]),
+    "mossformer2_ss": Reference("--reference-code-ss", "MossFormer2_SS_16K", "mossformer2", SS_16K_ARGS,
+                                _reference_ss_16k, lambda net: net.model, lambda out: out,
+                                lambda out: torch.stack(out, 1), max_seconds=4.0),
+}
+
+
+def _perturb_constants(model: torch.nn.Module, scale: float = 0.1) -> None:
+    """Add noise to every parameter the constructor leaves constant (norm gains and biases, PReLU slopes,
+    scales), so that each one matters in the output difference."""
+    with torch.no_grad():
+        for param in model.parameters():
+            if bool((param == param.flatten()[0]).all()):
+                param.add_(scale * torch.randn_like(param))
+
+
+def compare_reference(family: str, code_dir: str, seconds: float, repeats: int) -> dict:
+    """Our official-size network ``family`` (a :data:`REFERENCES` key) against the reference code, 1 thread."""
+    from audiokit.hub.clearvoice import load_clearvoice
     torch.set_num_threads(1)
+    spec = REFERENCES[family]
     folder = Path(code_dir).resolve()
     sys.path.insert(0, str(folder.parent))
-    reference_module = __import__(f"{folder.name}.frcrn", fromlist=["DCCRN"])
-    config = json.loads((PARITY / "config.json").read_text())["constructor_args"]
-    reference = reference_module.DCCRN(**config)
-    reference.load_state_dict(torch.load(PARITY / "checkpoint.pt", map_location="cpu", weights_only=True)["model"])
-    reference.eval()
-    ours, _ = build("official")
-    wav = test_signal(seconds)
+    try:
+        module = importlib.import_module(f"{folder.name}.{spec.module}")
+    except ImportError as exc:
+        return dict(network=spec.name, skipped=f"reference code in {folder} not importable: {exc}")
+    torch.manual_seed(0)
+    reference = spec.build(module, spec.args).eval()
+    parity = PARITY_DIR / spec.parity / "checkpoint.pt" if spec.parity else None
+    if parity is not None and parity.is_file():
+        state = torch.load(parity, map_location="cpu", weights_only=True)["model"]
+        spec.checkpointed(reference).load_state_dict(state)
+        weights = "parity checkpoint (random weights)"
+    else:
+        _perturb_constants(reference)
+        weights = "seeded random weights"
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = Path(tmp) / "checkpoint.pt"
+        torch.save({"model": spec.checkpointed(reference).state_dict()}, checkpoint)
+        ours = load_clearvoice(spec.name, checkpoint, **spec.args)
+    seconds = min(seconds, spec.max_seconds)
+    wav = test_signal(seconds, ours.sample_rate)
+    runs = {"ours": lambda x: spec.ours_output(ours(x)), "reference": lambda x: spec.reference_output(reference(x))}
+    best, outputs = {side: (math.inf, math.inf) for side in runs}, {}
     with torch.no_grad():
-        ours(wav[:, :8000]), reference(wav[:, :8000])  # warm-up
-        (wall_ours, cpu_ours), (wall_ref, cpu_ref) = [(float("inf"),) * 2] * 2
+        for run in runs.values():
+            run(wav[:, :ours.sample_rate // 2])  # warm-up
         for _ in range(repeats):  # alternate, so that both see the same machine load
-            w, c = _best_time(lambda: ours(wav), 1)
-            wall_ours, cpu_ours = min(wall_ours, w), min(cpu_ours, c)
-            w, c = _best_time(lambda: reference(wav), 1)
-            wall_ref, cpu_ref = min(wall_ref, w), min(cpu_ref, c)
-        diff = (ours(wav).wav - reference(wav)[1]).abs()[0]
-        edge = ours.win_len  # the first and last window see zero padding: a looser match is expected there
-    return dict(seconds=seconds, ours_rtf=wall_ours / seconds, reference_rtf=wall_ref / seconds,
-                speedup=wall_ref / wall_ours, ours_cpu_rtf=cpu_ours / seconds,
-                reference_cpu_rtf=cpu_ref / seconds, cpu_speedup=cpu_ref / cpu_ours, max_abs_diff=diff.max().item(),
-                max_abs_diff_interior=diff[edge:-edge].max().item())
+            for side, run in runs.items():
+                wall, cpu, outputs[side] = _best_time(lambda run=run: run(wav), 1)
+                best[side] = (min(best[side][0], wall), min(best[side][1], cpu))
+    diff = (outputs["ours"] - outputs["reference"]).abs()[0]
+    (wall_ours, cpu_ours), (wall_ref, cpu_ref) = best["ours"], best["reference"]
+    result = dict(network=spec.name, weights=weights, seconds=seconds, ours_rtf=wall_ours / seconds,
+                  reference_rtf=wall_ref / seconds, speedup=wall_ref / wall_ours, ours_cpu_rtf=cpu_ours / seconds,
+                  reference_cpu_rtf=cpu_ref / seconds, cpu_speedup=cpu_ref / cpu_ours,
+                  max_abs_diff=diff.max().item(), max_abs_reference=outputs["reference"].abs().max().item())
+    if spec.edge:
+        result["max_abs_diff_interior"] = diff[..., spec.edge:-spec.edge].max().item()
+    return result
+
+
+def format_reference(ref: dict) -> str:
+    """One line for a :func:`compare_reference` result."""
+    if "skipped" in ref:
+        return f"{ref['network']} vs reference code: skipped ({ref['skipped']})"
+    interior = f" (interior {ref['max_abs_diff_interior']:.2e})" if "max_abs_diff_interior" in ref else ""
+    return (f"official {ref['network']} vs reference code, {ref['seconds']:g} s, 1 thread, {ref['weights']}: "
+            f"ours RTF {ref['ours_rtf']:.3f} (CPU {ref['ours_cpu_rtf']:.3f}), reference RTF "
+            f"{ref['reference_rtf']:.3f} (CPU {ref['reference_cpu_rtf']:.3f}), {ref['speedup']:.2f}x faster "
+            f"(CPU time {ref['cpu_speedup']:.2f}x), max |diff| {ref['max_abs_diff']:.2e}{interior} "
+            f"(max |reference output| {ref['max_abs_reference']:.2e})")
 
 
 def _in_subprocess(task: dict) -> dict:
@@ -161,13 +285,14 @@ def _in_subprocess(task: dict) -> dict:
 
 
 def format_table(rows) -> str:
-    header = (f"{'model':<14} {'mode':<8} {'thr':>3} {'RTF':>7} {'cpuRTF':>7} {'p50 ms':>7} {'p99 ms':>7} "
-              f"{'lat ms':>7} {'RSS MB':>7}")
+    header = (f"{'model':<16} {'mode':<8} {'thr':>3} {'RTF':>7} {'cpuRTF':>7} {'p50 ms':>7} {'p99 ms':>7} "
+              f"{'max ms':>7} {'lat ms':>7} {'RSS MB':>7}")
     lines = [header, "-" * len(header)]
     for r in rows:
         cell = lambda k, fmt="7.2f": f"{r[k]:{fmt}}" if k in r else f"{'-':>7}"  # noqa: E731
-        lines.append(f"{r['model']:<14} {r['mode']:<8} {r['threads']:>3} {r['rtf']:7.3f} {cell('cpu_rtf', '7.3f')} "
-                     f"{cell('chunk_p50_ms')} {cell('chunk_p99_ms')} {cell('latency_ms')} {r['peak_rss_mb']:7.0f}")
+        lines.append(f"{r['model']:<16} {r['mode']:<8} {r['threads']:>3} {r['rtf']:7.3f} {cell('cpu_rtf', '7.3f')} "
+                     f"{cell('chunk_p50_ms')} {cell('chunk_p99_ms')} {cell('chunk_max_ms')} {cell('latency_ms')} "
+                     f"{r['peak_rss_mb']:7.0f}")
     return "\n".join(lines)
 
 
@@ -178,7 +303,9 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, nargs="+", default=None, help="thread counts (default 1 2)")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--seconds", type=float, default=None, help="input length (default 10, quick 1)")
-    parser.add_argument("--reference-code", help="folder of ClearerVoice-Studio's frcrn_se package")
+    for family, spec in REFERENCES.items():
+        parser.add_argument(spec.option, metavar="DIR", dest=family,
+                            help=f"folder of ClearerVoice-Studio's {family} package")
     parser.add_argument("--e2e-latency", action="store_true",
                         help="also measure input-to-output latency of `audiokit stream` per shipped model "
                              "(PortAudio through ALSA's file plugin; see tools/stream_latency.py)")
@@ -189,27 +316,28 @@ def main(argv=None) -> int:
         kind = task.pop("kind")
         print(json.dumps(compare_reference(**task) if kind == "reference" else measure(**task)))
         return 0
+    references = {family: getattr(args, family) for family in REFERENCES if getattr(args, family)}
+    for family, code_dir in references.items():
+        if not (Path(code_dir) / "__init__.py").is_file():
+            parser.error(f"{REFERENCES[family].option} {code_dir}: not a Python package folder (no __init__.py)")
     seconds = args.seconds or (1.0 if args.quick else 10.0)
     threads = args.threads or ([1] if args.quick else [1, 2])
     repeats = 1 if args.quick else 3
-    rows = [_in_subprocess(dict(kind="measure", model_name=m, mode=mode, threads=t, seconds=seconds, repeats=repeats))
+    rows = [_in_subprocess(dict(kind="measure", model_name=m, mode=mode, threads=t, repeats=repeats,
+                                seconds=min(seconds, MAX_SECONDS.get(m, math.inf))))
             for m in args.models for mode in ("offline", "stream") for t in threads]
-    report = {"rows": rows}
-    if args.reference_code:
-        report["reference"] = _in_subprocess(dict(kind="reference", code_dir=args.reference_code,
-                                                  seconds=seconds, repeats=repeats))
+    report = {"rows": rows, "references": {
+        family: _in_subprocess(dict(kind="reference", family=family, code_dir=code_dir, seconds=seconds,
+                                    repeats=repeats))
+        for family, code_dir in references.items()}}
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
     for m in args.models:
         print(f"{m}: {next(r['weights'] for r in rows if r['model'] == m)}")
     print(format_table(rows))
-    if "reference" in report:
-        ref = report["reference"]
-        print(f"official FRCRN_SE_16K vs reference code, {ref['seconds']:.0f} s, 1 thread: ours RTF "
-              f"{ref['ours_rtf']:.3f} (CPU {ref['ours_cpu_rtf']:.3f}), reference RTF {ref['reference_rtf']:.3f} "
-              f"(CPU {ref['reference_cpu_rtf']:.3f}), {ref['speedup']:.2f}x faster (CPU time {ref['cpu_speedup']:.2f}x), "
-              f"max |diff| {ref['max_abs_diff']:.2e} (interior {ref['max_abs_diff_interior']:.2e})")
+    for ref in report["references"].values():
+        print(format_reference(ref))
     if args.e2e_latency:
         import stream_latency
         stream_latency.main(sorted(stream_latency.available()))

@@ -56,8 +56,11 @@ class DilatedDenseNet(StreamingModule):
                 norm: Callable[[str, nn.Module, torch.Tensor], torch.Tensor]) -> torch.Tensor:
         skip = x
         for i in range(self.depth):
-            weight = getattr(self, f"conv{i + 1}").weight.squeeze(-1)
-            out = F.conv1d(pad(i, skip), weight, dilation=2 ** i, groups=self.channels)
+            # the grouped conv (group c reads channels c(i+1) .. c(i+1)+i) as a depthwise conv of every
+            # input channel, summed per group: the same products, several times faster on CPU
+            weight = getattr(self, f"conv{i + 1}").weight.flatten(0, 1).transpose(1, 2)  # [C(i+1), 1, K]
+            out = F.conv1d(pad(i, skip), weight, dilation=2 ** i, groups=weight.shape[0])
+            out = out.unflatten(1, (self.channels, i + 1)).sum(2)
             out = norm(f"norm{i + 1}", getattr(self, f"norm{i + 1}"), out)
             out = getattr(self, f"prelu{i + 1}")(out)
             skip = torch.cat([out, skip], dim=1)

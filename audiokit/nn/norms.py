@@ -1,7 +1,7 @@
 """Normalisation layers, with causal variants for streaming.
 
-* :class:`ScaleNorm` and :class:`ChannelLayerNorm` normalise each frame on
-  its own, so they are causal as they are and keep no state.
+* :class:`ScaleNorm` normalises each frame on its own, so it is causal as it
+  is and keeps no state.
 * :class:`CumulativeLayerNorm` and :class:`CumulativeInstanceNorm` are the
   causal stand-ins for the whole-utterance norms (``GroupNorm(1, C)`` and
   ``InstanceNorm1d``): frame ``t`` is normalised with the mean and variance
@@ -33,15 +33,6 @@ class ScaleNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True) * self.scale
         return x / norm.clamp(min=self.eps) * self.g
-
-
-class ChannelLayerNorm(nn.LayerNorm):
-    """LayerNorm over channels of each frame, ``[B, C, T] -> [B, C, T]``."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 3:
-            raise ValueError(f"ChannelLayerNorm expects [B, C, T], got shape {tuple(x.shape)}")
-        return super().forward(x.transpose(1, 2)).transpose(1, 2)
 
 
 class _CumulativeNorm(StreamingModule):
