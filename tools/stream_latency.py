@@ -61,8 +61,10 @@ def measure(model: str, block_ms: float, seconds: float = 1.0, rate: int = 16000
         corr = np.correlate(played, x[:len(played) - max_lag], mode="valid")
         measured = int(np.argmax(np.abs(corr)))
         stated = int(re.search(r"latency (\d+) samples", done.stderr).group(1))
+        device_rate = int(re.search(r"stream \w+: (\d+) Hz", done.stderr).group(1))  # the files' sample rate
         proc_ms = float(re.search(r"done: .*?([\d.]+) ms/block", done.stderr).group(1))
-        return {"model": Path(model).stem, "stated_ms": 1e3 * stated / rate, "measured_ms": 1e3 * measured / rate,
+        return {"model": Path(model).stem, "stated_ms": 1e3 * stated / device_rate,
+                "measured_ms": 1e3 * measured / device_rate,
                 "proc_ms": proc_ms, "rtf": proc_ms / block_ms}
 
 

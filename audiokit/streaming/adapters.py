@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from .runtime import Stream, WindowedStream, open_stream
+from .runtime import Stream, open_stream
+from .separation import WindowedSeparator
 
 
 class ShapedStream:
@@ -77,7 +78,8 @@ class EnhanceAdapter(TaskAdapter):
 
 class SeparateAdapter(TaskAdapter):
     """Speech separation with any model offering ``separate(wav [B, T]) -> [B, S, T]`` (MossFormer2), run in
-    cross-faded windows of ``window`` samples overlapping by ``overlap`` (latency: one window)."""
+    cross-faded windows of ``window`` samples overlapping by ``overlap`` (latency: one window), each
+    window's speakers reordered to match the previous window's (as ``audiokit separate`` does)."""
 
     name = "separate"
 
@@ -95,7 +97,23 @@ class SeparateAdapter(TaskAdapter):
         self.outputs = probe.shape[1]
 
     def open(self) -> ShapedStream:
-        return ShapedStream(WindowedStream(self.model.separate, self.window, self.overlap), self.outputs)
+        separator = WindowedSeparator(self.model, self.window / self.sample_rate, self.overlap / self.sample_rate)
+        return ShapedStream(_SeparationStream(separator), self.outputs)
+
+
+class _SeparationStream:
+    """One signal through a :class:`WindowedSeparator`: ``feed(x [T]) -> [S, 1, t]``, each speaker kept on
+    its output across windows (permutations aligned on the overlaps); latency one window."""
+
+    def __init__(self, separator: WindowedSeparator):
+        self.inner = separator.open(1)
+        self.latency_samples = separator.window
+
+    def feed(self, chunk: torch.Tensor) -> torch.Tensor:
+        return self.inner.feed(chunk[None])
+
+    def flush(self) -> torch.Tensor:
+        return self.inner.flush()
 
 
 ADAPTERS: Dict[str, type] = {"enhance": EnhanceAdapter, "separate": SeparateAdapter}
