@@ -17,6 +17,8 @@ memory, VmHWM, belongs to that one measurement):
   otherwise: 4 s for an enhancer, 1 s for a separator) fed 10 ms chunks, with the 50th/99th
   percentile and the maximum of the per-chunk time (a windowed stream does its work in the
   few chunks that complete a window: see the maximum), and the stream's stated latency.
+  Causal models stream on a frame engine (``--engines``, default ``auto``: ONNX Runtime when it
+  works, else TorchScript; ``--engines auto torch`` adds TorchScript rows for comparison).
 
 Real-time factors are given from wall-clock time (``rtf``) and from this
 process's CPU time (``cpu_rtf``, steadier on a shared machine; with 2 threads
@@ -35,7 +37,7 @@ and the largest output difference (ours against the reference's output, speakers
 The reference network's state dict is saved to a temporary file and loaded into ours with
 ``load_clearvoice``, as an official checkpoint would be.
 
-    python tools/benchmark.py [--quick] [--json] [--threads 1 2] [--models NAME ...]
+    python tools/benchmark.py [--quick] [--json] [--threads 1 2] [--models NAME ...] [--engines auto torch]
         [--reference-code DIR] [--reference-code-ss DIR]
 """
 from __future__ import annotations
@@ -44,6 +46,7 @@ import argparse
 import importlib
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -124,9 +127,11 @@ def _task(model) -> str:
     return "separate" if hasattr(model, "separate") else "enhance"
 
 
-def measure(model_name: str, mode: str, threads: int, seconds: float, repeats: int) -> dict:
-    """One measurement in this process (see the module docstring)."""
+def measure(model_name: str, mode: str, threads: int, seconds: float, repeats: int, engine: str = "auto") -> dict:
+    """One measurement in this process (see the module docstring); ``engine``: the frame engine of
+    causal streams (``audiokit.streaming.engines``)."""
     from audiokit.streaming.adapters import ADAPTERS
+    os.environ["AUDIOKIT_STREAM_BACKEND"] = engine
     torch.set_num_threads(threads)
     model, weights = build(model_name)
     rate = model.sample_rate
@@ -162,7 +167,8 @@ def measure(model_name: str, mode: str, threads: int, seconds: float, repeats: i
             result.update(rtf=best[0] / seconds, cpu_rtf=best_cpu / seconds, chunk_ms=1000 * chunk / rate,
                           chunk_p50_ms=1000 * float(np.percentile(best[1], 50)),
                           chunk_p99_ms=1000 * float(np.percentile(best[1], 99)), chunk_max_ms=1000 * max(best[1]),
-                          latency_ms=1000 * stream.latency_samples / rate)
+                          latency_ms=1000 * stream.latency_samples / rate,
+                          engine=getattr(stream.stream, "backend", "window"))
     result["peak_rss_mb"] = peak_rss_kb() / 1024
     return result
 
@@ -285,12 +291,12 @@ def _in_subprocess(task: dict) -> dict:
 
 
 def format_table(rows) -> str:
-    header = (f"{'model':<16} {'mode':<8} {'thr':>3} {'RTF':>7} {'cpuRTF':>7} {'p50 ms':>7} {'p99 ms':>7} "
+    header = (f"{'model':<16} {'mode':<8} {'engine':<6} {'thr':>3} {'RTF':>7} {'cpuRTF':>7} {'p50 ms':>7} {'p99 ms':>7} "
               f"{'max ms':>7} {'lat ms':>7} {'RSS MB':>7}")
     lines = [header, "-" * len(header)]
     for r in rows:
         cell = lambda k, fmt="7.2f": f"{r[k]:{fmt}}" if k in r else f"{'-':>7}"  # noqa: E731
-        lines.append(f"{r['model']:<16} {r['mode']:<8} {r['threads']:>3} {r['rtf']:7.3f} {cell('cpu_rtf', '7.3f')} "
+        lines.append(f"{r['model']:<16} {r['mode']:<8} {r.get('engine', '-'):<6} {r['threads']:>3} {r['rtf']:7.3f} {cell('cpu_rtf', '7.3f')} "
                      f"{cell('chunk_p50_ms')} {cell('chunk_p99_ms')} {cell('chunk_max_ms')} {cell('latency_ms')} "
                      f"{r['peak_rss_mb']:7.0f}")
     return "\n".join(lines)
@@ -303,6 +309,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, nargs="+", default=None, help="thread counts (default 1 2)")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--seconds", type=float, default=None, help="input length (default 10, quick 1)")
+    parser.add_argument("--engines", nargs="+", choices=("auto", "onnx", "torch"), default=["auto"],
+                        help="frame engines for streaming causal models (default auto: ONNX Runtime when it works)")
     for family, spec in REFERENCES.items():
         parser.add_argument(spec.option, metavar="DIR", dest=family,
                             help=f"folder of ClearerVoice-Studio's {family} package")
@@ -323,9 +331,10 @@ def main(argv=None) -> int:
     seconds = args.seconds or (1.0 if args.quick else 10.0)
     threads = args.threads or ([1] if args.quick else [1, 2])
     repeats = 1 if args.quick else 3
-    rows = [_in_subprocess(dict(kind="measure", model_name=m, mode=mode, threads=t, repeats=repeats,
+    runs = [("offline", "auto")] + [("stream", engine) for engine in args.engines]
+    rows = [_in_subprocess(dict(kind="measure", model_name=m, mode=mode, engine=engine, threads=t, repeats=repeats,
                                 seconds=min(seconds, MAX_SECONDS.get(m, math.inf))))
-            for m in args.models for mode in ("offline", "stream") for t in threads]
+            for m in args.models for mode, engine in runs for t in threads]
     report = {"rows": rows, "references": {
         family: _in_subprocess(dict(kind="reference", family=family, code_dir=code_dir, seconds=seconds,
                                     repeats=repeats))
