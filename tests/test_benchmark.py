@@ -13,13 +13,14 @@ TOOL = REPO / "tools" / "benchmark.py"
 def test_table_formatting():
     sys.path.insert(0, str(TOOL.parent))
     from benchmark import format_table
-    rows = [dict(model="causal_small", mode="stream", threads=1, rtf=0.05, cpu_rtf=0.04, chunk_p50_ms=0.1,
+    rows = [dict(model="causal_small", mode="stream", engine="onnx", threads=1, rtf=0.05, cpu_rtf=0.04, chunk_p50_ms=0.1,
                  chunk_p99_ms=1.5, chunk_max_ms=2.5, latency_ms=32.0, peak_rss_mb=400.0),
             dict(model="official", mode="offline", threads=2, rtf=0.5, peak_rss_mb=900.0)]
     lines = format_table(rows).splitlines()
-    assert len(lines) == 4 and "32.00" in lines[2] and lines[3].split()[:4] == ["official", "offline", "2", "0.500"]
-    assert lines[2].split()[3:] == ["0.050", "0.040", "0.10", "1.50", "2.50", "32.00", "400"]
-    assert lines[3].split()[4:] == ["-"] * 5 + ["900"]
+    assert len(lines) == 4 and "32.00" in lines[2]
+    assert lines[3].split()[:5] == ["official", "offline", "-", "2", "0.500"]
+    assert lines[2].split()[2:] == ["onnx", "1", "0.050", "0.040", "0.10", "1.50", "2.50", "32.00", "400"]
+    assert lines[3].split()[5:] == ["-"] * 5 + ["900"]
 
 
 def test_reference_line_formatting():
