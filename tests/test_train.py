@@ -158,3 +158,16 @@ def test_run_options_in_the_recipe_apply_unless_given_on_the_command_line():
     assert recipe_run_options(run_opts, {"ckpt_interval_minutes": 5}).ckpt_interval_minutes == 5
     run_opts, _ = parse_overrides(recipe, ["--ckpt_interval_minutes", "2"])
     assert recipe_run_options(run_opts, {"ckpt_interval_minutes": 5}).ckpt_interval_minutes == 2
+
+
+@pytest.mark.slow
+def test_bf16_mixed_precision_trains_a_small_causal_frcrn(data, tmp_path):
+    """The precision a bf16-capable GPU gets by default, exercised on the CPU (autocast works on both)."""
+    args = overrides(data, tmp_path / "bf16")
+    args[args.index("--model") + 1] = ("!new:audiokit.models.frcrn.FRCRN {win_len: 320, win_inc: 160, fft_len: 320, "
+                                       "channels: 4, fsmn_hidden: 4, causal: true}")
+    out = train(RECIPE, args + ["--precision", "bf16"])
+    weights = torch.load(sorted((out / "save").glob("CKPT+*"))[-1] / "model.ckpt")
+    assert all(w.dtype != torch.bfloat16 and torch.isfinite(w.float()).all() for w in weights.values())  # master weights
+    row = curve(out)[0]
+    assert np.isfinite(float(row["train_loss"])) and np.isfinite(float(row["valid_si_snr"]))
