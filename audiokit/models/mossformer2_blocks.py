@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn.gated import FFConvM, GatedFSMNBlock
+from ..nn.gated import FFConvM, GatedFSMNBlock, overwritable
 from ..nn.state import ChildSteps, State, StreamingModule, call_offline, cat_history, require_causal
 
 
@@ -86,11 +86,6 @@ class OffsetScale(nn.Module):
         return (x.unsqueeze(-2) * self.gamma + self.beta).unbind(dim=-2)
 
 
-def _grouped(t: torch.Tensor, group: int) -> torch.Tensor:
-    """``[B, T, D] -> [B, G, group, D]``, zero-padding ``T`` up to a multiple of ``group``."""
-    return F.pad(t, (0, 0, 0, (-t.shape[1]) % group)).unflatten(1, (-1, group))
-
-
 class MossFormerAttention(StreamingModule):
     """Gated single-head attention block (FLASH_ShareA_FFConvM), ``[B, T, D] -> [B, T, D]``.
 
@@ -119,36 +114,55 @@ class MossFormerAttention(StreamingModule):
         self.to_out = FFConvM(hidden // 2, dim, "scalenorm", dropout=dropout, causal=causal)
 
     def _project(self, x: torch.Tensor, shifted_half: torch.Tensor, offset: int, call):
-        """Values, gates and rotated (quad_q, lin_q, quad_k, lin_k) of ``x`` whose first
-        feature half is replaced by ``shifted_half`` (the token shift)."""
+        """Hidden ``[v, u]`` ``[B, T, hidden]`` and rotated (quad_q, lin_q, quad_k, lin_k) of ``x``
+        whose first feature half is replaced by ``shifted_half`` (the token shift)."""
         h = torch.cat((shifted_half, x[..., shifted_half.shape[-1]:]), dim=-1) if self.shift_tokens else x
-        v, u = call("to_hidden", self.to_hidden, h).chunk(2, dim=-1)
+        hidden = call("to_hidden", self.to_hidden, h)
         qk = self.qk_offset_scale(call("to_qk", self.to_qk, h))
         if self.rotary_pos_emb is not None:
             qk = [self.rotary_pos_emb(t, offset) for t in qk]
-        return v, u, qk
+        return hidden, qk
 
-    def _output(self, x, v, u, att_v, att_u, call) -> torch.Tensor:
-        return x + call("to_out", self.to_out, (att_u * v) * torch.sigmoid(att_v * u))
+    def _output(self, x: torch.Tensor, hidden: torch.Tensor, attended: torch.Tensor, call) -> torch.Tensor:
+        """``x + to_out((att_u * v) * sigmoid(att_v * u))`` from ``hidden = [v, u]`` and its
+        attention ``attended = [att_v, att_u]`` (both ``[B, T, hidden]``; ``attended`` is
+        overwritten when no autograd graph records it)."""
+        v, u = hidden.chunk(2, dim=-1)
+        att_v, att_u = attended.chunk(2, dim=-1)
+        if overwritable(attended):
+            gated = att_u.mul_(v).mul_(att_v.mul_(u).sigmoid_())
+        else:
+            gated = (att_u * v) * torch.sigmoid(att_v * u)
+        return call("to_out", self.to_out, gated).add_(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.causal:
             return self.step(x, None)[0]
         half = x[..., :x.shape[-1] // 2]
-        v, u, qk = self._project(x, F.pad(half, (0, 0, 1, -1)), 0, call_offline)
-        att_v, att_u = self.attend(*qk, v, u)
-        return self._output(x, v, u, att_v, att_u, call_offline)
+        hidden, qk = self._project(x, F.pad(half, (0, 0, 1, -1)), 0, call_offline)
+        return self._output(x, hidden, self.attend(*qk, hidden), call_offline)
 
-    def attend(self, quad_q, lin_q, quad_k, lin_k, v, u):
-        """Non-causal quadratic (in groups) plus linear attention of ``v``, ``u`` ``[B, T, E]``."""
-        n, g = v.shape[1], self.group_size
-        quad_q, lin_q, quad_k, lin_k, v, u = (_grouped(t, g) for t in (quad_q, lin_q, quad_k, lin_k, v, u))
-        attn = self.dropout(F.relu(quad_q @ quad_k.transpose(-1, -2) / g) ** 2)
-        outs = []
-        for values in (v, u):
-            kv = lin_k.flatten(1, 2).transpose(1, 2) @ values.flatten(1, 2) / n
-            outs.append((attn @ values + lin_q @ kv.unsqueeze(1)).flatten(1, 2)[:, :n])
-        return outs
+    def _quadratic(self, quad_q: torch.Tensor, quad_k: torch.Tensor) -> torch.Tensor:
+        """Attention weights ``relu(q k^T / g)^2`` of groups ``[..., g', Dk] -> [..., g', g']``."""
+        return self.dropout(F.relu(quad_q @ quad_k.transpose(-1, -2) / self.group_size) ** 2)
+
+    def attend(self, quad_q, lin_q, quad_k, lin_k, values):
+        """Non-causal quadratic (in groups of ``g`` frames, the last one possibly shorter) plus linear
+        attention: queries, keys ``[B, T, Dk]``, values ``[B, T, E]`` -> ``[B, T, E]``.
+
+        The linear part ``lin_q (lin_k^T values) / T`` fills the output; each group's quadratic
+        part is added into it in place (for the whole groups one batched product per item).
+        """
+        b, n, g = values.shape[0], values.shape[1], self.group_size
+        out = lin_q @ (lin_k.transpose(1, 2) @ values / n)
+        whole = n - n % g
+        for i in range(b):
+            if whole:
+                grouped = [t[i, :whole].unflatten(0, (-1, g)) for t in (quad_q, quad_k, values)]
+                out[i, :whole].view(-1, g, out.shape[-1]).baddbmm_(self._quadratic(*grouped[:2]), grouped[2])
+            if whole < n:
+                out[i, whole:].addmm_(self._quadratic(quad_q[i, whole:], quad_k[i, whole:]), values[i, whole:])
+        return out
 
     def step(self, x: torch.Tensor, state: Optional[State]) -> Tuple[torch.Tensor, State]:
         """Causal block on the next frames ``[B, k, D]``; state: token-shift frame, frames seen,
@@ -158,13 +172,11 @@ class MossFormerAttention(StreamingModule):
         steps = ChildSteps(state)
         offset = int(state["offset"]) if "offset" in state else 0
         half, steps.state["shift"] = cat_history(state.get("shift"), x[..., :x.shape[-1] // 2], 1, dim=1)
-        v, u, (quad_q, lin_q, quad_k, lin_k) = self._project(x, half[:, :-1], offset, steps)
-        attended, attn_state = self._causal_attend(quad_q, lin_q, quad_k, lin_k, torch.cat((v, u), -1),
-                                                   offset, state)
+        hidden, qk = self._project(x, half[:, :-1], offset, steps)
+        attended, attn_state = self._causal_attend(*qk, hidden, offset, state)
         steps.state.update(attn_state)
         steps.state["offset"] = torch.tensor(offset + x.shape[1])
-        att_v, att_u = attended.chunk(2, dim=-1)
-        return self._output(x, v, u, att_v, att_u, steps), steps.state
+        return self._output(x, hidden, attended, steps), steps.state
 
     def _causal_attend(self, quad_q, lin_q, quad_k, lin_k, values, offset: int,
                        state: State) -> Tuple[torch.Tensor, State]:
@@ -183,9 +195,8 @@ class MossFormerAttention(StreamingModule):
             quad_keys = torch.cat((quad_keys, quad_k[:, part]), 1)
             lin_keys = torch.cat((lin_keys, lin_k[:, part]), 1)
             group_values = torch.cat((group_values, values[:, part]), 1)
-            attn = F.relu(quad_q[:, part] @ quad_keys.transpose(1, 2) / g) ** 2
             future = torch.ones(take, position + take, dtype=torch.bool, device=values.device).triu(position + 1)
-            attn = self.dropout(attn).masked_fill(future, 0.0)
+            attn = self._quadratic(quad_q[:, part], quad_keys).masked_fill(future, 0.0)
             outs.append(attn @ group_values + lin_q[:, part] @ kv)
             if position + take == g:  # group finished: its keys join the linear attention
                 kv = kv + lin_keys.transpose(1, 2) @ group_values / g

@@ -25,6 +25,11 @@ from .state import State, StreamingComposite, StreamingModule, cat_history, requ
 NORMS = {"layernorm": nn.LayerNorm, "scalenorm": ScaleNorm}
 
 
+def overwritable(t: torch.Tensor) -> bool:
+    """True when no autograd graph records ``t`` (inference), so that it may be overwritten in place."""
+    return not t.requires_grad
+
+
 class Transpose(nn.Module):
     """Swaps time and channels: ``[B, T, C] <-> [B, C, T]``."""
 
@@ -95,8 +100,9 @@ class FFConvM(StreamingComposite):
                                  ConvModule(dim_out, kernel_size, causal), nn.Dropout(dropout))
 
     def _run(self, x: torch.Tensor, call) -> torch.Tensor:
-        norm, linear, act, conv, dropout = self.mdl
-        return dropout(call("conv", conv, act(linear(norm(x)))))
+        norm, linear, _, conv, dropout = self.mdl  # the SiLU in place when inferring
+        h = linear(norm(x))
+        return dropout(call("conv", conv, F.silu(h, inplace=overwritable(h))))
 
 
 class GatedDilatedFSMN(StreamingComposite):
