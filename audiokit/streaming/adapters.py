@@ -110,7 +110,7 @@ class _SeparationStream:
         self.latency_samples = separator.window
 
     def feed(self, chunk: torch.Tensor) -> torch.Tensor:
-        return self.inner.feed(chunk[None])
+        return self.inner.feed(chunk.reshape(1, -1))  # [T] (or [1, T]) as a batch of one
 
     def flush(self) -> torch.Tensor:
         return self.inner.flush()
