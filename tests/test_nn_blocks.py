@@ -12,6 +12,7 @@ from torch import nn
 
 from audiokit.nn.dilated_fsmn import DilatedDenseNet, DilatedFSMN
 from audiokit.nn.gated import ConvModule, DepthwiseConv1d, FFConvM, GatedDilatedFSMN, GatedFSMNBlock
+from audiokit.nn.linear import linear
 from audiokit.nn.norms import CumulativeInstanceNorm, CumulativeLayerNorm, ScaleNorm
 from audiokit.nn.state import streaming
 
@@ -256,3 +257,16 @@ def test_small_checkpoint_subdict_loads():
     block = GatedFSMNBlock(64, 256, lorder=20)
     block.load_state_dict(sub)  # strict: every name and shape must agree
     assert torch.equal(block.gated_fsmn.fsmn.conv.conv2.weight, sub["gated_fsmn.fsmn.conv.conv2.weight"])
+
+
+def test_linear_matches_f_linear_and_keeps_gradients():
+    x = torch.randn(2, 7, 12 * 2)[..., ::2]  # strided input
+    weight, bias = torch.randn(5, 12, requires_grad=True), torch.randn(5)
+    with torch.no_grad():
+        inferred = linear(x, weight, bias)
+        assert torch.allclose(inferred, F.linear(x, weight, bias), atol=1e-5)
+        assert torch.allclose(linear(x, weight), F.linear(x, weight), atol=1e-5)
+    trained = linear(x, weight, bias)
+    assert torch.equal(trained, F.linear(x, weight, bias))
+    trained.sum().backward()
+    assert torch.allclose(weight.grad, x.sum((0, 1)).expand(5, 12))

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .linear import linear
 from .norms import CumulativeInstanceNorm
 from .state import (ChildSteps, State, StreamingComposite, StreamingModule, call_offline,
                     cat_history, require_causal)
@@ -103,5 +104,5 @@ class DilatedFSMN(StreamingComposite):
         self.conv = DilatedDenseNet(output_dim, lorder, depth, causal)
 
     def _run(self, x: torch.Tensor, call) -> torch.Tensor:
-        p = self.project(F.relu(self.linear(x))).transpose(1, 2)
+        p = linear(F.relu(linear(x, self.linear.weight, self.linear.bias)), self.project.weight).transpose(1, 2)
         return x + call("conv", self.conv, p).transpose(1, 2)

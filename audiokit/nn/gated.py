@@ -19,6 +19,7 @@ from torch import nn
 
 from .dilated_fsmn import DilatedFSMN
 from .fsmn import FSMN
+from .linear import linear
 from .norms import ScaleNorm
 from .state import State, StreamingComposite, StreamingModule, cat_history, require_causal
 
@@ -100,8 +101,8 @@ class FFConvM(StreamingComposite):
                                  ConvModule(dim_out, kernel_size, causal), nn.Dropout(dropout))
 
     def _run(self, x: torch.Tensor, call) -> torch.Tensor:
-        norm, linear, _, conv, dropout = self.mdl  # the SiLU in place when inferring
-        h = linear(norm(x))
+        norm, dense, _, conv, dropout = self.mdl  # the SiLU in place when inferring
+        h = linear(norm(x), dense.weight, dense.bias)
         return dropout(call("conv", conv, F.silu(h, inplace=overwritable(h))))
 
 
@@ -155,6 +156,6 @@ class GatedFSMNBlock(StreamingComposite):
 
     def _run(self, x: torch.Tensor, call) -> torch.Tensor:
         conv1, prelu = self.conv1
-        h = self.norm1(prelu(F.linear(x, conv1.weight.squeeze(-1), conv1.bias)))
+        h = self.norm1(prelu(linear(x, conv1.weight.squeeze(-1), conv1.bias)))
         h = call("gated_fsmn", self.gated_fsmn, h)
-        return x + F.linear(self.norm2(h), self.conv2.weight.squeeze(-1), self.conv2.bias)
+        return x + linear(self.norm2(h), self.conv2.weight.squeeze(-1), self.conv2.bias)
