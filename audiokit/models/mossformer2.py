@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..audio.features import fbank_with_deltas
+from ..nn.linear import linear
 from ..nn.norms import CumulativeLayerNorm
 from ..nn.state import State, StreamingModule, cat_history
 from .mossformer2_blocks import MossFormerLayers, ScaledSinusoidalEmbedding
@@ -98,15 +99,23 @@ class MossFormerMaskNet(nn.Module):
         self.conv1_decoder = nn.Conv1d(out_channels, out_channels_final or in_channels, 1, bias=False)
 
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
-        """``offset``: index of the first frame of ``x`` (positions, when streaming)."""
-        x = self.conv1d_encoder(self.norm(x))
+        """``offset``: index of the first frame of ``x`` (positions, when streaming).
+
+        The 1x1 convs run as linear maps on the frames (``[B, T, C]`` memory throughout).
+        """
+        x = _pointwise(self.conv1d_encoder, self.norm(x).transpose(1, 2))  # [B, T, D]
         if self.pos_enc is not None:
-            x = x + self.pos_enc(x.shape[-1], offset).T
-        x = self.conv1d_out(self.prelu(self.mdl(x)))
-        b, _, n = x.shape
-        x = x.reshape(b * self.num_spks, -1, n)
-        masks = self.conv1_decoder(self.output(x) * self.output_gate(x))
-        return F.relu(masks).view(b, self.num_spks, -1, n)
+            x = x + self.pos_enc(x.shape[1], offset)
+        x = _pointwise(self.conv1d_out, self.prelu(self.mdl(x.transpose(1, 2))).transpose(1, 2))
+        x = x.unflatten(-1, (self.num_spks, -1))  # [B, T, num_spks, D]
+        (output, tanh), (gate, sigmoid) = self.output, self.output_gate
+        masks = _pointwise(self.conv1_decoder, tanh(_pointwise(output, x)) * sigmoid(_pointwise(gate, x)))
+        return F.relu(masks).permute(0, 2, 3, 1)
+
+
+def _pointwise(conv: nn.Conv1d, frames: torch.Tensor) -> torch.Tensor:
+    """A 1x1 ``conv`` applied to frames: ``[..., C_in] -> [..., C_out]``."""
+    return linear(frames, conv.weight.squeeze(-1), conv.bias)
 
 
 class WaveEncoder(nn.Module):
