@@ -12,7 +12,7 @@ from torch import nn
 
 from audiokit.nn.dilated_fsmn import DilatedDenseNet, DilatedFSMN
 from audiokit.nn.gated import ConvModule, DepthwiseConv1d, FFConvM, GatedDilatedFSMN, GatedFSMNBlock
-from audiokit.nn.linear import linear
+from audiokit.nn.inference import linear, linear_silu
 from audiokit.nn.norms import CumulativeInstanceNorm, CumulativeLayerNorm, ScaleNorm
 from audiokit.nn.state import streaming
 
@@ -266,6 +266,7 @@ def test_linear_matches_f_linear_and_keeps_gradients():
         inferred = linear(x, weight, bias)
         assert torch.allclose(inferred, F.linear(x, weight, bias), atol=1e-5)
         assert torch.allclose(linear(x, weight), F.linear(x, weight), atol=1e-5)
+        assert torch.allclose(linear_silu(x, weight, bias), F.silu(F.linear(x, weight, bias)), atol=1e-5)
     trained = linear(x, weight, bias)
     assert torch.equal(trained, F.linear(x, weight, bias))
     trained.sum().backward()

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..audio.features import fbank_with_deltas
-from ..nn.linear import linear
+from ..nn.inference import linear
 from ..nn.norms import CumulativeLayerNorm
 from ..nn.state import State, StreamingModule, cat_history
 from .mossformer2_blocks import MossFormerLayers, ScaledSinusoidalEmbedding

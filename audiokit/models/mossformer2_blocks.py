@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn.gated import FFConvM, GatedFSMNBlock, overwritable
+from ..nn.gated import FFConvM, GatedFSMNBlock
+from ..nn.inference import overwritable
 from ..nn.state import ChildSteps, State, StreamingModule, call_offline, cat_history, require_causal
 
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .linear import linear
+from .inference import linear
 from .norms import CumulativeInstanceNorm
 from .state import (ChildSteps, State, StreamingComposite, StreamingModule, call_offline,
                     cat_history, require_causal)

@@ -19,16 +19,11 @@ from torch import nn
 
 from .dilated_fsmn import DilatedFSMN
 from .fsmn import FSMN
-from .linear import linear
+from .inference import linear, linear_silu
 from .norms import ScaleNorm
 from .state import State, StreamingComposite, StreamingModule, cat_history, require_causal
 
 NORMS = {"layernorm": nn.LayerNorm, "scalenorm": ScaleNorm}
-
-
-def overwritable(t: torch.Tensor) -> bool:
-    """True when no autograd graph records ``t`` (inference), so that it may be overwritten in place."""
-    return not t.requires_grad
 
 
 class Transpose(nn.Module):
@@ -101,9 +96,8 @@ class FFConvM(StreamingComposite):
                                  ConvModule(dim_out, kernel_size, causal), nn.Dropout(dropout))
 
     def _run(self, x: torch.Tensor, call) -> torch.Tensor:
-        norm, dense, _, conv, dropout = self.mdl  # the SiLU in place when inferring
-        h = linear(norm(x), dense.weight, dense.bias)
-        return dropout(call("conv", conv, F.silu(h, inplace=overwritable(h))))
+        norm, dense, _, conv, dropout = self.mdl  # linear and SiLU in one op when inferring
+        return dropout(call("conv", conv, linear_silu(norm(x), dense.weight, dense.bias)))
 
 
 class GatedDilatedFSMN(StreamingComposite):
