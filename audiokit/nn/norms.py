@@ -16,6 +16,7 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
+from .inference import overwritable
 from .state import State, StreamingModule
 
 
@@ -32,7 +33,8 @@ class ScaleNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True) * self.scale
-        return x / norm.clamp(min=self.eps) * self.g
+        normed = x / norm.clamp(min=self.eps)
+        return normed.mul_(self.g) if overwritable(normed) else normed * self.g
 
 
 class _CumulativeNorm(StreamingModule):
