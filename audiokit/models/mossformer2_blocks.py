@@ -75,7 +75,7 @@ class ScaledSinusoidalEmbedding(nn.Module):
 
 
 class OffsetScale(nn.Module):
-    """``[..., D] -> heads x [..., D]``: head ``h`` is ``x * gamma[h] + beta[h]``."""
+    """``[..., D] -> [..., heads, D]``: head ``h`` is ``x * gamma[h] + beta[h]``."""
 
     def __init__(self, dim: int, heads: int = 1):
         super().__init__()
@@ -84,7 +84,7 @@ class OffsetScale(nn.Module):
         nn.init.normal_(self.gamma, std=0.02)
 
     def forward(self, x: torch.Tensor):
-        return (x.unsqueeze(-2) * self.gamma + self.beta).unbind(dim=-2)
+        return x.unsqueeze(-2) * self.gamma + self.beta
 
 
 class MossFormerAttention(StreamingModule):
@@ -119,10 +119,10 @@ class MossFormerAttention(StreamingModule):
         whose first feature half is replaced by ``shifted_half`` (the token shift)."""
         h = torch.cat((shifted_half, x[..., shifted_half.shape[-1]:]), dim=-1) if self.shift_tokens else x
         hidden = call("to_hidden", self.to_hidden, h)
-        qk = self.qk_offset_scale(call("to_qk", self.to_qk, h))
+        qk = self.qk_offset_scale(call("to_qk", self.to_qk, h)).transpose(1, 2)  # [B, 4, T, Dk]
         if self.rotary_pos_emb is not None:
-            qk = [self.rotary_pos_emb(t, offset) for t in qk]
-        return hidden, qk
+            qk = self.rotary_pos_emb(qk, offset)  # the four at once
+        return hidden, qk.unbind(1)
 
     def _output(self, x: torch.Tensor, hidden: torch.Tensor, attended: torch.Tensor, call) -> torch.Tensor:
         """``x + to_out((att_u * v) * sigmoid(att_v * u))`` from ``hidden = [v, u]`` and its
