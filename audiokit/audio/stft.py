@@ -16,7 +16,6 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.signal import get_window
 from torch import nn
 
 State = dict
@@ -28,6 +27,7 @@ def sqrt_window(win_type: Optional[str], win_len: int) -> np.ndarray:
     """Square root of a periodic window (float64, ``[win_len]``); ``None`` is rectangular."""
     if win_type in (None, "None", "none"):
         return np.ones(win_len)
+    from scipy.signal import get_window  # imported here: scipy.signal alone takes most of a second to import
     return get_window(_WINDOW_ALIASES.get(win_type, win_type), win_len, fftbins=True) ** 0.5
 
 

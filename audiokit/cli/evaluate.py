@@ -16,8 +16,6 @@ import sys
 from pathlib import Path
 
 from audiokit.errors import FileError, one_line
-from audiokit.metrics.scoring import average_scores, score_folders
-from audiokit.metrics.separation import score_separated_folders
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -38,6 +36,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Score the folders, print a table (or JSON) on stdout and error lines on stderr; 1 if any file failed."""
+    # imported here: the metrics pull in scipy.signal (most of a second) that other commands never need
+    from audiokit.metrics.scoring import average_scores, score_folders
+    from audiokit.metrics.separation import score_separated_folders
+
     if args.mixture is not None and not args.separated:
         raise FileError(args.mixture, "--mixture is only used with --separated")
     dnsmos = None

@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 import torch
-from speechbrain.nnet.losses import PitWrapper
 
 SeparateFn = Callable[[torch.Tensor], torch.Tensor]  # [B, T] -> [B, S, T]
 
@@ -28,13 +27,11 @@ def _negative_inner_product(estimate: torch.Tensor, reference: torch.Tensor) -> 
     return -(estimate * reference)
 
 
-_ALIGN = PitWrapper(_negative_inner_product)
-
-
 def best_order(reference: torch.Tensor, estimate: torch.Tensor) -> torch.Tensor:
     """Index [B, S] such that ``estimate[b, index[b]]`` best matches ``reference`` (both [B, S, L],
     any features along L): the permutation with the largest summed inner product."""
-    _, perms = _ALIGN(estimate.transpose(1, 2), reference.transpose(1, 2))
+    from speechbrain.nnet.losses import PitWrapper  # imported here: speechbrain takes a second to import
+    _, perms = PitWrapper(_negative_inner_product)(estimate.transpose(1, 2), reference.transpose(1, 2))
     return torch.tensor(perms, device=estimate.device)
 
 

@@ -16,14 +16,16 @@ import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
-import speechbrain as sb
 import torch
-from hyperpyyaml import load_hyperpyyaml
-from speechbrain.utils.run_opts import RunOptions
 
-from audiokit.tasks.enhancement import EnhancementBrain
+# speechbrain, HyperPyYAML and the Brains are imported where they are used: the ``audiokit`` command
+# line imports this module for its parser, and speechbrain takes about a second to import.
 
-RUN_OPTION_NAMES = {f.name for f in fields(RunOptions)} - {"overridden_args", "param_file"}
+
+def run_option_names() -> set[str]:
+    """Names of SpeechBrain's run options (``--device``, ``--precision``, ...)."""
+    from speechbrain.utils.run_opts import RunOptions
+    return {f.name for f in fields(RunOptions)} - {"overridden_args", "param_file"}
 
 
 def parse_overrides(recipe_path: str | Path, overrides=None) -> tuple[RunOptions, str | dict]:
@@ -33,9 +35,12 @@ def parse_overrides(recipe_path: str | Path, overrides=None) -> tuple[RunOptions
     (``{"batch_size": 4, "device": "cpu"}``). Without CUDA the DDP backend defaults to gloo;
     with a bf16-capable GPU the training precision defaults to bf16.
     """
+    import speechbrain as sb
+    from speechbrain.utils.run_opts import RunOptions
+    names = run_option_names()
     if isinstance(overrides, dict):
-        run_part = {k: v for k, v in overrides.items() if k in RUN_OPTION_NAMES}
-        recipe_part = {k: v for k, v in overrides.items() if k not in RUN_OPTION_NAMES}
+        run_part = {k: v for k, v in overrides.items() if k in names}
+        recipe_part = {k: v for k, v in overrides.items() if k not in names}
         run_opts = RunOptions.from_dictionary(run_part)
     else:
         _, run_opts, recipe_part = sb.parse_arguments([str(recipe_path), *(overrides or [])])
@@ -50,7 +55,7 @@ def parse_overrides(recipe_path: str | Path, overrides=None) -> tuple[RunOptions
 
 def recipe_run_options(run_opts: RunOptions, hparams: dict) -> RunOptions:
     """Run options set in the recipe (e.g. ``ckpt_interval_minutes``) unless given on the command line."""
-    from_recipe = {k: hparams[k] for k in RUN_OPTION_NAMES
+    from_recipe = {k: hparams[k] for k in run_option_names()
                    if k in hparams and k not in run_opts.overridden_args}
     if not from_recipe:
         return run_opts
@@ -62,6 +67,11 @@ def train(recipe_path: str | Path, overrides=None) -> Path:
 
     Resumes from the newest checkpoint in ``<output_folder>/save`` when there is one.
     """
+    import speechbrain as sb
+    from hyperpyyaml import load_hyperpyyaml
+
+    from audiokit.tasks.enhancement import EnhancementBrain
+
     recipe_path = Path(recipe_path)
     if not recipe_path.is_file():
         raise FileNotFoundError(f"{recipe_path}: recipe not found")
