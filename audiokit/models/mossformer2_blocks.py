@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn.gated import FFConvM, GatedFSMNBlock
-from ..nn.inference import overwritable
+from ..nn.inference import linear, overwritable
 from ..nn.state import ChildSteps, State, StreamingModule, call_offline, cat_history, require_causal
 
 
@@ -149,20 +149,24 @@ class MossFormerAttention(StreamingModule):
 
     def attend(self, quad_q, lin_q, quad_k, lin_k, values):
         """Non-causal quadratic (in groups of ``g`` frames, the last one possibly shorter) plus linear
-        attention: queries, keys ``[B, T, Dk]``, values ``[B, T, E]`` -> ``[B, T, E]``.
+        attention: queries, keys ``[B, T, Dk]``, values ``[B, T, E]`` -> ``[B, T, E]``."""
+        outs = [self._attend_item(*item) for item in zip(quad_q, lin_q, quad_k, lin_k, values)]
+        return outs[0].unsqueeze(0) if len(outs) == 1 else torch.stack(outs)
+
+    def _attend_item(self, quad_q, lin_q, quad_k, lin_k, values):
+        """:meth:`attend` of one batch item, ``[T, Dk]`` x 4 and ``[T, E]`` -> ``[T, E]``.
 
         The linear part ``lin_q (lin_k^T values) / T`` fills the output; each group's quadratic
-        part is added into it in place (for the whole groups one batched product per item).
+        part is added into it in place (one batched product for the whole groups).
         """
-        b, n, g = values.shape[0], values.shape[1], self.group_size
-        out = lin_q @ (lin_k.transpose(1, 2) @ values / n)
+        n, g = values.shape[0], self.group_size
+        out = linear(lin_q, (linear(lin_k.T, values.T) / n).T)
         whole = n - n % g
-        for i in range(b):
-            if whole:
-                grouped = [t[i, :whole].unflatten(0, (-1, g)) for t in (quad_q, quad_k, values)]
-                out[i, :whole].view(-1, g, out.shape[-1]).baddbmm_(self._quadratic(*grouped[:2]), grouped[2])
-            if whole < n:
-                out[i, whole:].addmm_(self._quadratic(quad_q[i, whole:], quad_k[i, whole:]), values[i, whole:])
+        if whole:
+            grouped = [t[:whole].unflatten(0, (-1, g)) for t in (quad_q, quad_k, values)]
+            out[:whole].view(-1, g, out.shape[-1]).baddbmm_(self._quadratic(*grouped[:2]), grouped[2])
+        if whole < n:
+            out[whole:].addmm_(self._quadratic(quad_q[whole:], quad_k[whole:]), values[whole:])
         return out
 
     def step(self, x: torch.Tensor, state: Optional[State]) -> Tuple[torch.Tensor, State]:
