@@ -124,16 +124,18 @@ class MossFormerAttention(StreamingModule):
             qk = self.rotary_pos_emb(qk, offset)  # the four at once
         return hidden, qk.unbind(1)
 
-    def _output(self, x: torch.Tensor, hidden: torch.Tensor, attended: torch.Tensor, call) -> torch.Tensor:
-        """``x + to_out((att_u * v) * sigmoid(att_v * u))`` from ``hidden = [v, u]`` and its
-        attention ``attended = [att_v, att_u]`` (both ``[B, T, hidden]``; ``attended`` is
-        overwritten when no autograd graph records it)."""
+    @staticmethod
+    def _gate(hidden: torch.Tensor, attended: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``(att_u * v) * sigmoid(att_v * u)`` from ``hidden = [v, u]`` and its attention ``attended =
+        [att_v, att_u]``, ``[..., 2E] -> [..., E]``; when inferring, ``attended`` is overwritten and
+        the result written into ``out`` (if given)."""
         v, u = hidden.chunk(2, dim=-1)
         att_v, att_u = attended.chunk(2, dim=-1)
         if overwritable(attended):
-            gated = att_u.mul_(v).mul_(att_v.mul_(u).sigmoid_())
-        else:
-            gated = (att_u * v) * torch.sigmoid(att_v * u)
+            return torch.mul(att_u.mul_(v), att_v.mul_(u).sigmoid_(), out=out)
+        return (att_u * v) * torch.sigmoid(att_v * u)
+
+    def _output(self, x: torch.Tensor, gated: torch.Tensor, call) -> torch.Tensor:
         return call("to_out", self.to_out, gated).add_(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -141,33 +143,31 @@ class MossFormerAttention(StreamingModule):
             return self.step(x, None)[0]
         half = x[..., :x.shape[-1] // 2]
         hidden, qk = self._project(x, F.pad(half, (0, 0, 1, -1)), 0, call_offline)
-        return self._output(x, hidden, self.attend(*qk, hidden), call_offline)
+        return self._output(x, self.attend_gated(*qk, hidden), call_offline)
 
     def _quadratic(self, quad_q: torch.Tensor, quad_k: torch.Tensor) -> torch.Tensor:
         """Attention weights ``relu(q k^T / g)^2`` of groups ``[..., g', Dk] -> [..., g', g']``."""
         return self.dropout(F.relu(quad_q @ quad_k.transpose(-1, -2) / self.group_size) ** 2)
 
-    def attend(self, quad_q, lin_q, quad_k, lin_k, values):
-        """Non-causal quadratic (in groups of ``g`` frames, the last one possibly shorter) plus linear
-        attention: queries, keys ``[B, T, Dk]``, values ``[B, T, E]`` -> ``[B, T, E]``."""
-        outs = [self._attend_item(*item) for item in zip(quad_q, lin_q, quad_k, lin_k, values)]
-        return outs[0].unsqueeze(0) if len(outs) == 1 else torch.stack(outs)
+    def attend_gated(self, quad_q, lin_q, quad_k, lin_k, hidden):
+        """Non-causal attention, gated: quadratic in groups of ``g`` frames (the last one possibly
+        shorter) plus linear ``lin_q (lin_k^T hidden) / T``; queries, keys ``[B, T, Dk]``,
+        ``hidden = [v, u]`` ``[B, T, 2E]`` -> :meth:`_gate` ``[B, T, E]``.
 
-    def _attend_item(self, quad_q, lin_q, quad_k, lin_k, values):
-        """:meth:`attend` of one batch item, ``[T, Dk]`` x 4 and ``[T, E]`` -> ``[T, E]``.
-
-        The linear part ``lin_q (lin_k^T values) / T`` fills the output; each group's quadratic
-        part is added into it in place (one batched product for the whole groups).
+        Group by group; when inferring, each group's result is written over its ``v`` (the
+        returned tensor is a view of ``hidden``), so no ``[B, T, 2E]`` attention output is kept.
         """
-        n, g = values.shape[0], self.group_size
-        out = linear(lin_q, (linear(lin_k.T, values.T) / n).T)
-        whole = n - n % g
-        if whole:
-            grouped = [t[:whole].unflatten(0, (-1, g)) for t in (quad_q, quad_k, values)]
-            out[:whole].view(-1, g, out.shape[-1]).baddbmm_(self._quadratic(*grouped[:2]), grouped[2])
-        if whole < n:
-            out[whole:].addmm_(self._quadratic(quad_q[whole:], quad_k[whole:]), values[whole:])
-        return out
+        n, g, e = hidden.shape[1], self.group_size, hidden.shape[-1] // 2
+        in_place = overwritable(hidden)
+        items = []
+        for q, lq, k, lk, h in zip(quad_q, lin_q, quad_k, lin_k, hidden):
+            kv = linear(lk.T, h.T) / n  # [Dk, 2E]
+            groups = []
+            for part in (slice(start, start + g) for start in range(0, n, g)):
+                attended = linear(lq[part], kv.T).addmm_(self._quadratic(q[part], k[part]), h[part])
+                groups.append(self._gate(h[part], attended, h[part, :e] if in_place else None))
+            items.append(None if in_place else torch.cat(groups))
+        return hidden[..., :e] if in_place else torch.stack(items)
 
     def step(self, x: torch.Tensor, state: Optional[State]) -> Tuple[torch.Tensor, State]:
         """Causal block on the next frames ``[B, k, D]``; state: token-shift frame, frames seen,
@@ -181,7 +181,7 @@ class MossFormerAttention(StreamingModule):
         attended, attn_state = self._causal_attend(*qk, hidden, offset, state)
         steps.state.update(attn_state)
         steps.state["offset"] = torch.tensor(offset + x.shape[1])
-        return self._output(x, hidden, attended, steps), steps.state
+        return self._output(x, self._gate(hidden, attended), steps), steps.state
 
     def _causal_attend(self, quad_q, lin_q, quad_k, lin_k, values, offset: int,
                        state: State) -> Tuple[torch.Tensor, State]:
