@@ -271,3 +271,16 @@ def test_linear_matches_f_linear_and_keeps_gradients():
     assert torch.equal(trained, F.linear(x, weight, bias))
     trained.sum().backward()
     assert torch.allclose(weight.grad, x.sum((0, 1)).expand(5, 12))
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("causal", [False, True])
+def test_conv_module_adds_in_place_block_by_block(causal):
+    module = randomize(ConvModule(D, 5, causal=causal))
+    for length in (1, 7, 16, 37):
+        x = torch.randn(2, length, D)
+        expected = module(x)
+        summed = module.add_to_(x, block=8)
+        assert summed is x and torch.allclose(summed, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="block"):
+        module.add_to_(x, block=1)

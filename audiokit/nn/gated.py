@@ -19,9 +19,9 @@ from torch import nn
 
 from .dilated_fsmn import DilatedFSMN
 from .fsmn import FSMN
-from .inference import linear, linear_silu
+from .inference import linear, linear_silu, overwritable
 from .norms import ScaleNorm
-from .state import State, StreamingComposite, StreamingModule, cat_history, require_causal
+from .state import State, StreamingComposite, StreamingModule, call_offline, cat_history, require_causal
 
 NORMS = {"layernorm": nn.LayerNorm, "scalenorm": ScaleNorm}
 
@@ -50,13 +50,24 @@ class DepthwiseConv1d(StreamingModule):
         self.causal = causal
         self.conv = nn.Conv1d(channels, channels, kernel_size, groups=channels, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # as a [B, C, 1, T] image, which a [B, T, C] layout makes channels-last; the padding is the
-        # conv's own (symmetric, so the causal output is the first T frames of one padded by K - 1)
+    @property
+    def left_context(self) -> int:
+        """Frames before ``t`` that output frame ``t`` reads (the rest of ``kernel_size - 1`` come after)."""
         context = self.conv.kernel_size[0] - 1
-        padding = context if self.causal else context // 2
+        return context if self.causal else context // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        context = self.conv.kernel_size[0] - 1
+        return self.convolve(x, self.left_context, context - self.left_context)
+
+    def convolve(self, x: torch.Tensor, left: int, right: int) -> torch.Tensor:
+        """The filter over ``x`` ``[B, C, T']`` with ``left`` and ``right`` zero frames around it:
+        ``[B, C, T' + left + right - kernel_size + 1]``."""
+        # as a [B, C, 1, T] image, which a [B, T, C] layout makes channels-last; the padding is the
+        # conv's own (symmetric: the frames of the larger side that are not wanted are dropped)
+        padding = max(left, right)
         out = F.conv2d(x.unsqueeze(2), self.conv.weight.unsqueeze(2), padding=(0, padding), groups=self.conv.groups)
-        return out.squeeze(2)[..., :x.shape[-1]]
+        return out.squeeze(2)[..., padding - left:out.shape[-1] - (padding - right)]
 
     def step(self, x: torch.Tensor, state: Optional[State]) -> Tuple[torch.Tensor, State]:
         require_causal(self, self.causal)
@@ -78,6 +89,30 @@ class ConvModule(StreamingComposite):
         to_channels_first, conv = self.sequential
         return call("conv", conv, to_channels_first(x)).transpose(1, 2).add_(x)  # in place: no new [B, T, D]
 
+    def add_to_(self, x: torch.Tensor, block: int = 256) -> torch.Tensor:
+        """Offline ``x + dwconv(x)`` written over ``x`` ``[B, T, D]``, ``block`` frames at a time.
+
+        Block ``k``'s filter output is added once block ``k + 1``'s filter has read the frames
+        before it, so at most two block outputs exist at once (no second ``[B, T, D]`` tensor).
+        """
+        conv = self.sequential[1]
+        left = conv.left_context
+        right = conv.conv.kernel_size[0] - 1 - left
+        if block < max(left, right):
+            raise ValueError(f"block must cover the filter's context ({max(left, right)} frames), got {block}")
+        length, pending = x.shape[1], []
+        for start in range(0, length, block):
+            end = min(length, start + block)
+            first, last = max(0, start - left), min(length, end + right)
+            out = conv.convolve(x[:, first:last].transpose(1, 2), left - (start - first), right - (last - end))
+            pending.append((start, end, out.transpose(1, 2)))
+            if len(pending) == 2:
+                done_start, done_end, done = pending.pop(0)
+                x[:, done_start:done_end] += done
+        for done_start, done_end, done in pending:
+            x[:, done_start:done_end] += done
+        return x
+
 
 class FFConvM(StreamingComposite):
     """Norm, Linear, SiLU, :class:`ConvModule`, Dropout: ``[B, T, D_in] -> [B, T, D_out]``.
@@ -97,7 +132,10 @@ class FFConvM(StreamingComposite):
 
     def _run(self, x: torch.Tensor, call) -> torch.Tensor:
         norm, dense, _, conv, dropout = self.mdl  # linear and SiLU in one op when inferring
-        return dropout(call("conv", conv, linear_silu(norm(x), dense.weight, dense.bias)))
+        h = linear_silu(norm(x), dense.weight, dense.bias)
+        if call is call_offline and overwritable(h):  # h is this block's own: the conv sums into it
+            return dropout(conv.add_to_(h))
+        return dropout(call("conv", conv, h))
 
 
 class GatedDilatedFSMN(StreamingComposite):
