@@ -284,3 +284,17 @@ def test_conv_module_adds_in_place_block_by_block(causal):
         assert summed is x and torch.allclose(summed, expected, atol=1e-6)
     with pytest.raises(ValueError, match="block"):
         module.add_to_(x, block=1)
+
+
+def test_scale_norm_in_place_only_when_inferring():
+    norm, inplace = randomize(ScaleNorm(D)), randomize(ScaleNorm(D, inplace=True))
+    x = torch.randn(2, 5, D, requires_grad=True)
+    expected = norm(x)
+    trained = inplace(x)  # an autograd graph records x: it is left alone
+    assert torch.equal(trained, expected) and trained.data_ptr() != x.data_ptr()
+    trained.square().sum().backward()
+    expected.square().sum().backward()
+    assert torch.allclose(inplace.g.grad, norm.g.grad)
+    with torch.no_grad():
+        inferred = inplace(x.detach())
+    assert inferred.data_ptr() == x.data_ptr() and torch.equal(inferred, expected.detach())

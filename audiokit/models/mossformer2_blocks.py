@@ -112,7 +112,8 @@ class MossFormerAttention(StreamingModule):
         self.to_hidden = FFConvM(dim, hidden, "scalenorm", dropout=dropout, causal=causal)
         self.to_qk = FFConvM(dim, query_key_dim, "scalenorm", dropout=dropout, causal=causal)
         self.qk_offset_scale = OffsetScale(query_key_dim, heads=4)
-        self.to_out = FFConvM(hidden // 2, dim, "scalenorm", dropout=dropout, causal=causal)
+        self.to_out = FFConvM(hidden // 2, dim, "scalenorm", dropout=dropout, causal=causal,
+                              overwrite_input=True)  # the gated attention output, used once
 
     def _project(self, x: torch.Tensor, shifted_half: torch.Tensor, offset: int, call):
         """Hidden ``[v, u]`` ``[B, T, hidden]`` and rotated (quad_q, lin_q, quad_k, lin_k) of ``x``

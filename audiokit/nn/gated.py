@@ -119,15 +119,20 @@ class FFConvM(StreamingComposite):
 
     Args:
         norm: ``"layernorm"`` (``mdl.0.weight/bias``) or ``"scalenorm"`` (``mdl.0.g``).
+        overwrite_input: the ScaleNorm normalises the input itself when inferring (for callers
+            that hand over a tensor they no longer need).
     """
 
     def __init__(self, dim_in: int, dim_out: int, norm: str = "layernorm", kernel_size: int = 17,
-                 dropout: float = 0.1, causal: bool = False):
+                 dropout: float = 0.1, causal: bool = False, overwrite_input: bool = False):
         super().__init__()
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {sorted(NORMS)}, got {norm!r}")
+        if overwrite_input and norm != "scalenorm":
+            raise ValueError("overwrite_input needs norm='scalenorm'")
         self.causal = causal
-        self.mdl = nn.Sequential(NORMS[norm](dim_in), nn.Linear(dim_in, dim_out), nn.SiLU(),
+        first = ScaleNorm(dim_in, inplace=True) if overwrite_input else NORMS[norm](dim_in)
+        self.mdl = nn.Sequential(first, nn.Linear(dim_in, dim_out), nn.SiLU(),
                                  ConvModule(dim_out, kernel_size, causal), nn.Dropout(dropout))
 
     def _run(self, x: torch.Tensor, call) -> torch.Tensor:

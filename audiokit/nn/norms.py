@@ -24,16 +24,17 @@ class ScaleNorm(nn.Module):
     """``x / (||x||_2 / sqrt(D)) * g`` over the last axis; ``[..., D] -> [..., D]``.
 
     The single gain ``g`` (shape ``[1]``) matches MossFormer2's ScaleNorm.
+    ``inplace``: normalise the input itself when no autograd graph records it.
     """
 
-    def __init__(self, dim: int, eps: float = 1e-5):
+    def __init__(self, dim: int, eps: float = 1e-5, inplace: bool = False):
         super().__init__()
-        self.scale, self.eps = dim ** -0.5, eps
+        self.scale, self.eps, self.inplace = dim ** -0.5, eps, inplace
         self.g = nn.Parameter(torch.ones(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True) * self.scale
-        normed = x / norm.clamp(min=self.eps)
+        norm = (torch.linalg.vector_norm(x, dim=-1, keepdim=True) * self.scale).clamp(min=self.eps)
+        normed = x.div_(norm) if self.inplace and overwritable(x) else x / norm
         return normed.mul_(self.g) if overwritable(normed) else normed * self.g
 
 
