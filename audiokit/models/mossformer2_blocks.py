@@ -155,20 +155,20 @@ class MossFormerAttention(StreamingModule):
         shorter) plus linear ``lin_q (lin_k^T hidden) / T``; queries, keys ``[B, T, Dk]``,
         ``hidden = [v, u]`` ``[B, T, 2E]`` -> :meth:`_gate` ``[B, T, E]``.
 
-        Group by group; when inferring, each group's result is written over its ``v`` (the
-        returned tensor is a view of ``hidden``), so no ``[B, T, 2E]`` attention output is kept.
+        Group by group: no ``[B, T, 2E]`` attention output is kept; when inferring, each group's
+        gate is written straight into the ``[B, T, E]`` result.
         """
         n, g, e = hidden.shape[1], self.group_size, hidden.shape[-1] // 2
-        in_place = overwritable(hidden)
+        gated = hidden.new_empty(hidden.shape[0], n, e) if overwritable(hidden) else None
         items = []
-        for q, lq, k, lk, h in zip(quad_q, lin_q, quad_k, lin_k, hidden):
+        for i, (q, lq, k, lk, h) in enumerate(zip(quad_q, lin_q, quad_k, lin_k, hidden)):
             kv = linear(lk.T, h.T) / n  # [Dk, 2E]
             groups = []
             for part in (slice(start, start + g) for start in range(0, n, g)):
                 attended = linear(lq[part], kv.T).addmm_(self._quadratic(q[part], k[part]), h[part])
-                groups.append(self._gate(h[part], attended, h[part, :e] if in_place else None))
-            items.append(None if in_place else torch.cat(groups))
-        return hidden[..., :e] if in_place else torch.stack(items)
+                groups.append(self._gate(h[part], attended, None if gated is None else gated[i, part]))
+            items.append(torch.cat(groups) if gated is None else None)
+        return torch.stack(items) if gated is None else gated
 
     def step(self, x: torch.Tensor, state: Optional[State]) -> Tuple[torch.Tensor, State]:
         """Causal block on the next frames ``[B, k, D]``; state: token-shift frame, frames seen,
