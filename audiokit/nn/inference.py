@@ -20,6 +20,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+
 def overwritable(t: torch.Tensor) -> bool:
     """True when no autograd graph records ``t`` (inference), so that it may be overwritten in place."""
     return not t.requires_grad
