@@ -41,6 +41,14 @@ def dims(x: torch.Tensor) -> Tuple[int, ...]:
     return tuple(int(d) for d in x.shape)
 
 
+def conv_freq(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, stride: int = 1,
+              padding: int = 0, dilation: int = 1, groups: int = 1) -> torch.Tensor:
+    """``F.conv1d`` along frequency, ``[B, C, F] -> [B, C', F']``, run as a 2-D convolution of height 1
+    (``weight [C', C / groups, 1, K]``): ONNX Runtime's 2-D convolutions (blocked NCHWc kernels) are
+    about twice as fast as its 1-D ones at these sizes."""
+    return F.conv2d(x.unsqueeze(2), weight, bias, (1, stride), (0, padding), (1, dilation), groups).squeeze(2)
+
+
 def complex_combine(channels: int) -> torch.Tensor:
     """``[4C, 2C]`` map from the four products ``(re*r, re*i, im*r, im*i)`` to ``(re*r - im*i, im*r + re*i)``."""
     eye = torch.eye(channels)
@@ -82,7 +90,7 @@ class _FrameTimeConv(nn.Module):
     def forward(self, x: torch.Tensor, history: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         full = torch.cat([history, x], 1) if self.context > 0 else x
         b, c, f = dims(full)
-        y = F.conv1d(full, self.weight, self.bias, self.stride, self.padding)
+        y = conv_freq(full, self.weight, self.bias, self.stride, self.padding)
         if self.leaky:  # elementwise: before the polyphase interleave, where it fuses with the convolution
             y = F.leaky_relu(y)
         positions = dims(y)[-1]
@@ -126,7 +134,7 @@ class FrameConv(_FrameTimeConv):
             w, bias = _fused_affine(conv.conv_re, conv.conv_im, bn, False, input_order)
             kt = w.shape[-1]
             # input channels (time tap, channel), oldest tap first
-            self.register_buffer("weight", w.permute(0, 3, 1, 2).reshape(w.shape[0], -1, w.shape[2]).contiguous())
+            self.register_buffer("weight", w.permute(0, 3, 1, 2).reshape(w.shape[0], -1, 1, w.shape[2]).contiguous())
             self.register_buffer("bias", bias)
         self.window, self.stride = conv.conv_re.kernel_size[0], conv.conv_re.stride[0]
         self.padding, self.context, self.leaky = conv.freq_padding, kt - 1, leaky
@@ -160,7 +168,7 @@ class FrameTransposedConv(_FrameTimeConv):
             # window position t (lowest bin first) uses kernel taps r + s * (taps - 1 - t), r = 0..s-1
             poly = w.view(*w.shape[:2], taps, s, kt).flip(2)  # [Cin, Cout, t, r, kt]
             # output channels (r, out channel); input channels (time tap, channel); kernel t
-            self.register_buffer("weight", poly.permute(3, 1, 4, 0, 2).reshape(s * w.shape[1], kt * w.shape[0], taps)
+            self.register_buffer("weight", poly.permute(3, 1, 4, 0, 2).reshape(s * w.shape[1], kt * w.shape[0], 1, taps)
                                  .contiguous())
             self.register_buffer("bias", bias.repeat(s))
         self.kernel, self.phases, self.padding = kf, s, taps - 1
@@ -210,11 +218,11 @@ class FrameFSMN(nn.Module):
                 self.register_buffer("combine", combine)
                 self.register_buffer("mix", mix)
             else:  # as 1-D convolutions along frequency
-                self.register_buffer("lin_w", torch.stack(lin_w).transpose(1, 2).unsqueeze(-1).contiguous())
+                self.register_buffer("lin_w", torch.stack(lin_w).transpose(1, 2)[..., None, None].contiguous())
                 self.register_buffer("lin_b", torch.stack(lin_b))
-                self.register_buffer("proj", torch.stack(proj).transpose(1, 2).unsqueeze(-1).contiguous())
-                self.register_buffer("taps", torch.stack(taps).transpose(1, 2).unsqueeze(2).contiguous())  # [L, 4D, 1, K]
-                self.register_buffer("out_w", torch.cat([mix, combine]).t().unsqueeze(-1).contiguous())  # [2D, 6D, 1]
+                self.register_buffer("proj", torch.stack(proj).transpose(1, 2)[..., None, None].contiguous())
+                self.register_buffer("taps", torch.stack(taps).transpose(1, 2)[:, :, None, None].contiguous())  # [L, 4D, 1, 1, K]
+                self.register_buffer("out_w", torch.cat([mix, combine]).t()[..., None, None].contiguous())  # [2D, 6D, 1, 1]
             self.memory_dim = combine.shape[0]
 
     def _dense(self, x: torch.Tensor, k: int) -> torch.Tensor:
@@ -224,10 +232,10 @@ class FrameFSMN(nn.Module):
     def forward(self, x: torch.Tensor, histories: List[torch.Tensor]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         if self.axis == "freq":
             for k in range(self.num_layers):
-                p = F.conv1d(F.relu(F.conv1d(x, self.lin_w[k], self.lin_b[k])), self.proj[k])  # [B, 4D, F]
-                memory = F.conv1d(F.pad(p, (self.span - 1, 0)), self.taps[k], dilation=self.dilation,
+                p = conv_freq(F.relu(conv_freq(x, self.lin_w[k], self.lin_b[k])), self.proj[k])  # [B, 4D, F]
+                memory = conv_freq(F.pad(p, (self.span - 1, 0)), self.taps[k], dilation=self.dilation,
                                   groups=self.memory_dim)
-                x = F.conv1d(torch.cat([x, memory], 1), self.out_w)
+                x = conv_freq(torch.cat([x, memory], 1), self.out_w)
             return x, histories
         b, c2, f = dims(x)
         seq = x.reshape(b, c2 * f)  # (part, channel, bin): the time FSMN's features
