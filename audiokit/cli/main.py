@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import pkgutil
 import sys
 
@@ -32,10 +33,22 @@ def _cli_path() -> list[str]:
     return list(importlib.import_module("audiokit.cli").__path__)
 
 
+def _show_progress_notes() -> None:
+    """The library's info messages (e.g. a one-time model export) as plain lines on stderr."""
+    logger = logging.getLogger("audiokit")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default: sys.argv[1:]), run the subcommand and return its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _show_progress_notes()
     if not hasattr(args, "run"):
         parser.print_help(sys.stderr)
         return 2

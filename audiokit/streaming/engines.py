@@ -154,6 +154,8 @@ def _onnx_session(stepper: nn.Module, batch: int):
     import onnxruntime
     path = cache_dir() / f"{type(stepper).__name__}-{_graph_key(stepper, batch)}.onnx"
     if not path.is_file():
+        logging.getLogger("audiokit").info("exporting the model's frame step to ONNX (once per model and "
+                                           "machine, about 10 s): %s", path)
         export_onnx(stepper, batch, path)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
