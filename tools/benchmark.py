@@ -77,6 +77,7 @@ def peak_rss_kb() -> int:
     with open("/proc/self/status") as status:
         return int(next(line for line in status if line.startswith("VmHWM")).split()[1])
 
+
 def build(name: str):
     """``(model in eval mode, where its weights come from)``."""
     from audiokit.hub.clearvoice import load_clearvoice
@@ -127,13 +128,17 @@ def _task(model) -> str:
     return "separate" if hasattr(model, "separate") else "enhance"
 
 
-def measure(model_name: str, mode: str, threads: int, seconds: float, repeats: int, engine: str = "auto") -> dict:
+def measure(model_name: str, mode: str, threads: int, seconds: float, repeats: int,
+            engine: str = "auto") -> Optional[dict]:
     """One measurement in this process (see the module docstring); ``engine``: the frame engine of
-    causal streams (``audiokit.streaming.engines``)."""
+    causal streams (``audiokit.streaming.engines``).  None for a stream of a model without frame
+    engines (windowed) and an engine other than ``auto``: the same measurement as ``auto``."""
     from audiokit.streaming.adapters import ADAPTERS
     os.environ["AUDIOKIT_STREAM_BACKEND"] = engine
     torch.set_num_threads(threads)
     model, weights = build(model_name)
+    if mode == "stream" and engine != "auto" and not getattr(model, "causal", False):
+        return None
     rate = model.sample_rate
     wav = test_signal(seconds, rate)
     result = dict(model=model_name, weights=weights, mode=mode, threads=threads, seconds=seconds)
@@ -335,6 +340,7 @@ def main(argv=None) -> int:
     rows = [_in_subprocess(dict(kind="measure", model_name=m, mode=mode, engine=engine, threads=t, repeats=repeats,
                                 seconds=min(seconds, MAX_SECONDS.get(m, math.inf))))
             for m in args.models for mode, engine in runs for t in threads]
+    rows = [row for row in rows if row is not None]
     report = {"rows": rows, "references": {
         family: _in_subprocess(dict(kind="reference", family=family, code_dir=code_dir, seconds=seconds,
                                     repeats=repeats))

@@ -332,6 +332,9 @@ class FRCRNFrameStep(nn.Module):
             self.register_buffer("window_sq", model.istft.window_sq.view(1, win).clone())
             self.register_buffer("mask_sign", torch.tensor([-1.0, 1.0]).view(1, 2, 1))
             self.use_fft = self._fft_equivalent(model.fft_len)
+        # exported graphs keep the dense products unless the length is a power of two: ONNX Runtime's
+        # DFT of other lengths is far less exact (1e-5 against 1e-7 at 320)
+        self.export_fft = self.use_fft and self.win_len & (self.win_len - 1) == 0
         self.unet, self.unet2 = FrameUNet(model.unet, f), FrameUNet(model.unet2, f)
 
     def _fft_equivalent(self, fft_len: int) -> bool:
@@ -370,10 +373,7 @@ class FRCRNFrameStep(nn.Module):
         b, tail = dims(wav)[0], self.win_len - self.hop
         frames = state[0] + 1
         full = torch.cat([state[1], wav], -1)
-        # exported graphs keep the dense products unless the length is a power of two: ONNX Runtime's
-        # DFT of other lengths is far less exact (1e-5 against 1e-7 at 320)
-        radix2 = self.win_len & (self.win_len - 1) == 0
-        use_fft = self.use_fft and (radix2 or not torch.compiler.is_exporting())
+        use_fft = self.export_fft if torch.compiler.is_exporting() else self.use_fft
         if use_fft:
             spec = torch.view_as_real(torch.fft.rfft(full * self.analysis_window)).transpose(1, 2)
         else:

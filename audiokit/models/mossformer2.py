@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..audio.features import fbank_with_deltas
-from ..nn.inference import linear
+from ..nn.inference import pointwise
 from ..nn.norms import CumulativeLayerNorm
 from ..nn.state import State, StreamingModule, cat_history
 from .mossformer2_blocks import MossFormerLayers, ScaledSinusoidalEmbedding
@@ -103,19 +103,14 @@ class MossFormerMaskNet(nn.Module):
 
         The 1x1 convs run as linear maps on the frames (``[B, T, C]`` memory throughout).
         """
-        x = _pointwise(self.conv1d_encoder, self.norm(x).transpose(1, 2))  # [B, T, D]
+        x = pointwise(self.conv1d_encoder, self.norm(x).transpose(1, 2))  # [B, T, D]
         if self.pos_enc is not None:
             x = x + self.pos_enc(x.shape[1], offset)
-        x = _pointwise(self.conv1d_out, self.prelu(self.mdl(x.transpose(1, 2))).transpose(1, 2))
+        x = pointwise(self.conv1d_out, self.prelu(self.mdl(x.transpose(1, 2))).transpose(1, 2))
         x = x.unflatten(-1, (self.num_spks, -1))  # [B, T, num_spks, D]
         (output, tanh), (gate, sigmoid) = self.output, self.output_gate
-        masks = _pointwise(self.conv1_decoder, tanh(_pointwise(output, x)) * sigmoid(_pointwise(gate, x)))
+        masks = pointwise(self.conv1_decoder, tanh(pointwise(output, x)) * sigmoid(pointwise(gate, x)))
         return F.relu(masks).permute(0, 2, 3, 1)
-
-
-def _pointwise(conv: nn.Conv1d, frames: torch.Tensor) -> torch.Tensor:
-    """A 1x1 ``conv`` applied to frames: ``[..., C_in] -> [..., C_out]``."""
-    return linear(frames, conv.weight.squeeze(-1), conv.bias)
 
 
 class WaveEncoder(nn.Module):

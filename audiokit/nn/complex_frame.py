@@ -192,7 +192,7 @@ class FrameFSMN(nn.Module):
     def __init__(self, fsmn: ComplexFSMN):
         super().__init__()
         self.axis, self.num_layers = fsmn.axis, fsmn.num_layers
-        lin_w, lin_b, proj, taps, out = [], [], [], [], []
+        lin_w, lin_b, proj, taps = [], [], [], []
         with torch.no_grad():
             for k in range(1, fsmn.num_layers + 1):
                 fr, fi = getattr(fsmn, f"fsmn_re_L{k}"), getattr(fsmn, f"fsmn_im_L{k}")
@@ -203,7 +203,7 @@ class FrameFSMN(nn.Module):
                 proj.append(torch.block_diag(*[m.project.weight.t() for m in (fr, fi, fr, fi)]))  # [4H, 4D]
                 tap = torch.cat([m.conv1.weight[:, 0, :, 0] for m in (fr, fi, fr, fi)])  # [4D, K]
                 tap[:, -1] += 1  # the residual "+p"
-                taps.append(tap.t())
+                taps.append(tap)
             dim = fr.linear.in_features
             self.dilation = fr.dilation
             self.span = (fr.lorder - 1) * fr.dilation + 1
@@ -214,14 +214,14 @@ class FrameFSMN(nn.Module):
                 self.register_buffer("lin_w", torch.stack(lin_w))
                 self.register_buffer("lin_b", torch.stack(lin_b))
                 self.register_buffer("proj", torch.stack(proj))
-                self.register_buffer("taps", torch.stack(taps))  # [L, K, 4D]
+                self.register_buffer("taps", torch.stack(taps).transpose(1, 2).contiguous())  # [L, K, 4D]
                 self.register_buffer("combine", combine)
                 self.register_buffer("mix", mix)
             else:  # as 1-D convolutions along frequency
                 self.register_buffer("lin_w", torch.stack(lin_w).transpose(1, 2)[..., None, None].contiguous())
                 self.register_buffer("lin_b", torch.stack(lin_b))
                 self.register_buffer("proj", torch.stack(proj).transpose(1, 2)[..., None, None].contiguous())
-                self.register_buffer("taps", torch.stack(taps).transpose(1, 2)[:, :, None, None].contiguous())  # [L, 4D, 1, 1, K]
+                self.register_buffer("taps", torch.stack(taps)[:, :, None, None])  # [L, 4D, 1, 1, K]
                 self.register_buffer("out_w", torch.cat([mix, combine]).t()[..., None, None].contiguous())  # [2D, 6D, 1, 1]
             self.memory_dim = combine.shape[0]
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from .dilated_fsmn import DilatedFSMN
 from .fsmn import FSMN
-from .inference import linear, linear_silu, overwritable
+from .inference import linear_silu, overwritable, pointwise
 from .norms import ScaleNorm
 from .state import State, StreamingComposite, StreamingModule, call_offline, cat_history, require_causal
 
@@ -193,6 +193,6 @@ class GatedFSMNBlock(StreamingComposite):
 
     def _run(self, x: torch.Tensor, call) -> torch.Tensor:
         conv1, prelu = self.conv1
-        h = self.norm1(prelu(linear(x, conv1.weight.squeeze(-1), conv1.bias)))
+        h = self.norm1(prelu(pointwise(conv1, x)))
         h = call("gated_fsmn", self.gated_fsmn, h)
-        return x + linear(self.norm2(h), self.conv2.weight.squeeze(-1), self.conv2.bias)
+        return x + pointwise(self.conv2, self.norm2(h))

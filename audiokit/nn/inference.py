@@ -48,3 +48,9 @@ def linear_silu(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tens
     if _onednn_applies(x, weight):
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "swish", [None], "")
     return F.silu(F.linear(x, weight, bias))
+
+
+def pointwise(conv: torch.nn.Conv1d, frames: torch.Tensor) -> torch.Tensor:
+    """A 1x1 ``conv`` (published ``Conv1d`` parameters) applied to frames: ``[..., C_in] -> [..., C_out]``
+    through :func:`linear`."""
+    return linear(frames, conv.weight.squeeze(-1), conv.bias)
