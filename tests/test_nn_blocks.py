@@ -12,7 +12,7 @@ from torch import nn
 
 from audiokit.nn.dilated_fsmn import DilatedDenseNet, DilatedFSMN
 from audiokit.nn.gated import ConvModule, DepthwiseConv1d, FFConvM, GatedDilatedFSMN, GatedFSMNBlock
-from audiokit.nn.inference import linear, linear_silu
+from audiokit.nn.inference import depthwise_conv, linear, linear_silu
 from audiokit.nn.norms import CumulativeInstanceNorm, CumulativeLayerNorm, ScaleNorm
 from audiokit.nn.state import streaming
 
@@ -271,6 +271,23 @@ def test_linear_matches_f_linear_and_keeps_gradients():
     assert torch.equal(trained, F.linear(x, weight, bias))
     trained.sum().backward()
     assert torch.allclose(weight.grad, x.sum((0, 1)).expand(5, 12))
+
+
+@pytest.mark.parametrize("dilation", [1, 2, 4])
+@pytest.mark.parametrize("length", [9, 40, 41])
+def test_depthwise_conv_training_path_matches_conv1d(dilation, length):
+    """The polyphase (training) and 2-D (inference) forms give conv1d's output and gradients."""
+    x = torch.randn(2, length, 6).transpose(1, 2).requires_grad_(True)  # channels-last memory
+    weight = torch.randn(6, 1, 3, requires_grad=True)
+    expected = F.conv1d(F.pad(x, (2, 2)), weight, dilation=dilation, groups=6)
+    with torch.no_grad():
+        assert torch.allclose(depthwise_conv(x, weight, 2, dilation), expected, atol=1e-5)
+    trained = depthwise_conv(x, weight, 2, dilation)
+    assert trained.shape == expected.shape and torch.allclose(trained, expected, atol=1e-5)
+    grad = torch.randn_like(expected)
+    got = torch.autograd.grad(trained, (x, weight), grad)
+    want = torch.autograd.grad(expected, (x, weight), grad)
+    assert all(torch.allclose(g, w, atol=1e-4) for g, w in zip(got, want))
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ from torch import nn
 
 from .dilated_fsmn import DilatedFSMN
 from .fsmn import FSMN
-from .inference import linear_silu, overwritable, pointwise
+from .inference import depthwise_conv, linear_silu, overwritable, pointwise
 from .norms import ScaleNorm
 from .state import State, StreamingComposite, StreamingModule, call_offline, cat_history, require_causal
 
@@ -66,8 +66,8 @@ class DepthwiseConv1d(StreamingModule):
         # as a [B, C, 1, T] image, which a [B, T, C] layout makes channels-last; the padding is the
         # conv's own (symmetric: the frames of the larger side that are not wanted are dropped)
         padding = max(left, right)
-        out = F.conv2d(x.unsqueeze(2), self.conv.weight.unsqueeze(2), padding=(0, padding), groups=self.conv.groups)
-        return out.squeeze(2)[..., padding - left:out.shape[-1] - (padding - right)]
+        out = depthwise_conv(x, self.conv.weight, padding)
+        return out[..., padding - left:out.shape[-1] - (padding - right)]
 
     def step(self, x: torch.Tensor, state: Optional[State]) -> Tuple[torch.Tensor, State]:
         require_causal(self, self.causal)
