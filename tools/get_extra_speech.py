@@ -25,17 +25,24 @@ SOURCES = {  # target folder: (repository, folder inside it whose files are copi
 
 
 def fetch(url: str, inside: str, target: Path, flatten: bool) -> int:
-    """Sparse, shallow clone of ``url`` keeping ``inside``; its audio files copied to ``target``."""
+    """Sparse, shallow clone of ``url`` keeping ``inside``; its audio files copied to ``target``
+    (through ``<target>.partial``, renamed at the end)."""
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--filter=blob:none", "--sparse", url, tmp],
                        check=True)
         subprocess.run(["git", "-C", tmp, "sparse-checkout", "set", inside], check=True)
         source = Path(tmp) / inside
         files = [p for p in source.rglob("*") if p.suffix.lower() in (".wav", ".flac")]
+        partial = target.with_name(target.name + ".partial")  # renamed when whole: no half-filled target
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
         for path in files:
-            dest = target / (path.name if flatten else path.relative_to(source))
+            dest = partial / (path.name if flatten else path.relative_to(source))
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, dest)
+        if target.is_dir():
+            target.rmdir()  # empty (main skips non-empty targets)
+        partial.rename(target)
         return len(files)
 
 
