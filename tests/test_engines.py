@@ -1,4 +1,6 @@
 """Frame engines: ONNX Runtime and TorchScript run the same frame stepper with the same output."""
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -37,15 +39,21 @@ def test_onnx_engine_streams_exactly_like_offline():
 
 
 @pytest.mark.slow
-def test_onnx_export_is_cached_per_weights(tmp_path, monkeypatch):
+def test_onnx_export_is_cached_per_weights(tmp_path, monkeypatch, caplog):
     pytest.importorskip("onnxruntime")
     monkeypatch.setenv("AUDIOKIT_CACHE", str(tmp_path))
     model = small_frcrn()
-    CausalStream(model, backend="onnx")
+    with caplog.at_level(logging.INFO, logger="audiokit"):
+        CausalStream(model, backend="onnx")
     first = sorted((tmp_path / "onnx").glob("*.onnx"))
     assert len(first) == 1
-    CausalStream(small_frcrn(), backend="onnx")  # same weights, fresh objects: the file is reused
+    assert [r.getMessage() for r in caplog.records if "exporting" in r.getMessage()] == [
+        f"exporting the model's frame step to ONNX (once per model and machine, about 10 s): {first[0]}"]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="audiokit"):
+        CausalStream(small_frcrn(), backend="onnx")  # same weights, fresh objects: the file is reused
     assert sorted((tmp_path / "onnx").glob("*.onnx")) == first
+    assert not [r for r in caplog.records if "exporting" in r.getMessage()]  # the note comes once
     with torch.no_grad():
         model.unet.linear.conv_re.bias.add_(0.5)
     wav = torch.randn(1, 3000) * 0.1
