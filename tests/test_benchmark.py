@@ -58,3 +58,12 @@ def test_quick_run_reports_sane_numbers():
     stream = next(r for r in rows if r["mode"] == "stream")
     assert stream["latency_ms"] == 32.0 and stream["chunk_ms"] == 10.0
     assert 0 <= stream["chunk_p50_ms"] <= stream["chunk_p99_ms"]
+
+
+def test_training_benchmark_reports_step_time(capsys):
+    sys.path.insert(0, str(TOOL.parent))
+    from benchmark_training import main
+    assert main(["--steps", "1", "--seconds", "0.25", "--batch", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("mossformer2_ss_8k_small.yaml: 0.79 M parameters, batch 1 x 0.25 s at 8000 Hz")
+    assert lines[1].startswith("step ") and "s of audio trained per CPU second" in lines[1]
