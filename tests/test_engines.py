@@ -38,22 +38,39 @@ def test_onnx_engine_streams_exactly_like_offline():
     assert (torch_streamed - streamed).abs().max() <= 1e-5
 
 
+class _Notes(logging.Handler):
+    """Messages logged to the ``audiokit`` logger (the CLI may have turned its propagation off)."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
 @pytest.mark.slow
-def test_onnx_export_is_cached_per_weights(tmp_path, monkeypatch, caplog):
+def test_onnx_export_is_cached_per_weights(tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
     monkeypatch.setenv("AUDIOKIT_CACHE", str(tmp_path))
-    model = small_frcrn()
-    with caplog.at_level(logging.INFO, logger="audiokit"):
+    logger, notes = logging.getLogger("audiokit"), _Notes()
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(notes)
+    try:
+        model = small_frcrn()
         CausalStream(model, backend="onnx")
-    first = sorted((tmp_path / "onnx").glob("*.onnx"))
-    assert len(first) == 1
-    assert [r.getMessage() for r in caplog.records if "exporting" in r.getMessage()] == [
-        f"exporting the model's frame step to ONNX (once per model and machine, about 10 s): {first[0]}"]
-    caplog.clear()
-    with caplog.at_level(logging.INFO, logger="audiokit"):
+        first = sorted((tmp_path / "onnx").glob("*.onnx"))
+        assert len(first) == 1
+        assert [m for m in notes.messages if "exporting" in m] == [
+            f"exporting the model's frame step to ONNX (once per model and machine, about 10 s): {first[0]}"]
+        notes.messages.clear()
         CausalStream(small_frcrn(), backend="onnx")  # same weights, fresh objects: the file is reused
-    assert sorted((tmp_path / "onnx").glob("*.onnx")) == first
-    assert not [r for r in caplog.records if "exporting" in r.getMessage()]  # the note comes once
+        assert sorted((tmp_path / "onnx").glob("*.onnx")) == first
+        assert not [m for m in notes.messages if "exporting" in m]  # the note comes once
+    finally:
+        logger.removeHandler(notes)
+        logger.setLevel(level)
     with torch.no_grad():
         model.unet.linear.conv_re.bias.add_(0.5)
     wav = torch.randn(1, 3000) * 0.1
