@@ -67,3 +67,12 @@ def test_training_benchmark_reports_step_time(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("mossformer2_ss_8k_small.yaml: 0.79 M parameters, batch 1 x 0.25 s at 8000 Hz")
     assert lines[1].startswith("step ") and "s of audio trained per CPU second" in lines[1]
+
+
+def test_training_benchmark_names_a_missing_recipe(tmp_path, capsys):
+    sys.path.insert(0, str(TOOL.parent))
+    from benchmark_training import main
+    missing = tmp_path / "nope.yaml"
+    assert main([str(missing)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and str(missing) in err and "\n" not in err

@@ -23,6 +23,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from audiokit.errors import AudiokitError  # noqa: E402
 from audiokit.hub.export import build_recipe_model  # noqa: E402
 
 DEFAULT_RECIPE = REPO / "recipes/separation/mossformer2_ss_8k_small.yaml"
@@ -61,8 +62,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    with tempfile.TemporaryDirectory() as tmp:
-        model, hparams = build_recipe_model(args.recipe, Path(tmp))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            model, hparams = build_recipe_model(args.recipe, Path(tmp))
+    except AudiokitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     rate = int(hparams.get("sample_rate", 16000))
     batch = 0.1 * torch.randn(args.batch, int(args.seconds * rate))
     walls, cpus = time_steps(model, batch, args.steps)

@@ -24,6 +24,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from audiokit.hub.export import build_recipe_model  # noqa: E402
 from audiokit.metrics.separation import score_separation  # noqa: E402
 from audiokit.tasks.augment import Mixer  # noqa: E402
 from audiokit.tasks.mixtures import SpeakerMixtureDataset  # noqa: E402
@@ -32,12 +33,9 @@ DEFAULT_RECIPE = REPO / "recipes/separation/mossformer2_ss_8k_small.yaml"
 
 
 def recipe_data(recipe: Path) -> dict:
-    """``speech_folders``, ``extra_speech``, ``holdout_speakers`` of a recipe (nothing else is built)."""
-    from hyperpyyaml import load_hyperpyyaml
-
-    skipped = {key: None for key in ("train_set", "valid_set", "train_logger", "checkpointer")}
-    with tempfile.TemporaryDirectory() as tmp, open(recipe, encoding="utf-8") as f:
-        hparams = load_hyperpyyaml(f, {**skipped, "output_folder": tmp})
+    """``speech_folders``, ``extra_speech``, ``holdout_speakers`` of a recipe (no data folder is scanned)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        hparams = build_recipe_model(recipe, Path(tmp))[1]
     return {key: hparams[key] for key in ("speech_folders", "extra_speech", "holdout_speakers")}
 
 

@@ -22,19 +22,18 @@ def build_run_model(run_dir: Path):
     return build_recipe_model(run_dir / "hyperparams.yaml", run_dir)[0]
 
 
-def build_recipe_model(hparams_file: Path, output_folder: Path, overrides: Optional[dict] = None):
+def build_recipe_model(hparams_file: Path, output_folder: Path):
     """``(model, hparams)``: the untrained ``model:`` of a recipe or run's ``hyperparams.yaml``, built
-    without its datasets and logs (``output_folder`` replaces the recipe's; ``overrides`` as on the
-    training command line)."""
+    without its datasets and logs (``output_folder`` replaces the recipe's)."""
     from hyperpyyaml import load_hyperpyyaml
 
     if not hparams_file.is_file():
-        raise CheckpointError(hparams_file, "no such file (not a training run folder?)")
+        raise CheckpointError(hparams_file, "no such file (not a recipe or training run folder?)")
     with open(hparams_file, encoding="utf-8") as f:
         text = f.read()
     skipped = {key: None for key in _SKIPPED_KEYS if f"\n{key}:" in f"\n{text}"}
     # the run may have moved since it was trained
-    hparams = load_hyperpyyaml(text, {**skipped, **(overrides or {}), "output_folder": str(output_folder)})
+    hparams = load_hyperpyyaml(text, {**skipped, "output_folder": str(output_folder)})
     if "model" not in hparams:
         raise ModelError(f"{hparams_file}: has no 'model' entry")
     return hparams["model"], hparams

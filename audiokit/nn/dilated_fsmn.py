@@ -58,8 +58,7 @@ class DilatedDenseNet(StreamingModule):
         skip = x
         for i in range(self.depth):
             # the grouped conv (group c reads channels c(i+1) .. c(i+1)+i) as a depthwise conv of every
-            # input channel, summed per group: the same products, several times faster on CPU; as a
-            # [B, C, 1, T] image, so that a channels-last input ([B, T, C] memory) stays channels-last
+            # input channel, summed per group: the same products, several times faster on CPU
             conv = getattr(self, f"conv{i + 1}")
             weight = conv.weight.reshape(-1, 1, conv.kernel_size[0])  # [C(i+1), 1, K], standard strides
             out = depthwise_conv(pad(i, skip), weight, dilation=2 ** i)

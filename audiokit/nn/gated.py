@@ -63,8 +63,7 @@ class DepthwiseConv1d(StreamingModule):
     def convolve(self, x: torch.Tensor, left: int, right: int) -> torch.Tensor:
         """The filter over ``x`` ``[B, C, T']`` with ``left`` and ``right`` zero frames around it:
         ``[B, C, T' + left + right - kernel_size + 1]``."""
-        # as a [B, C, 1, T] image, which a [B, T, C] layout makes channels-last; the padding is the
-        # conv's own (symmetric: the frames of the larger side that are not wanted are dropped)
+        # symmetric padding (the frames of the larger side that are not wanted are dropped)
         padding = max(left, right)
         out = depthwise_conv(x, self.conv.weight, padding)
         return out[..., padding - left:out.shape[-1] - (padding - right)]
