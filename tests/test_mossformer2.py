@@ -88,6 +88,23 @@ def test_separator_shapes_batch_and_config():
         MossFormer2Separator(32, 16)
 
 
+def test_separator_dropout_rate_is_set_everywhere_and_only_acts_in_training():
+    wav = torch.from_numpy(speechlike(0.1, seed=3))[None, :1200]
+    torch.manual_seed(0)
+    plain = _small_separator(dropout=0.0).train()
+    torch.manual_seed(0)
+    published = _small_separator().train()
+    assert {m.p for m in published.modules() if isinstance(m, nn.Dropout)} == {0.1}
+    assert {m.p for m in plain.modules() if isinstance(m, nn.Dropout)} == {0.0}
+    assert plain.config["dropout"] == 0.0
+    assert torch.equal(plain(wav), plain(wav))              # no dropout: training steps are repeatable
+    assert not torch.equal(published(wav), published(wav))
+    with torch.no_grad():                                     # same weights, same inference output
+        assert torch.equal(plain.eval()(wav), published.eval()(wav))
+    with pytest.raises(ValueError, match="dropout rate"):
+        _small_separator(dropout=1.0)
+
+
 @pytest.mark.slow
 def test_causal_separator_streams_exactly_its_offline_output():
     model = _small_separator(num_spks=2, causal=True)
