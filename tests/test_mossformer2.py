@@ -105,6 +105,21 @@ def test_separator_dropout_rate_is_set_everywhere_and_only_acts_in_training():
         _small_separator(dropout=1.0)
 
 
+def test_deepen_keeps_the_trained_output_and_refuses_other_shapes():
+    from audiokit.models.mossformer2 import deepen
+
+    trained = _small_separator()
+    deeper = MossFormer2Separator(32, 32, num_blocks=3).eval()
+    assert deepen(deeper, trained.state_dict()) == 2
+    wav = torch.from_numpy(speechlike(0.1, seed=4))[None, :1600]
+    with torch.no_grad():
+        assert torch.equal(deeper(wav), trained(wav))
+    with pytest.raises(ValueError, match="does not match"):
+        deepen(_small_separator(), deeper.state_dict())          # fewer blocks than the trained one
+    with pytest.raises(ValueError, match="does not match"):
+        deepen(MossFormer2Separator(16, 16, num_blocks=2), trained.state_dict())
+
+
 @pytest.mark.slow
 def test_causal_separator_streams_exactly_its_offline_output():
     model = _small_separator(num_spks=2, causal=True)

@@ -244,6 +244,42 @@ def test_separation_recipe_trains_with_pit(corpus, tmp_path):
     assert weights["mask_net.conv1d_out.weight"].shape[0] == 3 * 16  # three speakers
 
 
+@pytest.mark.slow
+def test_deepened_run_starts_from_the_trained_separator(corpus, tmp_path):
+    """tools/grow_separator.py adds identity block pairs; the recipe's init_from starts a run from them."""
+    sys.path.insert(0, str(REPO / "tools"))
+    from grow_separator import main as grow
+
+    from audiokit.hub.checkpoint import read_state_dict
+    from audiokit.hub.export import find_run_checkpoint
+    from audiokit.tasks.train import load_initial_weights, train
+
+    def run(folder, *extra):
+        return train(RECIPE, ["--output_folder", str(folder), "--number_of_epochs", "1",
+                              "--speech_folders", f"[{corpus / 'speech'}]", "--noise_folders", "[]",
+                              "--rir_folders", "[]", "--extra_speech", "[]", "--holdout_speakers", "[]",
+                              "--segment_seconds", "[0.4, 0.5]", "--epoch_size", "4", "--valid_size", "2",
+                              "--channels", "16", "--valid_fraction", "0", "--noprogressbar", "--device", "cpu",
+                              *extra])
+
+    shallow = run(tmp_path / "shallow", "--num_blocks", "1")
+    assert grow([str(shallow), str(tmp_path / "deep.ckpt"), "--num-blocks", "2"]) == 0
+    trained = read_state_dict(find_run_checkpoint(shallow)[0] / "model.ckpt")
+    one, two = tiny_separator(kernel_size=32), tiny_separator(kernel_size=32, num_blocks=2)
+    one.load_state_dict(trained)
+    load_initial_weights(two, tmp_path / "deep.ckpt")
+    wav = torch.randn(1, 1600)
+    with torch.no_grad():
+        torch.testing.assert_close(two(wav), one(wav))
+    with pytest.raises(ValueError, match="deep.ckpt: does not fit"):
+        load_initial_weights(one, tmp_path / "deep.ckpt")
+
+    deep = run(tmp_path / "deep", "--num_blocks", "2", "--init_from", str(tmp_path / "deep.ckpt"))
+    weights = torch.load(find_run_checkpoint(deep)[0] / "model.ckpt")
+    added = weights["mask_net.mdl.intra_mdl.mossformerM.layers.1.to_out.mdl.1.weight"]
+    assert 0 < float(added.abs().max()) < 0.02  # zero-started and moved by two steps (a fresh init is ~0.1)
+
+
 def test_pit_loss_ignores_source_order():
     from speechbrain.nnet.losses import get_si_snr_with_pitwrapper
 

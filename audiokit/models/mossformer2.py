@@ -234,6 +234,32 @@ class MossFormer2Separator(StreamingModule):
         return self._stream_state["tail"]
 
 
+def deepen(model: MossFormer2Separator, trained: dict) -> int:
+    """Start ``model`` from the state dict of a trained separator with fewer block pairs.
+
+    Every weight of ``trained`` is loaded (all shapes must match); each extra MossFormer + gated
+    FSMN pair of ``model`` (appended after the trained ones) keeps its fresh weights except its
+    two output projections, which are zeroed, so that both blocks start as the identity (their
+    outputs are residual) and ``model`` computes exactly what the trained separator did.  Returns
+    the number of added pairs.
+    """
+    own = model.state_dict()
+    layers = "mask_net.mdl.intra_mdl.mossformerM."
+    fresh = sorted(set(own) - set(trained))
+    if set(trained) - set(own) or any(own[k].shape != v.shape for k, v in trained.items() if k in own):
+        raise ValueError("the trained separator does not match the deepened one outside the added blocks")
+    if not all(k.startswith((layers + "layers.", layers + "fsmn.")) for k in fresh):
+        raise ValueError(f"keys missing from the trained separator beyond block pairs: {fresh[:3]}")
+    added = {int(k[len(layers):].split(".")[1]) for k in fresh}
+    state = {**own, **trained}
+    for index in added:
+        for out in (f"layers.{index}.to_out.mdl.1", f"fsmn.{index}.conv2"):
+            for name in ("weight", "bias"):
+                state[f"{layers}{out}.{name}"] = torch.zeros_like(own[f"{layers}{out}.{name}"])
+    model.load_state_dict(state, strict=True)
+    return len(added)
+
+
 class MossFormer2Enhancer(nn.Module):
     """MossFormer2 48 kHz speech enhancement: a real mask on the STFT from fbank features.
 

@@ -7,7 +7,9 @@
 ``--distributed_backend``, ...) or recipe overrides (any top-level key of the YAML).
 A run whose output folder holds checkpoints resumes from the latest one. The recipe's optional
 ``brain_class: !name:...`` picks the SpeechBrain Brain (default: EnhancementBrain), e.g.
-``audiokit.tasks.separation.SeparationBrain`` for recipes/separation/*.yaml.
+``audiokit.tasks.separation.SeparationBrain`` for recipes/separation/*.yaml. The optional recipe key
+``init_from`` names a state dict (``torch.save`` file, read with ``weights_only``) that the model starts
+from, all keys checked; a resumed run's checkpoint replaces it.
 """
 from __future__ import annotations
 
@@ -62,6 +64,18 @@ def recipe_run_options(run_opts: RunOptions, hparams: dict) -> RunOptions:
     return replace(run_opts, **from_recipe, overridden_args=set(run_opts.overridden_args) | set(from_recipe))
 
 
+def load_initial_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """Load the state dict in ``path`` into ``model``; every key must fit (``ValueError`` otherwise)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: init_from checkpoint not found")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: does not fit the recipe's model ({str(exc).splitlines()[1].strip()})") from None
+
+
 def train(recipe_path: str | Path, overrides=None) -> Path:
     """Fit the recipe's model; returns the (absolute) output folder.
 
@@ -80,6 +94,8 @@ def train(recipe_path: str | Path, overrides=None) -> Path:
     with open(recipe_path, encoding="utf-8") as f:
         hparams = load_hyperpyyaml(f, recipe_overrides)
     run_opts = recipe_run_options(run_opts, hparams)
+    if hparams.get("init_from"):
+        load_initial_weights(hparams["modules"]["model"], hparams["init_from"])
     output_folder = Path(hparams["output_folder"]).resolve()
     sb.create_experiment_directory(str(output_folder), hyperparams_to_save=str(recipe_path),
                                    overrides=recipe_overrides)
