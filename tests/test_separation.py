@@ -273,6 +273,9 @@ def test_deepened_run_starts_from_the_trained_separator(corpus, tmp_path):
         torch.testing.assert_close(two(wav), one(wav))
     with pytest.raises(ValueError, match="deep.ckpt: does not fit"):
         load_initial_weights(one, tmp_path / "deep.ckpt")
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="junk.ckpt: not a readable state dict"):
+        load_initial_weights(one, tmp_path / "junk.ckpt")
 
     deep = run(tmp_path / "deep", "--num_blocks", "2", "--init_from", str(tmp_path / "deep.ckpt"))
     weights = torch.load(find_run_checkpoint(deep)[0] / "model.ckpt")

@@ -69,11 +69,15 @@ def load_initial_weights(model: torch.nn.Module, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: init_from checkpoint not found")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt, truncated, or holding pickled code
+        raise ValueError(f"{path}: not a readable state dict ({type(exc).__name__})") from None
     try:
         model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ValueError(f"{path}: does not fit the recipe's model ({str(exc).splitlines()[1].strip()})") from None
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        detail = (str(exc).splitlines()[1:] or [str(exc)])[0].strip()
+        raise ValueError(f"{path}: does not fit the recipe's model ({detail})") from None
 
 
 def train(recipe_path: str | Path, overrides=None) -> Path:
