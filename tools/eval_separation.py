@@ -51,12 +51,9 @@ def heldout_mixtures(recipe: Path, sample_rate: int, count: int, seconds: float,
 def load_separator(args) -> torch.nn.Module:
     """The model of ``--run`` (best checkpoint by validation SI-SNR) or ``--model``, in eval mode."""
     if args.run is not None:
-        from audiokit.hub.checkpoint import load_strict, read_state_dict
-        from audiokit.hub.export import build_run_model, find_run_checkpoint
+        from audiokit.hub.export import load_run_model
 
-        model = build_run_model(Path(args.run))
-        folder, meta = find_run_checkpoint(Path(args.run))
-        load_strict(model, read_state_dict(folder / "model.ckpt"), folder / "model.ckpt")
+        model, folder, meta = load_run_model(Path(args.run))
         print(f"checkpoint {folder.name} (validation {meta})")
         return model.eval()
     from audiokit.hub.pretrained import load_model

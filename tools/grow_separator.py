@@ -21,8 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from audiokit.errors import AudiokitError  # noqa: E402
-from audiokit.hub.checkpoint import read_state_dict  # noqa: E402
-from audiokit.hub.export import build_run_model, find_run_checkpoint  # noqa: E402
+from audiokit.hub.export import load_run_model  # noqa: E402
 from audiokit.models.mossformer2 import MossFormer2Separator, deepen  # noqa: E402
 
 
@@ -33,13 +32,11 @@ def main(argv=None) -> int:
     parser.add_argument("--num-blocks", type=int, required=True, help="block pairs of the deeper model")
     args = parser.parse_args(argv)
     try:
-        model = build_run_model(args.run)
+        model, folder, meta = load_run_model(args.run)
         if not isinstance(model, MossFormer2Separator):
             raise AudiokitError(f"{args.run}: not a MossFormer2 separator run")
-        folder, meta = find_run_checkpoint(args.run)
-        trained = read_state_dict(folder / "model.ckpt")
         deeper = MossFormer2Separator(**{**model.config, "num_blocks": args.num_blocks})
-        added = deepen(deeper, trained)
+        added = deepen(deeper, model.state_dict())
     except (AudiokitError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

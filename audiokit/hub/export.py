@@ -61,13 +61,9 @@ def read_checkpoint_meta(folder: Path) -> dict:
     return yaml.safe_load(meta_file.read_text()) or {}
 
 
-def export_run(run_dir, out_path, card: Optional[dict] = None, checkpoint=None) -> Path:
-    """Write the run's best (else latest) model to ``out_path`` (.safetensors) with its family,
-    ``model.config`` and ``card`` plus the checkpoint's name and meta. Returns ``out_path``.
-
-    ``checkpoint``: a specific ``CKPT+*`` folder of the run (e.g. chosen on a development set).
-    """
-    run_dir = Path(run_dir)
+def load_run_model(run_dir: Path, checkpoint=None):
+    """``(model, folder, meta)``: the run's model with the weights of its best (else latest) checkpoint,
+    or of ``checkpoint`` (a ``CKPT+*`` folder of the run), loaded strictly."""
     model = build_run_model(run_dir)
     if checkpoint is None:
         folder, meta = find_run_checkpoint(run_dir)
@@ -76,5 +72,15 @@ def export_run(run_dir, out_path, card: Optional[dict] = None, checkpoint=None) 
         meta = read_checkpoint_meta(folder)
     weights = folder / "model.ckpt"
     load_strict(model, read_state_dict(weights), weights)
+    return model, folder, meta
+
+
+def export_run(run_dir, out_path, card: Optional[dict] = None, checkpoint=None) -> Path:
+    """Write the run's best (else latest) model to ``out_path`` (.safetensors) with its family,
+    ``model.config`` and ``card`` plus the checkpoint's name and meta. Returns ``out_path``.
+
+    ``checkpoint``: a specific ``CKPT+*`` folder of the run (e.g. chosen on a development set).
+    """
+    model, folder, meta = load_run_model(Path(run_dir), checkpoint)
     full_card = {**(card or {}), "checkpoint": folder.name, **{k: v for k, v in meta.items() if k != "unixtime"}}
     return save_pretrained(model, out_path, family_of(model), model.config, full_card)
