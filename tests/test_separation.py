@@ -244,6 +244,16 @@ def test_separation_recipe_trains_with_pit(corpus, tmp_path):
     assert weights["mask_net.conv1d_out.weight"].shape[0] == 3 * 16  # three speakers
 
 
+def test_grow_separator_names_a_bad_run_and_writes_nothing(tmp_path, capsys):
+    sys.path.insert(0, str(REPO / "tools"))
+    from grow_separator import main as grow
+
+    assert grow([str(tmp_path), str(tmp_path / "deep.ckpt"), "--num-blocks", "2"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "hyperparams.yaml" in err and "\n" not in err
+    assert not list(tmp_path.glob("deep.ckpt*"))
+
+
 @pytest.mark.slow
 def test_deepened_run_starts_from_the_trained_separator(corpus, tmp_path):
     """tools/grow_separator.py adds identity block pairs; the recipe's init_from starts a run from them."""
