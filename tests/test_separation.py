@@ -223,6 +223,30 @@ def test_pretrained_separator_round_trip_and_cli_errors(tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
 
 
+def test_init_from_reads_pretrained_and_ddp_files(tmp_path):
+    """init_from takes what the hub reader takes: a pretrained .safetensors and a DDP-prefixed torch file."""
+    from audiokit.errors import CheckpointError
+    from audiokit.hub.pretrained import family_of, save_pretrained
+    from audiokit.tasks.train import load_initial_weights
+
+    trained = tiny_separator()
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(0.01)
+    pretrained = save_pretrained(trained, tmp_path / "sep.safetensors", family_of(trained), trained.config)
+    torch.save({"model": {f"module.{k}": v for k, v in trained.state_dict().items()}}, tmp_path / "ddp.ckpt")
+    wav = torch.randn(1, 1600)
+    for path in (pretrained, tmp_path / "ddp.ckpt"):
+        fresh = tiny_separator()
+        load_initial_weights(fresh, path)
+        with torch.no_grad():
+            torch.testing.assert_close(fresh(wav), trained(wav))
+    with pytest.raises(CheckpointError, match="sep.safetensors: does not fit the model: .*missing keys"):
+        load_initial_weights(tiny_separator(num_blocks=2), pretrained)
+    with pytest.raises(CheckpointError, match="nothing.ckpt: no such checkpoint file"):
+        load_initial_weights(tiny_separator(), tmp_path / "nothing.ckpt")
+
+
 def test_separation_recipe_trains_with_pit(corpus, tmp_path):
     from audiokit.tasks.train import train
 
@@ -260,7 +284,8 @@ def test_deepened_run_starts_from_the_trained_separator(corpus, tmp_path):
     sys.path.insert(0, str(REPO / "tools"))
     from grow_separator import main as grow
 
-    from audiokit.hub.checkpoint import read_state_dict
+    from audiokit.errors import CheckpointError
+    from audiokit.nn.checkpoint import read_state_dict
     from audiokit.hub.export import find_run_checkpoint
     from audiokit.tasks.train import load_initial_weights, train
 
@@ -281,10 +306,10 @@ def test_deepened_run_starts_from_the_trained_separator(corpus, tmp_path):
     wav = torch.randn(1, 1600)
     with torch.no_grad():
         torch.testing.assert_close(two(wav), one(wav))
-    with pytest.raises(ValueError, match="deep.ckpt: does not fit"):
+    with pytest.raises(CheckpointError, match="deep.ckpt: does not fit the model"):
         load_initial_weights(one, tmp_path / "deep.ckpt")
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="junk.ckpt: not a readable state dict"):
+    with pytest.raises(CheckpointError, match="junk.ckpt: not a readable checkpoint"):
         load_initial_weights(one, tmp_path / "junk.ckpt")
 
     deep = run(tmp_path / "deep", "--num_blocks", "2", "--init_from", str(tmp_path / "deep.ckpt"))

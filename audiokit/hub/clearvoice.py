@@ -18,7 +18,7 @@ import torch
 from ..errors import CheckpointError, ModelError
 from ..models.frcrn import FRCRN
 from ..models.mossformer2 import MossFormer2Enhancer, MossFormer2Separator
-from .checkpoint import StateDict, load_strict, read_state_dict
+from ..nn.checkpoint import StateDict, load_strict, read_state_dict
 
 # FRCRN: each U-Net registers its stages twice, as ``encoderN`` and in the
 # list ``encoders.N``; ours are the lists.

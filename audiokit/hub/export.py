@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from audiokit.errors import CheckpointError, ModelError
-from audiokit.hub.checkpoint import load_strict, read_state_dict
+from audiokit.nn.checkpoint import load_strict, read_state_dict
 from audiokit.hub.pretrained import family_of, save_pretrained
 
 # recipe keys that would scan data folders or open logs; null while exporting

@@ -28,7 +28,7 @@ from torch import nn
 from ..errors import CheckpointError, ModelError
 from ..models.frcrn import FRCRN
 from ..models.mossformer2 import MossFormer2Enhancer, MossFormer2Separator
-from .checkpoint import load_strict, read_state_dict
+from ..nn.checkpoint import load_strict, read_state_dict
 
 FAMILIES: Dict[str, type] = {"frcrn": FRCRN, "mossformer2_ss": MossFormer2Separator,
                              "mossformer2_se": MossFormer2Enhancer}

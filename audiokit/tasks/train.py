@@ -8,8 +8,8 @@
 A run whose output folder holds checkpoints resumes from the latest one. The recipe's optional
 ``brain_class: !name:...`` picks the SpeechBrain Brain (default: EnhancementBrain), e.g.
 ``audiokit.tasks.separation.SeparationBrain`` for recipes/separation/*.yaml. The optional recipe key
-``init_from`` names a state dict (``torch.save`` file, read with ``weights_only``) that the model starts
-from, all keys checked; a resumed run's checkpoint replaces it.
+``init_from`` names a state dict (``torch.save`` file read with ``weights_only``, or ``.safetensors``) that
+the model starts from, all keys checked; a resumed run's checkpoint replaces it.
 """
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
+
+from audiokit.errors import AudiokitError
+from audiokit.nn.checkpoint import load_strict, read_state_dict
 
 # speechbrain, HyperPyYAML and the Brains are imported where they are used: the ``audiokit`` command
 # line imports this module for its parser, and speechbrain takes about a second to import.
@@ -65,19 +68,12 @@ def recipe_run_options(run_opts: RunOptions, hparams: dict) -> RunOptions:
 
 
 def load_initial_weights(model: torch.nn.Module, path: str | Path) -> None:
-    """Load the state dict in ``path`` into ``model``; every key must fit (``ValueError`` otherwise)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: init_from checkpoint not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt, truncated, or holding pickled code
-        raise ValueError(f"{path}: not a readable state dict ({type(exc).__name__})") from None
-    try:
-        model.load_state_dict(state, strict=True)
-    except (RuntimeError, TypeError, AttributeError) as exc:
-        detail = (str(exc).splitlines()[1:] or [str(exc)])[0].strip()
-        raise ValueError(f"{path}: does not fit the recipe's model ({detail})") from None
+    """Load the state dict in ``path`` into ``model``, every key checked (``CheckpointError`` otherwise).
+
+    ``path``: a ``torch.save`` file (read with ``weights_only``; bare, DDP-prefixed or wrapped in
+    ``{"model": ...}``) or a ``.safetensors`` file such as a pretrained model.
+    """
+    load_strict(model, read_state_dict(path), path)
 
 
 def train(recipe_path: str | Path, overrides=None) -> Path:
@@ -127,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     """CLI action: train, print the output folder; one-line error and exit status 1 on bad input."""
     try:
         folder = train(args.recipe, list(args.overrides))
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, AudiokitError) as err:
         print(f"audiokit train: error: {err}", file=sys.stderr)
         return 1
     print(f"trained: {folder}")
