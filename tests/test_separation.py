@@ -285,8 +285,8 @@ def test_deepened_run_starts_from_the_trained_separator(corpus, tmp_path):
     from grow_separator import main as grow
 
     from audiokit.errors import CheckpointError
-    from audiokit.nn.checkpoint import read_state_dict
     from audiokit.hub.export import find_run_checkpoint
+    from audiokit.nn.checkpoint import read_state_dict
     from audiokit.tasks.train import load_initial_weights, train
 
     def run(folder, *extra):

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Optional
 
 from audiokit.errors import CheckpointError, ModelError
-from audiokit.nn.checkpoint import load_strict, read_state_dict
 from audiokit.hub.pretrained import family_of, save_pretrained
+from audiokit.nn.checkpoint import load_strict, read_state_dict
 
 # recipe keys that would scan data folders or open logs; null while exporting
 _SKIPPED_KEYS = ("train_set", "valid_set", "train_logger")
