@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -83,7 +84,7 @@ def test_export_run_takes_the_best_checkpoint(tmp_path):
     from audiokit.hub.export import export_run
     from audiokit.hub.pretrained import load_model, read_metadata
 
-    recipe = (audiokit.api.Path(__file__).resolve().parents[1] / "recipes/enhancement/frcrn_causal_small.yaml")
+    recipe = Path(__file__).resolve().parents[1] / "recipes/enhancement/frcrn_causal_small.yaml"
     text = recipe.read_text().replace("data_root: ../shared/data", f"data_root: {tmp_path / 'no_data'}")
     text = text.replace("channels: 16", "channels: 4").replace("fsmn_hidden: 16", "fsmn_hidden: 4")
     run = tmp_path / "run"
@@ -105,6 +106,19 @@ def test_export_run_takes_the_best_checkpoint(tmp_path):
     chosen = sorted((run / "save").glob("CKPT+*"), key=lambda p: read_checkpoint_meta(p)["si_snr"])[0]
     out = export_run(run, tmp_path / "chosen.safetensors", {}, checkpoint=chosen)
     assert read_metadata(out)["card"]["si_snr"] == 3.0
+    chosen_state = load_model(str(out)).state_dict()
     for key, value in models[0].state_dict().items():
-        assert torch.equal(load_model(str(out)).state_dict()[key], value), key
+        assert torch.equal(chosen_state[key], value), key
+    # the mean of the two best (7.5 and 5.0), named in the card
+    out = export_run(run, tmp_path / "averaged.safetensors", {}, average=2)
+    card = read_metadata(out)["card"]
+    assert card["si_snr"] == [7.5, 5.0] and len(card["averaged"]) == 2 and "checkpoint" not in card
+    averaged = load_model(str(out)).state_dict()
+    for key, value in models[1].state_dict().items():
+        if value.is_floating_point():
+            torch.testing.assert_close(averaged[key], (value + models[2].state_dict()[key]) / 2)
+    from audiokit.errors import CheckpointError
+    with pytest.raises(CheckpointError, match="fewer than the 4"):
+        export_run(run, tmp_path / "four.safetensors", {}, average=4)
+    assert not (tmp_path / "four.safetensors").exists()
 

@@ -127,6 +127,19 @@ def test_resume_continues_at_next_epoch(data, tmp_path):
     assert not torch.equal(first, latest)
 
 
+def test_kept_checkpoints_average_into_one_model(data, tmp_path):
+    from audiokit.hub.export import average_run_checkpoints
+
+    # the default (2 best and the latest) would keep at most 3 of 4 epochs
+    out = train(RECIPE, overrides(data, tmp_path / "kept", epochs=4) + ["--keep_checkpoints", "4"])
+    ckpts = sorted((out / "save").glob("CKPT+*"))
+    assert len(ckpts) == 4
+    state, meta = average_run_checkpoints(out, 4)
+    assert sorted(meta["epochs"]) == [1, 2, 3, 4] and meta["si_snr"] == sorted(meta["si_snr"], reverse=True)
+    gains = [torch.load(c / "model.ckpt")["gain"] for c in ckpts]
+    torch.testing.assert_close(state["gain"], sum(gains) / 4)
+
+
 def test_cli_parser_reports_missing_recipe(tmp_path, capsys):
     import argparse
     from audiokit.tasks.train import add_parser, run

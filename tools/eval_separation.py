@@ -2,12 +2,19 @@
 
     python tools/eval_separation.py --run /work/runs/sep_small            # best checkpoint of a training run
     python tools/eval_separation.py --model mossformer2_ss_8k_small       # a pretrained name or .safetensors
+    python tools/eval_separation.py --run /work/runs/sep_d5 --average 5   # mean weights of its 5 best checkpoints
+    python tools/eval_separation.py --run /work/runs/sep_d5 --split valid # the run's own validation set
 
 The mixtures come from the recipe's ``holdout_speakers`` (speakers never trained on) through
 ``SpeakerMixtureDataset(split="heldout")``: ``--count`` mixtures of ``--seconds`` seconds, two different
 speakers at a relative level uniform in +-5 dB, no noise, no reverberation, drawn with ``--seed``
 (the same set every time). Prints the mean, median and spread of the SI-SNRi (dB) and the mean by
 corpus pair, and optionally writes every mixture's figures as JSON.
+
+``--split valid`` scores the run's (or ``--recipe``'s) validation set instead, the one training reports
+and picks checkpoints on (seen speakers, noise and reverberation as in training); its mean SI-SNR is
+the ``valid si_snr`` of the training log. Use it to choose between checkpoints or averages without
+looking at the held-out speakers.
 """
 from __future__ import annotations
 
@@ -48,13 +55,21 @@ def heldout_mixtures(recipe: Path, sample_rate: int, count: int, seconds: float,
                                  relative_db=(-5.0, 5.0), noise_prob=0.0, holdout_speakers=data["holdout_speakers"])
 
 
+def validation_mixtures(hparams_file: Path):
+    """The ``valid_set`` of a recipe or run's ``hyperparams.yaml`` (reads its data folders)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return build_recipe_model(hparams_file, Path(tmp), keep=("valid_set",))[1]["valid_set"]
+
+
 def load_separator(args) -> torch.nn.Module:
-    """The model of ``--run`` (best checkpoint by validation SI-SNR) or ``--model``, in eval mode."""
+    """The model of ``--run`` (best checkpoint by validation SI-SNR, or the mean of the ``--average``
+    best) or ``--model``, in eval mode."""
     if args.run is not None:
         from audiokit.hub.export import load_run_model
 
-        model, folder, meta = load_run_model(Path(args.run))
-        print(f"checkpoint {folder.name} (validation {meta})")
+        model, folder, meta = load_run_model(Path(args.run), average=args.average)
+        print(f"{'checkpoints' if args.average > 1 else 'checkpoint'} {meta.pop('averaged', folder.name)} "
+              f"(validation {meta})")
         return model.eval()
     from audiokit.hub.pretrained import load_model
 
@@ -70,6 +85,10 @@ def main(argv=None) -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", type=Path, help="training run folder (hyperparams.yaml, save/)")
     source.add_argument("--model", help="pretrained name or .safetensors file")
+    parser.add_argument("--average", type=int, default=1, metavar="K",
+                        help="with --run: the mean weights of its K best checkpoints by validation SI-SNR")
+    parser.add_argument("--split", choices=("heldout", "valid"), default="heldout",
+                        help="held-out speakers (default) or the run's validation set")
     parser.add_argument("--recipe", type=Path, default=DEFAULT_RECIPE, help="recipe naming the held-out speakers")
     parser.add_argument("--count", type=int, default=200, help="number of mixtures (default 200)")
     parser.add_argument("--seconds", type=float, default=3.0, help="mixture length (default 3 s)")
@@ -78,12 +97,19 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
+    if args.average > 1 and args.run is None:
+        parser.error("--average needs --run")
     model = load_separator(args)
-    mixtures = heldout_mixtures(args.recipe, int(model.sample_rate), args.count, args.seconds, args.seed)
+    if args.split == "valid":
+        mixtures = validation_mixtures(args.run / "hyperparams.yaml" if args.run else args.recipe)
+        drawn = "as in training"
+    else:
+        mixtures = heldout_mixtures(args.recipe, int(model.sample_rate), args.count, args.seconds, args.seed)
+        drawn = f"of {args.seconds} s, seed {args.seed}"
     names = list(mixtures.speakers)
-    print(f"{len(names)} held-out speakers ({sum(corpus_of(n) == 'an4' for n in names)} AN4, "
-          f"{sum(corpus_of(n) == 'libri' for n in names)} LibriSpeech), {args.count} mixtures of {args.seconds} s "
-          f"at {model.sample_rate} Hz, seed {args.seed}")
+    print(f"{len(names)} {args.split} speakers ({sum(corpus_of(n) == 'an4' for n in names)} AN4, "
+          f"{sum(corpus_of(n) == 'libri' for n in names)} LibriSpeech), {len(mixtures)} mixtures {drawn} "
+          f"at {model.sample_rate} Hz")
     rows, by_pair = [], defaultdict(list)
     for i in range(len(mixtures)):
         item = mixtures[i]

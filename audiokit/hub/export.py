@@ -3,6 +3,8 @@
 ``export_run(run_dir, out_path, card)`` rebuilds the model from ``<run_dir>/hyperparams.yaml`` (the
 datasets are overridden with null, so no data folder is scanned), loads the best checkpoint by
 validation SI-SNR (the latest when no checkpoint records one) strictly, and saves it with its config.
+With ``average=K`` it loads the mean of the weights of the K best checkpoints by validation SI-SNR
+instead (SpeechBrain's ``average_checkpoints``; keep them with the recipe's ``keep_checkpoints``).
 """
 from __future__ import annotations
 
@@ -22,16 +24,17 @@ def build_run_model(run_dir: Path):
     return build_recipe_model(run_dir / "hyperparams.yaml", run_dir)[0]
 
 
-def build_recipe_model(hparams_file: Path, output_folder: Path):
+def build_recipe_model(hparams_file: Path, output_folder: Path, keep: tuple[str, ...] = ()):
     """``(model, hparams)``: the untrained ``model:`` of a recipe or run's ``hyperparams.yaml``, built
-    without its datasets and logs (``output_folder`` replaces the recipe's)."""
+    without its datasets and logs (``output_folder`` replaces the recipe's) but those named in ``keep``
+    (e.g. ``("valid_set",)``, which then reads its data folders)."""
     from hyperpyyaml import load_hyperpyyaml
 
     if not hparams_file.is_file():
         raise CheckpointError(hparams_file, "no such file (not a recipe or training run folder?)")
     with open(hparams_file, encoding="utf-8") as f:
         text = f.read()
-    skipped = {key: None for key in _SKIPPED_KEYS if f"\n{key}:" in f"\n{text}"}
+    skipped = {key: None for key in _SKIPPED_KEYS if key not in keep and f"\n{key}:" in f"\n{text}"}
     # the run may have moved since it was trained
     hparams = load_hyperpyyaml(text, {**skipped, "output_folder": str(output_folder)})
     if "model" not in hparams:
@@ -61,10 +64,32 @@ def read_checkpoint_meta(folder: Path) -> dict:
     return yaml.safe_load(meta_file.read_text()) or {}
 
 
-def load_run_model(run_dir: Path, checkpoint=None):
+def average_run_checkpoints(run_dir: Path, count: int) -> tuple[dict, dict]:
+    """``(state, meta)``: the mean weights of the ``count`` checkpoints of ``<run_dir>/save`` with the best
+    validation ``si_snr``; ``meta`` names them (``averaged``), with their ``epochs`` and ``si_snr`` values."""
+    from speechbrain.utils.checkpoints import Checkpointer, average_checkpoints
+
+    found = Checkpointer(run_dir / "save").find_checkpoints(max_key="si_snr", max_num_checkpoints=count)
+    if len(found) < count:
+        raise CheckpointError(run_dir / "save", f"holds {len(found)} checkpoints with a validation SI-SNR, "
+                                                f"fewer than the {count} to average")
+    state = average_checkpoints(found, "model", parameter_loader=lambda path, map_location: read_state_dict(path))
+    meta = {"averaged": [Path(c.path).name for c in found], "epochs": [c.meta.get("epoch") for c in found],
+            "si_snr": [c.meta["si_snr"] for c in found]}
+    return state, meta
+
+
+def load_run_model(run_dir: Path, checkpoint=None, average: int = 1):
     """``(model, folder, meta)``: the run's model with the weights of its best (else latest) checkpoint,
-    or of ``checkpoint`` (a ``CKPT+*`` folder of the run), loaded strictly."""
+    of ``checkpoint`` (a ``CKPT+*`` folder of the run), or (``average`` > 1) the mean of its ``average``
+    best checkpoints (``folder`` is then the run's ``save`` folder), loaded strictly."""
     model = build_run_model(run_dir)
+    if average > 1:
+        if checkpoint is not None:
+            raise ModelError("give either a checkpoint or a number of checkpoints to average, not both")
+        state, meta = average_run_checkpoints(run_dir, average)
+        load_strict(model, state, run_dir / "save")
+        return model, run_dir / "save", meta
     if checkpoint is None:
         folder, meta = find_run_checkpoint(run_dir)
     else:
@@ -75,12 +100,14 @@ def load_run_model(run_dir: Path, checkpoint=None):
     return model, folder, meta
 
 
-def export_run(run_dir, out_path, card: Optional[dict] = None, checkpoint=None) -> Path:
+def export_run(run_dir, out_path, card: Optional[dict] = None, checkpoint=None, average: int = 1) -> Path:
     """Write the run's best (else latest) model to ``out_path`` (.safetensors) with its family,
     ``model.config`` and ``card`` plus the checkpoint's name and meta. Returns ``out_path``.
 
-    ``checkpoint``: a specific ``CKPT+*`` folder of the run (e.g. chosen on a development set).
+    ``checkpoint``: a specific ``CKPT+*`` folder of the run (e.g. chosen on a development set);
+    ``average``: export the mean of the run's ``average`` best checkpoints instead.
     """
-    model, folder, meta = load_run_model(Path(run_dir), checkpoint)
-    full_card = {**(card or {}), "checkpoint": folder.name, **{k: v for k, v in meta.items() if k != "unixtime"}}
+    model, folder, meta = load_run_model(Path(run_dir), checkpoint, average)
+    source = {"checkpoint": folder.name} if "averaged" not in meta else {}
+    full_card = {**(card or {}), **source, **{k: v for k, v in meta.items() if k != "unixtime"}}
     return save_pretrained(model, out_path, family_of(model), model.config, full_card)

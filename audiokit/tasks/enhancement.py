@@ -99,7 +99,8 @@ class EnhancementBrain(sb.Brain):
         self._append_learning_curve(epoch, lr, stats)
         if self.checkpointer is not None:
             self.checkpointer.save_and_keep_only(meta={"si_snr": stats["si_snr"], "epoch": epoch},
-                                                 max_keys=["si_snr"], num_to_keep=2)
+                                                 max_keys=["si_snr"],
+                                                 num_to_keep=getattr(self.hparams, "keep_checkpoints", 2))
 
     def _append_learning_curve(self, epoch, lr, stats):
         """One row per epoch in ``<output_folder>/learning_curve.csv`` (main process only)."""
