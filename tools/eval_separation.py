@@ -117,6 +117,7 @@ def main(argv=None) -> int:
             est = model.separate(item["noisy"][None])[0]
         row = score_separation(item["clean"].numpy(), est.numpy(), item["noisy"].numpy())
         row["pair"] = "+".join(sorted(corpus_of(s) for s in item["speakers"]))
+        row["speakers"] = list(item["speakers"])
         rows.append(row)
         by_pair[row["pair"]].append(row["si_snri"])
     si_snri = np.array([r["si_snri"] for r in rows])
