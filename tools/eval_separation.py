@@ -9,7 +9,8 @@ The mixtures come from the recipe's ``holdout_speakers`` (speakers never trained
 ``SpeakerMixtureDataset(split="heldout")``: ``--count`` mixtures of ``--seconds`` seconds, two different
 speakers at a relative level uniform in +-5 dB, no noise, no reverberation, drawn with ``--seed``
 (the same set every time). Prints the mean, median and spread of the SI-SNRi (dB) and the mean by
-corpus pair, and optionally writes every mixture's figures as JSON.
+corpus pair and by the speakers' sexes (LibriSpeech ``SPEAKERS.TXT``, AN4's f/m id prefix), and
+optionally writes every mixture's figures as JSON.
 
 ``--split valid`` scores the run's (or ``--recipe``'s) validation set instead, the one training reports
 and picks checkpoints on (seen speakers, noise and reverberation as in training); its mean SI-SNR is
@@ -80,6 +81,28 @@ def corpus_of(speaker: str) -> str:
     return "libri" if speaker.startswith("libri:") else "an4"
 
 
+def speaker_sexes(folders) -> dict[str, str]:
+    """``{"libri:<id>": "F" | "M"}`` from any LibriSpeech ``SPEAKERS.TXT`` in ``folders``."""
+    sexes = {}
+    for folder in folders:
+        table = Path(folder) / "SPEAKERS.TXT"
+        if table.is_file():
+            for line in table.read_text(encoding="utf-8", errors="replace").splitlines():
+                fields = [f.strip() for f in line.split("|")]
+                if not line.startswith(";") and len(fields) > 2 and fields[1] in ("F", "M"):
+                    sexes[f"libri:{fields[0]}"] = fields[1]
+    return sexes
+
+
+def sex_of(speaker: str, sexes: dict[str, str]) -> str:
+    """F, M or ? (AN4 speaker ids start with f or m)."""
+    if speaker in sexes:
+        return sexes[speaker]
+    if not corpus_of(speaker) == "libri" and speaker[:1] in ("f", "m"):
+        return speaker[0].upper()
+    return "?"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
@@ -110,7 +133,8 @@ def main(argv=None) -> int:
     print(f"{len(names)} {args.split} speakers ({sum(corpus_of(n) == 'an4' for n in names)} AN4, "
           f"{sum(corpus_of(n) == 'libri' for n in names)} LibriSpeech), {len(mixtures)} mixtures {drawn} "
           f"at {model.sample_rate} Hz")
-    rows, by_pair = [], defaultdict(list)
+    sexes = speaker_sexes(recipe_data(args.recipe)["extra_speech"] or [])
+    rows, by_pair, by_sexes = [], defaultdict(list), defaultdict(list)
     for i in range(len(mixtures)):
         item = mixtures[i]
         with torch.inference_mode():
@@ -118,14 +142,16 @@ def main(argv=None) -> int:
         row = score_separation(item["clean"].numpy(), est.numpy(), item["noisy"].numpy())
         row["pair"] = "+".join(sorted(corpus_of(s) for s in item["speakers"]))
         row["speakers"] = list(item["speakers"])
+        row["sexes"] = "+".join(sorted(sex_of(s, sexes) for s in item["speakers"]))
         rows.append(row)
         by_pair[row["pair"]].append(row["si_snri"])
+        by_sexes[row["sexes"]].append(row["si_snri"])
     si_snri = np.array([r["si_snri"] for r in rows])
     si_snr = np.array([r["si_snr"] for r in rows])
     print(f"SI-SNRi  mean {si_snri.mean():6.2f} dB  median {np.median(si_snri):6.2f}  std {si_snri.std():5.2f}  "
           f"p10 {np.percentile(si_snri, 10):6.2f}  p90 {np.percentile(si_snri, 90):6.2f}")
     print(f"SI-SNR   mean {si_snr.mean():6.2f} dB (mixture {np.mean(si_snr - si_snri):6.2f} dB)")
-    for pair, values in sorted(by_pair.items()):
+    for pair, values in [*sorted(by_pair.items()), *sorted(by_sexes.items())]:
         print(f"  {pair:<12} {len(values):4d} mixtures  SI-SNRi mean {np.mean(values):6.2f} dB")
     print(f"share of mixtures with SI-SNRi >= 10 dB: {np.mean(si_snri >= 10):.2f}")
     if args.json:
