@@ -121,4 +121,7 @@ def test_export_run_takes_the_best_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="fewer than the 4"):
         export_run(run, tmp_path / "four.safetensors", {}, average=4)
     assert not (tmp_path / "four.safetensors").exists()
+    from audiokit.errors import ModelError
+    with pytest.raises(ModelError, match="at least 1, not 0"):
+        export_run(run, tmp_path / "none.safetensors", {}, average=0)
 

@@ -47,9 +47,9 @@ def recipe_data(recipe: Path) -> dict:
     return {key: hparams[key] for key in ("speech_folders", "extra_speech", "holdout_speakers")}
 
 
-def heldout_mixtures(recipe: Path, sample_rate: int, count: int, seconds: float, seed: int) -> SpeakerMixtureDataset:
-    """The fixed evaluation set: clean 2-speaker mixtures of the recipe's held-out speakers."""
-    data = recipe_data(recipe)
+def heldout_mixtures(data: dict, sample_rate: int, count: int, seconds: float, seed: int) -> SpeakerMixtureDataset:
+    """The fixed evaluation set: clean 2-speaker mixtures of the held-out speakers of ``data``
+    (:func:`recipe_data`)."""
     return SpeakerMixtureDataset(data["speech_folders"], extra_speech=data["extra_speech"], sample_rate=sample_rate,
                                  segment_seconds=seconds, epoch_size=count, seed=seed, split="heldout",
                                  mixer=Mixer(reverb_prob=0.0, level_dbfs=(-25.0, -15.0)), num_speakers=2,
@@ -78,7 +78,11 @@ def load_separator(args) -> torch.nn.Module:
 
 
 def corpus_of(speaker: str) -> str:
-    return "libri" if speaker.startswith("libri:") else "an4"
+    """``libri``, ``tts``, ... (the id's prefix), ``an4`` for a bare id starting with f or m (AN4 names its
+    speakers by sex and initials), else the bare id (e.g. ``ljspeech``)."""
+    if ":" in speaker:
+        return speaker.split(":")[0]
+    return "an4" if speaker[:1] in ("f", "m") else speaker
 
 
 def speaker_sexes(folders) -> dict[str, str]:
@@ -95,12 +99,10 @@ def speaker_sexes(folders) -> dict[str, str]:
 
 
 def sex_of(speaker: str, sexes: dict[str, str]) -> str:
-    """F, M or ? (AN4 speaker ids start with f or m)."""
+    """F, M (from ``sexes``, or the first letter of an AN4 id) or ? (unknown)."""
     if speaker in sexes:
         return sexes[speaker]
-    if not corpus_of(speaker) == "libri" and speaker[:1] in ("f", "m"):
-        return speaker[0].upper()
-    return "?"
+    return speaker[0].upper() if corpus_of(speaker) == "an4" else "?"
 
 
 def main(argv=None) -> int:
@@ -123,17 +125,18 @@ def main(argv=None) -> int:
     if args.average > 1 and args.run is None:
         parser.error("--average needs --run")
     model = load_separator(args)
+    data = recipe_data(args.recipe)
     if args.split == "valid":
         mixtures = validation_mixtures(args.run / "hyperparams.yaml" if args.run else args.recipe)
         drawn = "as in training"
     else:
-        mixtures = heldout_mixtures(args.recipe, int(model.sample_rate), args.count, args.seconds, args.seed)
+        mixtures = heldout_mixtures(data, int(model.sample_rate), args.count, args.seconds, args.seed)
         drawn = f"of {args.seconds} s, seed {args.seed}"
     names = list(mixtures.speakers)
     print(f"{len(names)} {args.split} speakers ({sum(corpus_of(n) == 'an4' for n in names)} AN4, "
           f"{sum(corpus_of(n) == 'libri' for n in names)} LibriSpeech), {len(mixtures)} mixtures {drawn} "
           f"at {model.sample_rate} Hz")
-    sexes = speaker_sexes(recipe_data(args.recipe)["extra_speech"] or [])
+    sexes = speaker_sexes(data["extra_speech"] or [])
     rows, by_pair, by_sexes = [], defaultdict(list), defaultdict(list)
     for i in range(len(mixtures)):
         item = mixtures[i]

@@ -83,6 +83,8 @@ def load_run_model(run_dir: Path, checkpoint=None, average: int = 1):
     """``(model, folder, meta)``: the run's model with the weights of its best (else latest) checkpoint,
     of ``checkpoint`` (a ``CKPT+*`` folder of the run), or (``average`` > 1) the mean of its ``average``
     best checkpoints (``folder`` is then the run's ``save`` folder), loaded strictly."""
+    if average < 1:
+        raise ModelError(f"the number of checkpoints to average must be at least 1, not {average}")
     model = build_run_model(run_dir)
     if average > 1:
         if checkpoint is not None:
