@@ -120,6 +120,52 @@ def test_deepen_keeps_the_trained_output_and_refuses_other_shapes():
         deepen(MossFormer2Separator(16, 16, num_blocks=2), trained.state_dict())
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_widen_keeps_the_trained_output_and_lets_the_copies_part(causal):
+    from audiokit.nn.widen import widen_state_dict
+
+    trained = _small_separator(causal=causal)
+    with torch.no_grad():  # trained-looking norms and offsets, not their initial ones and zeros
+        for name, weight in trained.named_parameters():
+            weight.add_(0.05 * torch.randn_like(weight))
+    wav = torch.from_numpy(speechlike(0.1, seed=5))[None, :1600]
+    with torch.no_grad():
+        expected = trained(wav)
+    hidden = "mask_net.mdl.intra_mdl.mossformerM.layers.0.to_hidden.mdl.1.weight"  # [4D, D]
+    for factor in (2, 3):
+        wide = MossFormer2Separator(32 * factor, 32 * factor, num_blocks=1, causal=causal).eval()
+        exact = widen_state_dict(wide, trained.state_dict())
+        wide.load_state_dict(exact)
+        with torch.no_grad():
+            torch.testing.assert_close(wide(wav), expected, atol=1e-5, rtol=1e-4)
+        # every input column is split evenly over its copies; each output row is repeated
+        torch.testing.assert_close(exact[hidden][::factor, ::factor] * factor, trained.state_dict()[hidden])
+        assert torch.equal(exact[hidden][0], exact[hidden][1])
+
+    def error(noise):
+        wide.load_state_dict(widen_state_dict(wide, trained.state_dict(), noise=noise, seed=1))
+        with torch.no_grad():
+            return float((wide(wav) - expected).pow(2).sum() / expected.pow(2).sum())
+
+    # the antithetic noise cancels to first order: the error power falls faster than the
+    # noise power (plain noise: about 4x per halving, 0.03 at 0.1)
+    assert 0 < error(0.1) < 3e-3 and error(0.1) > 6 * error(0.05)
+    noisy = widen_state_dict(wide, trained.state_dict(), noise=0.1, seed=1)
+    rows = noisy[hidden].unflatten(0, (-1, 3))
+    assert not torch.equal(rows[:, 0], rows[:, 1])
+    torch.testing.assert_close(rows.mean(1), exact[hidden][::3], atol=1e-6, rtol=0)
+
+
+def test_widen_refuses_what_does_not_grow_by_a_whole_factor():
+    from audiokit.nn.widen import widen_state_dict
+
+    trained = _small_separator().state_dict()
+    with pytest.raises(ValueError, match="does not widen"):
+        widen_state_dict(MossFormer2Separator(48, 48, num_blocks=1), trained)
+    with pytest.raises(ValueError, match="differ in keys"):
+        widen_state_dict(MossFormer2Separator(64, 64, num_blocks=2), trained)
+
+
 @pytest.mark.slow
 def test_causal_separator_streams_exactly_its_offline_output():
     model = _small_separator(num_spks=2, causal=True)

@@ -308,6 +308,15 @@ def test_deepened_run_starts_from_the_trained_separator(corpus, tmp_path):
         torch.testing.assert_close(two(wav), one(wav))
     with pytest.raises(CheckpointError, match="deep.ckpt: does not fit the model"):
         load_initial_weights(one, tmp_path / "deep.ckpt")
+    # wider and deeper at once: twice the channels, the same output
+    assert grow([str(shallow), str(tmp_path / "wide.ckpt"), "--channels", "32", "--num-blocks", "2",
+                 "--noise", "0"]) == 0
+    wide = tiny_separator(kernel_size=32, num_blocks=2, in_channels=32, out_channels=32)
+    load_initial_weights(wide, tmp_path / "wide.ckpt")
+    with torch.no_grad():
+        torch.testing.assert_close(wide(wav), one(wav), atol=1e-5, rtol=1e-4)
+    assert grow([str(shallow), str(tmp_path / "odd.ckpt"), "--channels", "24"]) == 1
+    assert not list(tmp_path.glob("odd.ckpt*"))
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="junk.ckpt: not a readable checkpoint"):
         load_initial_weights(one, tmp_path / "junk.ckpt")
