@@ -43,10 +43,10 @@ class Enhancer:
         self.model = model if isinstance(model, nn.Module) else load_model(str(model or DEFAULT_ENHANCER),
                                                                            device=device)
         self.sample_rate = int(getattr(self.model, "sample_rate", 16000))
+        if stream and chunk_ms is not None and not 0 < chunk_ms < float("inf"):
+            raise ModelError(f"--chunk-ms must be a positive number, got {chunk_ms}")
         seconds = (chunk_ms or STREAM_CHUNK_MS) / 1000 if stream else BLOCK_SECONDS
         self.chunk = max(1, round(seconds * self.sample_rate))
-        if stream and chunk_ms is not None and chunk_ms <= 0:
-            raise ModelError(f"--chunk-ms must be positive, got {chunk_ms}")
         self.window = None if stream else self.chunk
 
     def open(self, channels: int) -> ChannelStreams:

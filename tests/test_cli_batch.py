@@ -171,8 +171,18 @@ def test_cli_usage_errors(tmp_path, capsys):
     assert main(["evaluate", "--clean", str(tmp_path / "nope"), "--estimate", str(tmp_path)]) == 1
     assert _error_lines(capsys.readouterr().err) == [
         f"error: {tmp_path / 'nope'}: no such file, folder or matching pattern"]
-    assert main(["evaluate", "--clean", str(tmp_path), "--estimate", str(tmp_path), "--dnsmos", str(tmp_path)]) == 1
+    (tmp_path / "est").mkdir()
+    assert main(["evaluate", "--clean", str(tmp_path), "--estimate", str(tmp_path / "est"),
+                 "--dnsmos", str(tmp_path)]) == 1
     assert "DNSMOS" in capsys.readouterr().err
+    assert main(["evaluate", "--clean", str(tmp_path), "--estimate", str(tmp_path)]) == 1
+    assert "is the --clean folder itself" in capsys.readouterr().err
+    for options, problem in ((["--device", "tpu:x"], "--device tpu:x: not a torch device"),
+                             (["--stream", "--chunk-ms", "nan"], "--chunk-ms must be a positive number, got nan"),
+                             (["--chunk-ms", "10"], "--chunk-ms 10: only used with --stream")):
+        assert main(["enhance", str(tmp_path / "any.wav"), *options]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and problem in err and err.count("\n") == 1, err
 
 
 @pytest.mark.slow

@@ -71,6 +71,16 @@ def test_pit_si_snr_finds_the_permutation():
 
 def test_pesq_of_silence_is_nan(clean):
     assert np.isnan(pesq_wb(np.zeros(RATE, np.float32), np.zeros(RATE, np.float32), RATE))
+    assert np.isnan(pesq_wb(clean, np.zeros_like(clean), RATE))  # a silent estimate of speech
+    assert np.isnan(pesq_nb(clean, np.zeros_like(clean), RATE))
+
+
+def test_stoi_of_too_little_speech_is_nan_and_quiet(clean, recwarn):
+    assert 0.9 < stoi(clean, clean, RATE) <= 1.0
+    for length in (5, 100, RATE // 10):          # numpy errors below a frame, pystoi's 1e-5 below 30 frames
+        assert np.isnan(stoi(clean[:length], clean[:length], RATE))
+    assert np.isnan(average_scores({"a": {"stoi": float("nan")}})["stoi"])
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
 
 
 def test_score_pair_trims_and_resamples_for_pesq(clean):

@@ -197,6 +197,37 @@ def test_pit_scoring_of_folders_and_evaluate_cli(tmp_path, capsys):
     assert status == 1 and "si_snri" in captured.out and "1 references" not in captured.err and "b_s1" in captured.err
 
 
+def test_separated_scoring_resamples_references_and_names_what_cannot_be_scored(tmp_path):
+    from audiokit.metrics.separation import score_separated_folders
+
+    rng = np.random.default_rng(1)
+    for sub in ("ref", "est", "plain"):
+        (tmp_path / sub).mkdir()
+    refs = 0.1 * rng.standard_normal((2, 2 * RATE)).astype(np.float32)
+    sf.write(tmp_path / "ref/a_s1.wav", refs[0], RATE)
+    sf.write(tmp_path / "ref/a_s2.wav", refs[1, ::2], RATE // 2)      # the same signal at half the rate
+    sf.write(tmp_path / "est/a_s1.wav", refs[0], RATE)
+    sf.write(tmp_path / "est/a_s2.wav", refs[1, ::2], RATE // 2)
+    sf.write(tmp_path / "ref/b_s1.wav", refs[0], RATE)
+    sf.write(tmp_path / "ref/b_s2.wav", np.zeros(RATE, np.float32), RATE)  # silent reference
+    sf.write(tmp_path / "est/b_s1.wav", refs[0], RATE)
+    sf.write(tmp_path / "est/b_s2.wav", refs[1], RATE)
+    for k in (1, 2):
+        sf.write(tmp_path / f"ref/c_s{k}.wav", refs[k - 1], RATE)
+    for k in (1, 3):                                                  # numbered unlike the references
+        sf.write(tmp_path / f"est/c_s{k}.wav", refs[k // 2], RATE)
+    errors = []
+    scores = score_separated_folders(tmp_path / "ref", tmp_path / "est", on_error=errors.append)
+    assert list(scores) == ["a"] and scores["a"]["si_snr"] > 40       # mixed rates: the same audio scores as such
+    assert sorted(str(e).split(": ", 1)[1] for e in errors) == [
+        "is silent: SI-SNR against it is undefined",
+        f"references c_s[1, 2], but estimates c_s[1, 3] in {tmp_path / 'est'}"]
+    errors.clear()
+    sf.write(tmp_path / "plain/a.wav", refs[0], RATE)                  # audio, but no <stem>_s<k> names
+    assert score_separated_folders(tmp_path / "plain", tmp_path / "est", on_error=errors.append) == {}
+    assert len(errors) == 1 and "holds no references <stem>_s<k>" in str(errors[0])
+
+
 def tiny_separator(**changes):
     from audiokit.models.mossformer2 import MossFormer2Separator
 
@@ -221,6 +252,30 @@ def test_pretrained_separator_round_trip_and_cli_errors(tmp_path, capsys):
     assert (tmp_path / "m_s1.wav").is_file() and (tmp_path / "m_s2.wav").is_file()
     assert main(["separate", str(tmp_path / "m.wav"), "--model", str(path)]) == 1  # no overwrite
     assert "exists" in capsys.readouterr().err
+    # a folder run skips the outputs of an earlier one; a clip of a few samples still separates
+    sf.write(tmp_path / "few.wav", np.full(5, 0.01, np.float32), RATE)
+    assert main(["separate", str(tmp_path), "--model", str(path), "-o", str(tmp_path / "out")]) == 0
+    assert sorted(f.name for f in (tmp_path / "out").iterdir()) == ["few_s1.wav", "few_s2.wav", "m_s1.wav", "m_s2.wav"]
+    assert sf.info(tmp_path / "out/few_s1.wav").frames == 5
+    capsys.readouterr()
+    # option errors: one line before any work
+    for options, problem in ((["--device", "gpu"], "--device gpu: not a torch device"),
+                             (["--window", "inf"], "need finite lengths"),
+                             (["--window", "1", "--overlap", "0.00001"], "here 0 and 8000 samples"),
+                             (["-o", str(tmp_path / "m.wav")], "m.wav: is not a folder")):
+        assert main(["separate", str(tmp_path / "m.wav"), "--model", str(path), *options]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and problem in err and err.count("\n") == 1, err
+    # --force never replaces a folder standing where an output would go, nor writes half a set
+    (tmp_path / "out/m_s1.wav").unlink()
+    (tmp_path / "out/m_s1.wav").mkdir()
+    before = (tmp_path / "out/m_s2.wav").read_bytes()
+    assert main(["separate", str(tmp_path / "m.wav"), "--model", str(path), "-o", str(tmp_path / "out"),
+                 "--force"]) == 1
+    assert "m_s1.wav: exists and is not a file" in capsys.readouterr().err
+    assert (tmp_path / "out/m_s2.wav").read_bytes() == before
+    assert main(["enhance", str(tmp_path / "m.wav"), "--model", str(path)]) == 1
+    assert "a separation model (try audiokit separate)" in capsys.readouterr().err
 
 
 def test_init_from_reads_pretrained_and_ddp_files(tmp_path):

@@ -8,6 +8,7 @@ one whole channel (``wav [T] at model_rate -> [T] or [S, T]``).
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -47,6 +48,18 @@ def add_batch_arguments(parser: argparse.ArgumentParser, default_model: str | No
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
 
 
+def check_device(device: str) -> None:
+    """ModelError unless ``device`` names a torch device this machine has (``--device``)."""
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        raise ModelError(f"--device {device}: not a torch device (cpu, cuda, cuda:N)") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"--device {device}: CUDA is not available on this machine")
+    if kind not in ("cpu", "cuda"):
+        raise ModelError(f"--device {device}: only cpu and cuda are supported")
+
+
 def process_files(
     inputs: Iterable[str | Path],
     out_dir: str | Path | None,
@@ -57,11 +70,13 @@ def process_files(
     *,
     device: str | torch.device = "cpu",
     progress: bool | None = None,
+    outputs_like: str | None = None,
 ) -> int:
-    """Run ``process_fn`` over every audio file in ``inputs``; return 0 if all succeeded, else 1.
+    r"""Run ``process_fn`` over every audio file in ``inputs``; return 0 if all succeeded, else 1.
 
     Inputs are files, folders or glob patterns (``find_audio_files``); files found in folders or by
-    patterns that are themselves outputs (``*_<suffix>.*``) are skipped. ``process_fn`` is either
+    patterns that are themselves outputs (stems ending in ``_<suffix>``, or matching the regular
+    expression ``outputs_like``, e.g. ``_s\d+$`` for separated sources) are skipped. ``process_fn`` is either
 
     * a processor factory (anything with ``open(channels)``, e.g. ``audiokit.api.Enhancer``): each file
       is streamed block by block through ``audiokit.blocks.BlockPipeline``, in bounded memory; or
@@ -83,8 +98,12 @@ def process_files(
         failures += 1
         tqdm.write(f"error: {one_line(error, path)}", file=sys.stderr)
 
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        report(AudioError(out_dir, "is not a folder (-o names the folder to write into)"))
+        return 1
+    output_stem = re.compile(outputs_like or f"_{re.escape(suffix)}$")
     files = [f for f in find_audio_files(inputs, on_missing=report)
-             if not f.stem.endswith(f"_{suffix}") or _named_explicitly(f, inputs)]
+             if not output_stem.search(f.stem) or _named_explicitly(f, inputs)]
     open_processor = process_fn.open if hasattr(process_fn, "open") else partial(_WholeChannels, process_fn, device)
     claimed: dict[Path, Path] = {}  # output -> the input it belongs to, to catch name clashes in one run
     total_audio = total_wall = 0.0
@@ -126,6 +145,8 @@ def _claim_outputs(path: Path, out_dir, suffix: str, force: bool, claimed: dict[
             raise AudioError(target, f"would be written for both {claimed[target]} and {path}")
         if target.exists() and not force:
             raise AudioError(target, "exists, use --force")
+        if target.exists() and not target.is_file():
+            raise AudioError(target, "exists and is not a file; not overwritten")
     claimed.update(dict.fromkeys(targets, path))
     return targets
 

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
-from audiokit.cli.batch import add_batch_arguments, process_files
+from audiokit.cli.batch import add_batch_arguments, check_device, process_files
 from audiokit.errors import FileError, ModelError
 from audiokit.hub.pretrained import DEFAULT_ENHANCER
 
@@ -29,16 +27,17 @@ def run(args: argparse.Namespace) -> int:
     """Load the model once, then enhance every input; 1 if any input failed."""
     from audiokit.api import Enhancer
 
-    if str(args.device).startswith("cuda") and not torch.cuda.is_available():
-        raise ModelError(f"--device {args.device}: CUDA is not available on this machine")
-    if args.chunk_ms is not None and args.chunk_ms <= 0:
-        raise ModelError(f"--chunk-ms {args.chunk_ms}: must be positive")
+    check_device(args.device)
+    if args.chunk_ms is not None and not args.stream:
+        raise ModelError(f"--chunk-ms {args.chunk_ms:g}: only used with --stream")
     try:
         from audiokit.hub.pretrained import load_model
 
         model = load_model(args.model, checkpoint=args.checkpoint, device=args.device)
     except ModelError as exc:
         raise FileError(args.model, str(exc)) from None
+    if hasattr(model, "separate") and not hasattr(model, "enhance"):
+        raise FileError(args.model, f"is a {type(model).__name__}, a separation model (try audiokit separate)")
     enhancer = Enhancer(model, stream=args.stream, chunk_ms=args.chunk_ms)
     return process_files(args.inputs, args.output_dir, "enhanced", enhancer, enhancer.sample_rate, args.force,
                          device=args.device)

@@ -42,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.mixture is not None and not args.separated:
         raise FileError(args.mixture, "--mixture is only used with --separated")
+    if args.clean.resolve() == args.estimate.resolve():
+        raise FileError(args.estimate, "is the --clean folder itself; the estimates need their own folder")
     dnsmos = None
     if args.dnsmos is not None:
         from audiokit.metrics.dnsmos import Dnsmos

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
-from audiokit.cli.batch import add_batch_arguments, process_files
-from audiokit.errors import FileError, ModelError
+from audiokit.cli.batch import add_batch_arguments, check_device, process_files
+from audiokit.errors import FileError
 from audiokit.hub.pretrained import DEFAULT_SEPARATOR
 
 
@@ -33,10 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from audiokit.hub.pretrained import load_model
     from audiokit.streaming.separation import WindowedSeparator
 
-    if str(args.device).startswith("cuda") and not torch.cuda.is_available():
-        raise ModelError(f"--device {args.device}: CUDA is not available on this machine")
-    if not 0 < args.overlap < args.window:
-        raise ModelError(f"--overlap {args.overlap} / --window {args.window}: need 0 < overlap < window (seconds)")
+    check_device(args.device)
     try:
         model = load_model(args.model, checkpoint=args.checkpoint, device=args.device)
     except ModelError as exc:
@@ -48,4 +43,4 @@ def run(args: argparse.Namespace) -> int:
         raise FileError(args.model, f"separates {speakers} speakers, not --num-speakers {args.num_speakers}")
     separator = WindowedSeparator(model, args.window, args.overlap, device=args.device)
     return process_files(args.inputs, args.output_dir, "separated", separator, separator.sample_rate, args.force,
-                         device=args.device)
+                         device=args.device, outputs_like=r"_s\d+$")

@@ -5,6 +5,8 @@ they are resampled to the rate each metric needs (PESQ wb 16 kHz, nb 8 kHz).
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pesq as pesq_lib
 import pystoi
@@ -27,7 +29,7 @@ def _pesq(reference, estimate, sample_rate: int, rate: int, mode: str) -> float:
     try:
         with np.errstate(invalid="ignore", divide="ignore"):  # pesq normalises by the peak, 0 for silence
             return float(pesq_lib.pesq(rate, ref, est, mode))
-    except pesq_lib.PesqError:
+    except (pesq_lib.PesqError, ValueError):  # no utterance found; NaN levels of an all-zero signal
         return float("nan")
 
 
@@ -42,5 +44,13 @@ def pesq_nb(reference, estimate, sample_rate: int) -> float:
 
 
 def stoi(reference, estimate, sample_rate: int, extended: bool = False) -> float:
-    """Short-time objective intelligibility, 0..1 (or extended STOI when ``extended``)."""
-    return float(pystoi.stoi(_mono(reference), _mono(estimate), sample_rate, extended=extended))
+    """Short-time objective intelligibility, 0..1 (or extended STOI when ``extended``); NaN when the
+    reference has too little speech for it (pystoi needs 30 non-silent frames, about 0.4 s)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            value = float(pystoi.stoi(_mono(reference), _mono(estimate), sample_rate, extended=extended))
+        except (ValueError, IndexError):  # numpy's AxisError on a few samples
+            return float("nan")
+    too_short = any("Not enough STFT frames" in str(w.message) for w in caught)
+    return float("nan") if too_short else value

@@ -4,6 +4,7 @@ Signals are mono [T] float in [-1, 1]; scores are floats (PESQ in MOS, STOI 0..1
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -91,4 +92,6 @@ def score_folders(
 def average_scores(scores: dict[str, dict[str, float]]) -> dict[str, float]:
     """Mean of each metric over files (NaN entries, e.g. PESQ of silence, left out)."""
     names = dict.fromkeys(name for row in scores.values() for name in row)
-    return {n: float(np.nanmean([row.get(n, np.nan) for row in scores.values()])) for n in names}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column of NaN only: its mean is NaN
+        return {n: float(np.nanmean([row.get(n, np.nan) for row in scores.values()])) for n in names}

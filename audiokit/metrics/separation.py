@@ -43,33 +43,47 @@ def group_sources(files: list[Path]) -> dict[str, list[Path]]:
     return {stem: [found[k] for k in sorted(found)] for stem, found in sorted(groups.items())}
 
 
+def _indices(files: list[Path]) -> list[int]:
+    """The source numbers ``k`` of files named ``<stem>_s<k>.*``, in order."""
+    return [int(SOURCE_NAME.match(f.stem)["index"]) for f in files]
+
+
 def score_separated_folders(reference_dir, estimate_dir, mixture_dir=None,
                             on_error: Callable[[AudiokitError], None] | None = None) -> dict[str, dict[str, float]]:
     """Scores (:func:`score_separation`) of every mixture with references ``<stem>_s<k>.*`` under
     ``reference_dir``, keyed by stem; estimates ``<stem>_s<k>.*`` under ``estimate_dir`` (resampled to
-    the references' rate); ``si_snri`` when ``mixture_dir`` holds ``<stem>.*``. A mixture with missing
-    or a different number of estimates is passed as an error to ``on_error`` (raised when None)."""
+    the first reference's rate, as are the other references); ``si_snri`` when ``mixture_dir`` holds
+    ``<stem>.*``. A mixture whose estimates are missing or numbered unlike its references, or with a
+    silent reference, and a ``reference_dir`` without references, are passed as errors to ``on_error``
+    (raised when None)."""
     references = group_sources(find_audio_files([reference_dir]))
     estimates = group_sources(find_audio_files([estimate_dir]))
     mixtures = {f.stem: f for f in find_audio_files([mixture_dir])} if mixture_dir is not None else {}
     scores: dict[str, dict[str, float]] = {}
+    if not references:
+        error = AudioError(reference_dir, "holds no references <stem>_s<k>.* (e.g. mix_s1.wav, mix_s2.wav)")
+        if on_error is None:
+            raise error
+        on_error(error)
     for stem, ref_files in references.items():
         try:
             est_files = estimates.get(stem, [])
-            if len(est_files) != len(ref_files):
-                raise AudioError(ref_files[0], f"{len(ref_files)} references {stem}_s*, but {len(est_files)} "
-                                               f"estimates {stem}_s* in {estimate_dir}")
-            refs = [_mono(f, None) for f in ref_files]
-            rate = refs[0][1]
-            length = min(len(r) for r, _ in refs)
+            if _indices(est_files) != _indices(ref_files):
+                raise AudioError(ref_files[0], f"references {stem}_s{_indices(ref_files)}, but estimates "
+                                               f"{stem}_s{_indices(est_files)} in {estimate_dir}")
+            first, rate = _mono(ref_files[0], None)
+            refs = [first] + [_mono(f, rate)[0] for f in ref_files[1:]]
+            for ref, path in zip(refs, ref_files):
+                if not np.any(ref):
+                    raise AudioError(path, "is silent: SI-SNR against it is undefined")
             ests = [_mono(f, rate)[0] for f in est_files]
-            length = min([length] + [len(e) for e in ests])
+            length = min(len(x) for x in refs + ests)
             mixture = None
             if mixture_dir is not None:
                 if stem not in mixtures:
                     raise AudioError(ref_files[0], f"no mixture {stem}.* in {mixture_dir}")
                 mixture = _mono(mixtures[stem], rate)[0]
-            scores[stem] = score_separation(np.stack([r[:length] for r, _ in refs]),
+            scores[stem] = score_separation(np.stack([r[:length] for r in refs]),
                                             np.stack([e[:length] for e in ests]), mixture)
         except Exception as exc:  # one bad mixture must not stop the others
             if on_error is None:

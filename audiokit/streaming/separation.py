@@ -15,9 +15,13 @@ so memory does not grow with the length of the signal.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional
 
 import torch
+import torch.nn.functional as F
+
+from audiokit.errors import ModelError
 
 SeparateFn = Callable[[torch.Tensor], torch.Tensor]  # [B, T] -> [B, S, T]
 
@@ -158,21 +162,34 @@ class WindowedSeparator:
 
     Args:
         model: has ``separate(wav [B, T]) -> [B, S, T]`` (or is called so), ``sample_rate``.
-        window_seconds, overlap_seconds: window and overlap lengths.
+        window_seconds, overlap_seconds: window and overlap lengths (``ModelError`` unless
+            ``0 < overlap < window`` in whole samples).
         device: where the model runs; results come back on the CPU.
+
+    Signals shorter than ``min_samples`` are zero-padded to it for the model (whose encoder needs a
+    few frames) and its outputs trimmed back.
     """
+
+    min_samples = 512
 
     def __init__(self, model, window_seconds: float = 4.0, overlap_seconds: float = 1.0, device="cpu"):
         self.model, self.device = model, device
         self.sample_rate = int(model.sample_rate)
+        if not (math.isfinite(window_seconds) and math.isfinite(overlap_seconds)):
+            raise ModelError(f"window {window_seconds} s, overlap {overlap_seconds} s: need finite lengths")
         self.window = int(round(window_seconds * self.sample_rate))
         self.overlap = int(round(overlap_seconds * self.sample_rate))
+        if not 0 < self.overlap < self.window:
+            raise ModelError(f"overlap {overlap_seconds:g} s, window {window_seconds:g} s: need 0 < overlap < window "
+                             f"(here {self.overlap} and {self.window} samples at {self.sample_rate} Hz)")
         self.num_spks = getattr(model, "num_spks", None)
 
     def _separate(self, wav: torch.Tensor) -> torch.Tensor:
         run = getattr(self.model, "separate", self.model)
+        length = wav.shape[-1]
         with torch.inference_mode():
-            return run(wav.to(self.device)).float().cpu()
+            out = run(F.pad(wav, (0, max(0, self.min_samples - length))).to(self.device)).float().cpu()
+        return out[..., :length]
 
     def open(self, channels: int) -> "_ChannelsAsBatch":
         return _ChannelsAsBatch(WindowedSeparation(self._separate, self.window, self.overlap, self.num_spks))
