@@ -157,6 +157,28 @@ class BandModel(torch.nn.Module):
         return band_separator(wav)
 
 
+def test_shift_averaging_aligns_speakers_before_averaging():
+    from audiokit.errors import ModelError
+    from audiokit.streaming.separation import averaged_over_shifts
+
+    torch.manual_seed(3)
+    sources = two_talkers(2)
+    lengths = []
+
+    def recording(wav):
+        lengths.append(wav.shape[-1])
+        return band_separator(wav)                           # sources in a random order per call
+
+    assert averaged_over_shifts(band_separator, 1, 16) is band_separator
+    out = averaged_over_shifts(recording, 4, 16)(sources.sum(0, keepdim=True))
+    assert lengths == [sources.shape[-1] + d for d in (0, 4, 8, 12)]
+    assert out.shape == (1, 2, sources.shape[-1])
+    score, _ = pit_si_snr(sources.numpy(), out[0].numpy())
+    assert score > 20                                        # swapped copies would average to half the mix
+    with pytest.raises(ModelError, match="at least 1"):
+        averaged_over_shifts(band_separator, 0, 16)
+
+
 def test_batch_files_get_consistent_speaker_outputs(tmp_path):
     from audiokit.cli.batch import process_files
 
@@ -254,13 +276,14 @@ def test_pretrained_separator_round_trip_and_cli_errors(tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
     # a folder run skips the outputs of an earlier one; a clip of a few samples still separates
     sf.write(tmp_path / "few.wav", np.full(5, 0.01, np.float32), RATE)
-    assert main(["separate", str(tmp_path), "--model", str(path), "-o", str(tmp_path / "out")]) == 0
+    assert main(["separate", str(tmp_path), "--model", str(path), "-o", str(tmp_path / "out"), "--shifts", "2"]) == 0
     assert sorted(f.name for f in (tmp_path / "out").iterdir()) == ["few_s1.wav", "few_s2.wav", "m_s1.wav", "m_s2.wav"]
     assert sf.info(tmp_path / "out/few_s1.wav").frames == 5
     capsys.readouterr()
     # option errors: one line before any work
     for options, problem in ((["--device", "gpu"], "--device gpu: not a torch device"),
                              (["--window", "inf"], "need finite lengths"),
+                             (["--shifts", "0"], "shifts must be at least 1"),
                              (["--window", "1", "--overlap", "0.00001"], "here 0 and 8000 samples"),
                              (["-o", str(tmp_path / "m.wav")], "m.wav: is not a folder")):
         assert main(["separate", str(tmp_path / "m.wav"), "--model", str(path), *options]) == 1

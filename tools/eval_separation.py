@@ -4,6 +4,7 @@
     python tools/eval_separation.py --model mossformer2_ss_8k_small       # a pretrained name or .safetensors
     python tools/eval_separation.py --run /work/runs/sep_d5 --average 5   # mean weights of its 5 best checkpoints
     python tools/eval_separation.py --run /work/runs/sep_d5 --split valid # the run's own validation set
+    python tools/eval_separation.py --model mossformer2_ss_8k_small --shifts 4  # as audiokit separate --shifts 4
 
 The mixtures come from the recipe's ``holdout_speakers`` (speakers never trained on) through
 ``SpeakerMixtureDataset(split="heldout")``: ``--count`` mixtures of ``--seconds`` seconds, two different
@@ -34,6 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from audiokit.hub.export import build_recipe_model  # noqa: E402
 from audiokit.metrics.separation import score_separation  # noqa: E402
+from audiokit.streaming.separation import averaged_over_shifts  # noqa: E402
 from audiokit.tasks.augment import Mixer  # noqa: E402
 from audiokit.tasks.mixtures import SpeakerMixtureDataset  # noqa: E402
 
@@ -118,6 +120,8 @@ def main(argv=None) -> int:
     parser.add_argument("--count", type=int, default=200, help="number of mixtures (default 200)")
     parser.add_argument("--seconds", type=float, default=3.0, help="mixture length (default 3 s)")
     parser.add_argument("--seed", type=int, default=20240, help="seed of the mixture set (default 20240)")
+    parser.add_argument("--shifts", type=int, default=1, metavar="N",
+                        help="average N separations on shifted frame grids (as audiokit separate --shifts)")
     parser.add_argument("--json", type=Path, help="write per-mixture figures here")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -125,6 +129,7 @@ def main(argv=None) -> int:
     if args.average > 1 and args.run is None:
         parser.error("--average needs --run")
     model = load_separator(args)
+    separate = averaged_over_shifts(model.separate, args.shifts, model.hop_length)
     data = recipe_data(args.recipe)
     if args.split == "valid":
         mixtures = validation_mixtures(args.run / "hyperparams.yaml" if args.run else args.recipe)
@@ -141,7 +146,7 @@ def main(argv=None) -> int:
     for i in range(len(mixtures)):
         item = mixtures[i]
         with torch.inference_mode():
-            est = model.separate(item["noisy"][None])[0]
+            est = separate(item["noisy"][None])[0]
         row = score_separation(item["clean"].numpy(), est.numpy(), item["noisy"].numpy())
         row["pair"] = "+".join(sorted(corpus_of(s) for s in item["speakers"]))
         row["speakers"] = list(item["speakers"])

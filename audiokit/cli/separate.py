@@ -1,5 +1,5 @@
 """``audiokit separate INPUT... [-o DIR] [--model NAME|PATH] [--checkpoint FILE] [--num-speakers N]
-[--device cpu|cuda] [--window S --overlap S] [--force]``: write ``<stem>_s1.wav``, ``<stem>_s2.wav``, ...
+[--device cpu|cuda] [--window S --overlap S] [--shifts N] [--force]``: write ``<stem>_s1.wav``, ``<stem>_s2.wav``, ...
 
 Each channel is separated on its own, in overlapping windows whose speaker order is aligned on the
 overlap, so a speaker stays on the same output over any length of audio, in bounded memory.
@@ -23,6 +23,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--window", type=float, default=4.0, metavar="S", help="seconds per model call (default: 4)")
     parser.add_argument("--overlap", type=float, default=1.0, metavar="S",
                         help="seconds shared by consecutive windows, used to keep speakers in order (default: 1)")
+    parser.add_argument("--shifts", type=int, default=1, metavar="N",
+                        help="separate each window N times on shifted frame grids and average "
+                             "(better, N times slower; default: 1)")
     return parser
 
 
@@ -41,6 +44,6 @@ def run(args: argparse.Namespace) -> int:
     speakers = getattr(model, "num_spks", None)
     if args.num_speakers is not None and speakers is not None and args.num_speakers != speakers:
         raise FileError(args.model, f"separates {speakers} speakers, not --num-speakers {args.num_speakers}")
-    separator = WindowedSeparator(model, args.window, args.overlap, device=args.device)
+    separator = WindowedSeparator(model, args.window, args.overlap, device=args.device, shifts=args.shifts)
     return process_files(args.inputs, args.output_dir, "separated", separator, separator.sample_rate, args.force,
                          device=args.device, outputs_like=r"_s\d+$")

@@ -66,6 +66,32 @@ def _unit_magnitude(profile: torch.Tensor) -> torch.Tensor:
     return magnitude / (magnitude.norm(dim=-1, keepdim=True) + 1e-12)
 
 
+def averaged_over_shifts(separate: SeparateFn, shifts: int, hop: int) -> SeparateFn:
+    """``separate`` (``[B, T] -> [B, S, T]``) made to run on ``shifts`` copies of its input, delayed by
+    ``i * hop // shifts`` samples (``i = 0 .. shifts - 1``); each output is moved back, put in the
+    speaker order of the first, and the mean is returned.
+
+    A frame-based model (encoder hop ``hop`` samples) sees each copy on another frame grid, and the
+    mean of its estimates is usually better than any one (test-time augmentation, as Demucs'
+    ``--shifts``); it costs ``shifts`` model calls.  ``shifts=1`` returns ``separate`` itself.
+    """
+    if shifts < 1:
+        raise ModelError(f"shifts must be at least 1, got {shifts}")
+    if shifts == 1:
+        return separate
+
+    def run(wav: torch.Tensor) -> torch.Tensor:
+        first = separate(wav)
+        total = first.clone()
+        for i in range(1, shifts):
+            delay = i * hop // shifts
+            out = separate(F.pad(wav, (delay, 0)))[..., delay:]
+            total += reorder(out, best_order(first, out))
+        return total / shifts
+
+    return run
+
+
 def _fades(length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """Complementary raised-cosine fade-out and fade-in [length] that sum to 1."""
     fade_in = 0.5 - 0.5 * torch.cos(torch.pi * (torch.arange(length, device=device) + 0.5) / length)
@@ -165,6 +191,8 @@ class WindowedSeparator:
         window_seconds, overlap_seconds: window and overlap lengths (``ModelError`` unless
             ``0 < overlap < window`` in whole samples).
         device: where the model runs; results come back on the CPU.
+        shifts: each window is separated this many times on shifted frame grids and the results
+            averaged (:func:`averaged_over_shifts`, the model's ``hop_length``); 1: once.
 
     Signals shorter than ``min_samples`` are zero-padded to it for the model (whose encoder needs a
     few frames) and its outputs trimmed back.
@@ -172,8 +200,11 @@ class WindowedSeparator:
 
     min_samples = 512
 
-    def __init__(self, model, window_seconds: float = 4.0, overlap_seconds: float = 1.0, device="cpu"):
+    def __init__(self, model, window_seconds: float = 4.0, overlap_seconds: float = 1.0, device="cpu",
+                 shifts: int = 1):
         self.model, self.device = model, device
+        run = getattr(model, "separate", model)
+        self.run = averaged_over_shifts(run, shifts, int(getattr(model, "hop_length", 1)))
         self.sample_rate = int(model.sample_rate)
         if not (math.isfinite(window_seconds) and math.isfinite(overlap_seconds)):
             raise ModelError(f"window {window_seconds} s, overlap {overlap_seconds} s: need finite lengths")
@@ -185,10 +216,9 @@ class WindowedSeparator:
         self.num_spks = getattr(model, "num_spks", None)
 
     def _separate(self, wav: torch.Tensor) -> torch.Tensor:
-        run = getattr(self.model, "separate", self.model)
         length = wav.shape[-1]
         with torch.inference_mode():
-            out = run(F.pad(wav, (0, max(0, self.min_samples - length))).to(self.device)).float().cpu()
+            out = self.run(F.pad(wav, (0, max(0, self.min_samples - length))).to(self.device)).float().cpu()
         return out[..., :length]
 
     def open(self, channels: int) -> "_ChannelsAsBatch":
