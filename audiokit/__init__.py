@@ -1,11 +1,12 @@
 """audiokit: streaming speech and audio processing on a plain CPU.
 
-``audiokit.enhance``, ``audiokit.enhance_file`` and ``audiokit.load_model`` (see :mod:`audiokit.api`)
-are imported on first use, so that ``import audiokit`` stays cheap.
+``audiokit.enhance``, ``audiokit.enhance_file``, ``audiokit.separate``, ``audiokit.separate_file`` and
+``audiokit.load_model`` (see :mod:`audiokit.api`) are imported on first use, so that ``import audiokit``
+stays cheap.
 """
 __version__ = "0.1.0"
 
-_API = ("enhance", "enhance_file", "load_model")
+_API = ("enhance", "enhance_file", "load_model", "separate", "separate_file")
 
 
 def __getattr__(name: str):

@@ -1,14 +1,17 @@
-"""The Python API: enhance arrays and files with a pretrained (or any) model.
+"""The Python API: enhance and separate arrays and files with a pretrained (or any) model.
 
     import audiokit
     clean = audiokit.enhance(noisy, 48000)                # ndarray/tensor [T] or [C, T], same back
     audiokit.enhance_file("talk.wav")                     # -> talk_enhanced.wav
+    talkers = audiokit.separate(mixture, 16000)           # [S, T] (or [S, C, T]), at 16 kHz
+    audiokit.separate_file("meeting.wav", shifts=4)       # -> meeting_s1.wav, meeting_s2.wav
     model = audiokit.load_model("frcrn_causal_small")
 
 Every path runs the model through the streaming runtime (``audiokit.streaming.runtime``), one stream per
 channel, in large chunks (exact for causal models, windowed overlap-add otherwise) or, with
 ``stream=True``, in chunks of ``chunk_ms`` milliseconds as live audio would arrive. Resampling to the
-model rate and back is done in chunks too, so memory stays bounded whatever the length.
+model rate and back is done in chunks too, so memory stays bounded whatever the length. Separation runs
+the model in overlapping windows whose speakers are aligned (``audiokit.streaming.separation``).
 """
 from __future__ import annotations
 
@@ -21,9 +24,10 @@ from torch import nn
 
 from audiokit.blocks import BLOCK_SECONDS, BlockPipeline, ChannelStreams, process_file
 from audiokit.errors import AudioError, ModelError
-from audiokit.hub.pretrained import DEFAULT_ENHANCER, load_model
+from audiokit.hub.pretrained import DEFAULT_ENHANCER, DEFAULT_SEPARATOR, load_model
+from audiokit.streaming.separation import WindowedSeparator
 
-__all__ = ["Enhancer", "enhance", "enhance_file", "load_model"]
+__all__ = ["Enhancer", "enhance", "enhance_file", "load_model", "separate", "separate_file"]
 
 STREAM_CHUNK_MS = 20.0
 
@@ -60,19 +64,71 @@ def enhance(wav: Union[np.ndarray, torch.Tensor], sample_rate: int, model: Model
     Each channel is enhanced on its own. Raises AudioError for empty input or NaN/Inf samples.
     """
     enhancer = model if isinstance(model, Enhancer) else Enhancer(model, stream, chunk_ms)
+    return _process_array(enhancer, wav, sample_rate, outputs=False)
+
+
+def _process_array(processor, wav, sample_rate: int, outputs: bool):
+    """``wav`` [T] or [C, T] through ``processor`` (``open(channels)``, ``sample_rate``), in blocks:
+    the same shape back, or with ``outputs`` every output stacked in front ([S, T] or [S, C, T])."""
     x = torch.as_tensor(np.asarray(wav, dtype=np.float32) if isinstance(wav, np.ndarray) else wav)
     if x.ndim not in (1, 2) or x.shape[-1] == 0:
         raise AudioError("input", f"shape {tuple(x.shape)}, want [T] or [C, T] with T > 0")
     if not torch.isfinite(x).all():
         raise AudioError("input", "contains NaN or Inf samples")
     channels = x.detach().cpu().float().reshape(-1, x.shape[-1])
-    pipeline = BlockPipeline(enhancer.open(channels.shape[0]), sample_rate, enhancer.sample_rate)
+    pipeline = BlockPipeline(processor.open(channels.shape[0]), sample_rate, processor.sample_rate)
     block = max(1, int(BLOCK_SECONDS * sample_rate))
     outs = [pipeline.feed(piece) for piece in channels.split(block, dim=-1)] + [pipeline.flush()]
-    out = torch.cat(outs, dim=-1)[0].reshape(x.shape)
+    out = torch.cat(outs, dim=-1)  # [S, C, T]
+    out = out.reshape(out.shape[0], *x.shape) if outputs else out[0].reshape(x.shape)
     if isinstance(wav, np.ndarray):
         return out.numpy().astype(wav.dtype if wav.dtype.kind == "f" else np.float32, copy=False)
     return out.to(device=x.device, dtype=x.dtype if x.is_floating_point() else torch.float32)
+
+
+def _separator(model: ModelSpec, shifts: int, device: str = "cpu") -> WindowedSeparator:
+    """The separation model (None: the default) in 4 s windows overlapping by 1 s."""
+    module = model if isinstance(model, nn.Module) else load_model(str(model or DEFAULT_SEPARATOR), device=device)
+    if not hasattr(module, "separate"):
+        raise ModelError(f"{type(module).__name__} is not a separation model (use enhance)")
+    return WindowedSeparator(module, device=device, shifts=shifts)
+
+
+def separate(wav: Union[np.ndarray, torch.Tensor], sample_rate: int, model: ModelSpec = None,
+             shifts: int = 1) -> Union[np.ndarray, torch.Tensor]:
+    """Split ``wav`` ([T] or [C, T], float, at ``sample_rate`` Hz) into one signal per talker:
+    ``[S, T]`` or ``[S, C, T]`` of the same type and rate, each channel separated on its own.
+
+    Any length, in bounded memory: 4 s windows overlapping by 1 s, each speaker kept on its output.
+    ``shifts``: average that many passes on shifted frame grids (slower, better). Raises AudioError
+    for empty input or NaN/Inf samples.
+    """
+    return _process_array(_separator(model, shifts), wav, sample_rate, outputs=True)
+
+
+def separate_file(path: Union[str, Path], out_dir: Union[str, Path, None] = None, model: ModelSpec = None,
+                  force: bool = False, shifts: int = 1) -> list[Path]:
+    """Separate an audio file into ``<stem>_s1.wav``, ``<stem>_s2.wav``, ... in ``out_dir`` (default: beside
+    it), 16-bit WAV at the file's rate and channels; returns their paths.
+
+    Refuses to overwrite unless ``force`` (all outputs checked before any is written); raises AudioError
+    for a bad file (nothing is written then).
+    """
+    path = Path(path)
+    folder = Path(out_dir) if out_dir is not None else path.parent
+    separator = _separator(model, shifts)
+    targets: list[Path] = []
+
+    def name_outputs(count: int) -> list[Path]:
+        names = [folder / f"{path.stem}_s{k + 1}.wav" for k in range(count)]
+        for target in names:
+            if target.exists() and not force:
+                raise AudioError(target, "exists, use force=True")
+        targets.extend(names)
+        return names
+
+    process_file(path, separator.open, separator.sample_rate, name_outputs)
+    return targets
 
 
 def enhance_file(path: Union[str, Path], out_path: Union[str, Path, None] = None,

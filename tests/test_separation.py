@@ -194,6 +194,30 @@ def test_batch_files_get_consistent_speaker_outputs(tmp_path):
     assert score > 25
 
 
+def test_python_api_separates_arrays_and_files(tmp_path):
+    import audiokit
+    from audiokit.errors import AudioError, ModelError
+
+    torch.manual_seed(2)
+    sources = two_talkers(6)
+    mix = sources.sum(0)
+    out = audiokit.separate(mix.numpy(), RATE, model=BandModel())
+    assert isinstance(out, np.ndarray) and out.dtype == np.float32 and out.shape == (2, mix.numel())
+    assert pit_si_snr(sources.numpy(), out)[0] > 20
+    stereo = audiokit.separate(torch.stack([mix, 0.5 * mix]), 2 * RATE, model=BandModel(), shifts=2)
+    assert isinstance(stereo, torch.Tensor) and stereo.shape == (2, 2, mix.numel())
+    torch.testing.assert_close(stereo[:, 1], 0.5 * stereo[:, 0], atol=1e-5, rtol=0)
+    sf.write(tmp_path / "talk.wav", mix.numpy(), RATE)
+    written = audiokit.separate_file(tmp_path / "talk.wav", tmp_path / "out", model=BandModel())
+    assert [p.name for p in written] == ["talk_s1.wav", "talk_s2.wav"] and all(p.is_file() for p in written)
+    with pytest.raises(AudioError, match="talk_s1.wav: exists"):
+        audiokit.separate_file(tmp_path / "talk.wav", tmp_path / "out", model=BandModel())
+    with pytest.raises(AudioError, match="NaN"):
+        audiokit.separate(np.full(100, np.nan, np.float32), RATE, model=BandModel())
+    with pytest.raises(ModelError, match="not a separation model"):
+        audiokit.separate(mix, RATE, model=torch.nn.Identity())
+
+
 def test_pit_scoring_of_folders_and_evaluate_cli(tmp_path, capsys):
     from audiokit.cli.main import main
     from audiokit.metrics.separation import score_separated_folders
