@@ -192,7 +192,8 @@ class WindowedSeparator:
             ``0 < overlap < window`` in whole samples).
         device: where the model runs; results come back on the CPU.
         shifts: each window is separated this many times on shifted frame grids and the results
-            averaged (:func:`averaged_over_shifts`, the model's ``hop_length``); 1: once.
+            averaged (:func:`averaged_over_shifts` over the model's ``hop_length``; a model without
+            one gets delays of 0, 1, 2, ... samples); 1: once.
 
     Signals shorter than ``min_samples`` are zero-padded to it for the model (whose encoder needs a
     few frames) and its outputs trimmed back.
@@ -204,7 +205,7 @@ class WindowedSeparator:
                  shifts: int = 1):
         self.model, self.device = model, device
         run = getattr(model, "separate", model)
-        self.run = averaged_over_shifts(run, shifts, int(getattr(model, "hop_length", 1)))
+        self.run = averaged_over_shifts(run, shifts, int(getattr(model, "hop_length", shifts)))
         self.sample_rate = int(model.sample_rate)
         if not (math.isfinite(window_seconds) and math.isfinite(overlap_seconds)):
             raise ModelError(f"window {window_seconds} s, overlap {overlap_seconds} s: need finite lengths")
