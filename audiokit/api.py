@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from audiokit.blocks import BLOCK_SECONDS, BlockPipeline, ChannelStreams, process_file
+from audiokit.blocks import BLOCK_SECONDS, BlockPipeline, ChannelStreams, check_targets, output_paths, process_file
 from audiokit.errors import AudioError, ModelError
 from audiokit.hub.pretrained import DEFAULT_ENHANCER, DEFAULT_SEPARATOR, load_model
 from audiokit.streaming.separation import WindowedSeparator
@@ -109,7 +109,8 @@ def separate(wav: Union[np.ndarray, torch.Tensor], sample_rate: int, model: Mode
 def separate_file(path: Union[str, Path], out_dir: Union[str, Path, None] = None, model: ModelSpec = None,
                   force: bool = False, shifts: int = 1) -> list[Path]:
     """Separate an audio file into ``<stem>_s1.wav``, ``<stem>_s2.wav``, ... in ``out_dir`` (default: beside
-    it), 16-bit WAV at the file's rate and channels; returns their paths.
+    it; ``<stem>_separated.wav`` for a one-output model, as the CLI), 16-bit WAV at the file's rate and
+    channels; returns their paths.
 
     Refuses to overwrite unless ``force`` (all outputs checked before any is written); raises AudioError
     for a bad file (nothing is written then).
@@ -120,12 +121,9 @@ def separate_file(path: Union[str, Path], out_dir: Union[str, Path, None] = None
     targets: list[Path] = []
 
     def name_outputs(count: int) -> list[Path]:
-        names = [folder / f"{path.stem}_s{k + 1}.wav" for k in range(count)]
-        for target in names:
-            if target.exists() and not force:
-                raise AudioError(target, "exists, use force=True")
-        targets.extend(names)
-        return names
+        targets.extend(output_paths(path, folder, "separated", count))
+        check_targets(targets, force, "use force=True")
+        return targets
 
     process_file(path, separator.open, separator.sample_rate, name_outputs)
     return targets
@@ -144,8 +142,7 @@ def enhance_file(path: Union[str, Path], out_path: Union[str, Path, None] = None
     enhancer = model if isinstance(model, Enhancer) else Enhancer(model, stream, chunk_ms)
 
     def name_outputs(count: int) -> list[Path]:
-        if target.exists() and not force:
-            raise AudioError(target, "exists, use force=True")
+        check_targets([target], force, "use force=True")
         return [target]
 
     process_file(path, enhancer.open, enhancer.sample_rate, name_outputs)

@@ -182,6 +182,24 @@ def open_blocks(path: Path, seconds: float = BLOCK_SECONDS) -> tuple[int, int, I
     return f.samplerate, f.channels, blocks()
 
 
+def output_paths(path: Path, folder: Path, suffix: str, count: int) -> list[Path]:
+    """Where the ``count`` outputs of input ``path`` go in ``folder``: ``<stem>_<suffix>.wav`` for one,
+    ``<stem>_s1.wav`` ... ``<stem>_s<count>.wav`` for several (e.g. one per speaker)."""
+    if count == 1:
+        return [folder / f"{path.stem}_{suffix}.wav"]
+    return [folder / f"{path.stem}_s{k + 1}.wav" for k in range(count)]
+
+
+def check_targets(targets: Sequence[Path], force: bool, force_hint: str = "use --force") -> None:
+    """AudioError naming the first target that exists (unless ``force``) or that is not a file (never
+    replaced), so that all are checked before any output is written."""
+    for target in targets:
+        if target.exists() and not force:
+            raise AudioError(target, f"exists, {force_hint}")
+        if target.exists() and not target.is_file():
+            raise AudioError(target, "exists and is not a file; not overwritten")
+
+
 class _Writers:
     """16-bit WAV files written block by block under temporary names; ``commit`` renames them into place,
     ``discard`` deletes them."""

@@ -175,8 +175,9 @@ def test_shift_averaging_aligns_speakers_before_averaging():
     assert out.shape == (1, 2, sources.shape[-1])
     score, _ = pit_si_snr(sources.numpy(), out[0].numpy())
     assert score > 20                                        # swapped copies would average to half the mix
-    with pytest.raises(ModelError, match="at least 1"):
-        averaged_over_shifts(band_separator, 0, 16)
+    for shifts in (0, 17):
+        with pytest.raises(ModelError, match="shifts must be from 1 to the model's hop"):
+            averaged_over_shifts(band_separator, shifts, 16)
 
 
 def test_batch_files_get_consistent_speaker_outputs(tmp_path):
@@ -210,8 +211,14 @@ def test_python_api_separates_arrays_and_files(tmp_path):
     sf.write(tmp_path / "talk.wav", mix.numpy(), RATE)
     written = audiokit.separate_file(tmp_path / "talk.wav", tmp_path / "out", model=BandModel())
     assert [p.name for p in written] == ["talk_s1.wav", "talk_s2.wav"] and all(p.is_file() for p in written)
-    with pytest.raises(AudioError, match="talk_s1.wav: exists"):
+    with pytest.raises(AudioError, match="talk_s1.wav: exists, use force=True"):
         audiokit.separate_file(tmp_path / "talk.wav", tmp_path / "out", model=BandModel())
+    written[1].unlink()
+    written[1].mkdir()                                        # never replaced, nor half a set written
+    before = written[0].read_bytes()
+    with pytest.raises(AudioError, match="talk_s2.wav: exists and is not a file"):
+        audiokit.separate_file(tmp_path / "talk.wav", tmp_path / "out", model=BandModel(), force=True)
+    assert written[0].read_bytes() == before and written[1].is_dir()
     with pytest.raises(AudioError, match="NaN"):
         audiokit.separate(np.full(100, np.nan, np.float32), RATE, model=BandModel())
     with pytest.raises(ModelError, match="not a separation model"):
@@ -307,7 +314,8 @@ def test_pretrained_separator_round_trip_and_cli_errors(tmp_path, capsys):
     # option errors: one line before any work
     for options, problem in ((["--device", "gpu"], "--device gpu: not a torch device"),
                              (["--window", "inf"], "need finite lengths"),
-                             (["--shifts", "0"], "shifts must be at least 1"),
+                             (["--shifts", "0"], "shifts must be from 1 to the model's hop (8 samples)"),
+                             (["--model", str(tmp_path / "nope.safetensors")], "nope.safetensors: "),
                              (["--window", "1", "--overlap", "0.00001"], "here 0 and 8000 samples"),
                              (["-o", str(tmp_path / "m.wav")], "m.wav: is not a folder")):
         assert main(["separate", str(tmp_path / "m.wav"), "--model", str(path), *options]) == 1

@@ -49,8 +49,11 @@ def main(argv=None) -> int:
             trained = widen_state_dict(MossFormer2Separator(**config), trained, noise=args.noise)
         deeper = MossFormer2Separator(**{**config, "num_blocks": args.num_blocks or config["num_blocks"]})
         added = deepen(deeper, trained)
-    except (AudiokitError, ValueError) as exc:
+    except AudiokitError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"error: {args.run}: {exc}", file=sys.stderr)
         return 1
     partial = args.out.with_name(args.out.name + ".partial")
     torch.save(deeper.state_dict(), partial)

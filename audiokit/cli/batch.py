@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from audiokit.audio.io import find_audio_files
-from audiokit.blocks import process_file
+from audiokit.blocks import check_targets, output_paths, process_file
 from audiokit.errors import AudioError, ModelError, one_line
 
 ProcessFn = Callable[[torch.Tensor], torch.Tensor]
@@ -56,6 +56,8 @@ def check_device(device: str) -> None:
         raise ModelError(f"--device {device}: not a torch device (cpu, cuda, cuda:N)") from None
     if kind == "cuda" and not torch.cuda.is_available():
         raise ModelError(f"--device {device}: CUDA is not available on this machine")
+    if kind == "cuda" and (torch.device(device).index or 0) >= torch.cuda.device_count():
+        raise ModelError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if kind not in ("cpu", "cuda"):
         raise ModelError(f"--device {device}: only cpu and cuda are supported")
 
@@ -101,7 +103,7 @@ def process_files(
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         report(AudioError(out_dir, "is not a folder (-o names the folder to write into)"))
         return 1
-    output_stem = re.compile(outputs_like or f"_{re.escape(suffix)}$")
+    output_stem = re.compile(f"_{re.escape(suffix)}$" + (f"|{outputs_like}" if outputs_like else ""))
     files = [f for f in find_audio_files(inputs, on_missing=report)
              if not output_stem.search(f.stem) or _named_explicitly(f, inputs)]
     open_processor = process_fn.open if hasattr(process_fn, "open") else partial(_WholeChannels, process_fn, device)
@@ -137,16 +139,11 @@ def _named_explicitly(path: Path, inputs: Iterable[str | Path]) -> bool:
 def _claim_outputs(path: Path, out_dir, suffix: str, force: bool, claimed: dict[Path, Path], count: int) -> list[Path]:
     """The ``count`` output paths of ``path``; AudioError when one exists (without ``force``) or was
     written for another input in this run. All are checked before any is written."""
-    folder = Path(out_dir) if out_dir is not None else path.parent
-    names = [f"{path.stem}_{suffix}.wav"] if count == 1 else [f"{path.stem}_s{i + 1}.wav" for i in range(count)]
-    targets = [folder / name for name in names]
+    targets = output_paths(path, Path(out_dir) if out_dir is not None else path.parent, suffix, count)
     for target in targets:
         if target in claimed:
             raise AudioError(target, f"would be written for both {claimed[target]} and {path}")
-        if target.exists() and not force:
-            raise AudioError(target, "exists, use --force")
-        if target.exists() and not target.is_file():
-            raise AudioError(target, "exists and is not a file; not overwritten")
+    check_targets(targets, force)
     claimed.update(dict.fromkeys(targets, path))
     return targets
 

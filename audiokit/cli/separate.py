@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from audiokit.cli.batch import add_batch_arguments, check_device, process_files
-from audiokit.errors import FileError
+from audiokit.errors import FileError, ModelError
 from audiokit.hub.pretrained import DEFAULT_SEPARATOR
 
 

@@ -68,6 +68,8 @@ def score_separated_folders(reference_dir, estimate_dir, mixture_dir=None,
     for stem, ref_files in references.items():
         try:
             est_files = estimates.get(stem, [])
+            if not est_files:
+                raise AudioError(ref_files[0], f"no estimates {stem}_s*.* in {estimate_dir}")
             if _indices(est_files) != _indices(ref_files):
                 raise AudioError(ref_files[0], f"references {stem}_s{_indices(ref_files)}, but estimates "
                                                f"{stem}_s{_indices(est_files)} in {estimate_dir}")

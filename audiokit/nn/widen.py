@@ -13,8 +13,8 @@ from a narrow model's state dict:
 
 Copies with identical weights would stay identical under training (their gradients are equal
 up to a factor, and Adam cancels the factor), so the *output* rows of every linear map get
-antithetic noise: the ``k`` copies of a row get ``+e``, ``-e`` (mean zero over the copies), of
-``noise`` times the weight's standard deviation.  Consumers average the copies, so the noise
+antithetic noise, of about ``noise`` times the weight's standard deviation, whose mean over the
+``k`` copies of a row is zero (``+e`` and ``-e`` for ``k = 2``).  Consumers average the copies, so the noise
 cancels to first order; ``noise=0`` reproduces the narrow model's output exactly.
 """
 from __future__ import annotations
@@ -62,7 +62,8 @@ def widen_state_dict(wide: nn.Module, narrow: Dict[str, torch.Tensor], noise: fl
     state = {}
     for key, shape in ((k, v.shape) for k, v in target.items()):
         value = narrow[key].detach().float() if narrow[key].is_floating_point() else narrow[key]
-        if value.dim() != len(shape) or any(new % old for new, old in zip(shape, value.shape) if old):
+        if value.dim() != len(shape) or any(new < old or not old or new % old
+                                            for new, old in zip(shape, value.shape) if new != old):
             raise ValueError(f"{key}: {tuple(value.shape)} does not widen to {tuple(shape)}")
         grown = {axis: new // old for axis, (new, old) in enumerate(zip(shape, value.shape)) if new != old}
         for axis, factor in grown.items():

@@ -73,10 +73,11 @@ def averaged_over_shifts(separate: SeparateFn, shifts: int, hop: int) -> Separat
 
     A frame-based model (encoder hop ``hop`` samples) sees each copy on another frame grid, and the
     mean of its estimates is usually better than any one (test-time augmentation, as Demucs'
-    ``--shifts``); it costs ``shifts`` model calls.  ``shifts=1`` returns ``separate`` itself.
+    ``--shifts``); it costs ``shifts`` model calls.  ``shifts=1`` returns ``separate`` itself; more
+    than ``hop`` would repeat delays and is refused (``ModelError``).
     """
-    if shifts < 1:
-        raise ModelError(f"shifts must be at least 1, got {shifts}")
+    if not 1 <= shifts <= max(1, hop):
+        raise ModelError(f"shifts must be from 1 to the model's hop ({hop} samples), got {shifts}")
     if shifts == 1:
         return separate
 
