@@ -51,12 +51,13 @@ def add_batch_arguments(parser: argparse.ArgumentParser, default_model: str | No
 def check_device(device: str) -> None:
     """ModelError unless ``device`` names a torch device this machine has (``--device``)."""
     try:
-        kind = torch.device(device).type
+        parsed = torch.device(device)
     except (RuntimeError, ValueError):
         raise ModelError(f"--device {device}: not a torch device (cpu, cuda, cuda:N)") from None
+    kind = parsed.type
     if kind == "cuda" and not torch.cuda.is_available():
         raise ModelError(f"--device {device}: CUDA is not available on this machine")
-    if kind == "cuda" and (torch.device(device).index or 0) >= torch.cuda.device_count():
+    if kind == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
         raise ModelError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if kind not in ("cpu", "cuda"):
         raise ModelError(f"--device {device}: only cpu and cuda are supported")

@@ -204,9 +204,9 @@ class WindowedSeparator:
 
     def __init__(self, model, window_seconds: float = 4.0, overlap_seconds: float = 1.0, device="cpu",
                  shifts: int = 1):
-        self.model, self.device = model, device
-        run = getattr(model, "separate", model)
-        self.run = averaged_over_shifts(run, shifts, int(getattr(model, "hop_length", shifts)))
+        self.device = device
+        self.run = averaged_over_shifts(getattr(model, "separate", model), shifts,
+                                        int(getattr(model, "hop_length", shifts)))
         self.sample_rate = int(model.sample_rate)
         if not (math.isfinite(window_seconds) and math.isfinite(overlap_seconds)):
             raise ModelError(f"window {window_seconds} s, overlap {overlap_seconds} s: need finite lengths")
