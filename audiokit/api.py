@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from audiokit.blocks import BLOCK_SECONDS, BlockPipeline, ChannelStreams, check_targets, output_paths, process_file
-from audiokit.errors import AudioError, ModelError
+from audiokit.errors import AudioError, ModelError, ModelKindError
 from audiokit.hub.pretrained import DEFAULT_ENHANCER, DEFAULT_SEPARATOR, load_model
 from audiokit.streaming.separation import WindowedSeparator
 
@@ -38,14 +38,19 @@ class Enhancer:
     """A model ready to enhance: ``open(channels)`` gives a block processor (``audiokit.blocks``).
 
     ``model``: None (the default enhancer), a pretrained name or file, or a module with ``sample_rate``
-    and ``enhance`` (or the streaming interface). ``stream``: chunks of ``chunk_ms`` ms (default 20)
-    instead of ``BLOCK_SECONDS``; non-causal models then use the runtime's default window.
+    and ``enhance`` (or the streaming interface); ModelKindError for a separation model. ``stream``:
+    chunks of ``chunk_ms`` ms (default 20) instead of ``BLOCK_SECONDS``; non-causal models then use the
+    runtime's default window.
     """
+
+    num_outputs = 1  # one enhanced signal per input
 
     def __init__(self, model: ModelSpec = None, stream: bool = False, chunk_ms: Optional[float] = None,
                  device: str = "cpu"):
         self.model = model if isinstance(model, nn.Module) else load_model(str(model or DEFAULT_ENHANCER),
                                                                            device=device)
+        if hasattr(self.model, "separate") and not hasattr(self.model, "enhance"):
+            raise ModelKindError(f"is a {type(self.model).__name__}, a separation model (use separate)")
         self.sample_rate = int(getattr(self.model, "sample_rate", 16000))
         if stream and chunk_ms is not None and not 0 < chunk_ms < float("inf"):
             raise ModelError(f"--chunk-ms must be a positive number, got {chunk_ms}")
@@ -89,8 +94,6 @@ def _process_array(processor, wav, sample_rate: int, outputs: bool):
 def _separator(model: ModelSpec, shifts: int, device: str = "cpu") -> WindowedSeparator:
     """The separation model (None: the default) in 4 s windows overlapping by 1 s."""
     module = model if isinstance(model, nn.Module) else load_model(str(model or DEFAULT_SEPARATOR), device=device)
-    if not hasattr(module, "separate"):
-        raise ModelError(f"{type(module).__name__} is not a separation model (use enhance)")
     return WindowedSeparator(module, device=device, shifts=shifts)
 
 
@@ -125,7 +128,7 @@ def separate_file(path: Union[str, Path], out_dir: Union[str, Path, None] = None
         check_targets(targets, force, "use force=True")
         return targets
 
-    process_file(path, separator.open, separator.sample_rate, name_outputs)
+    process_file(path, separator.open, separator.sample_rate, name_outputs, outputs=separator.num_outputs)
     return targets
 
 
@@ -145,5 +148,5 @@ def enhance_file(path: Union[str, Path], out_path: Union[str, Path, None] = None
         check_targets([target], force, "use force=True")
         return [target]
 
-    process_file(path, enhancer.open, enhancer.sample_rate, name_outputs)
+    process_file(path, enhancer.open, enhancer.sample_rate, name_outputs, outputs=enhancer.num_outputs)
     return target

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import secrets
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
@@ -205,9 +206,9 @@ class _Writers:
     ``discard`` deletes them."""
 
     def __init__(self, targets: Sequence[Path], rate: int, channels: int):
-        self.targets, self.files = list(targets), []
+        self.targets, self.files, self.created = list(targets), [], []
         for target in self.targets:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            self.created += _make_folder(target.parent)
             tmp = target.with_name(f".{target.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{target.suffix}")
             self.files.append(sf.SoundFile(tmp, "w", rate, channels, "PCM_16", format="WAV"))
 
@@ -225,30 +226,52 @@ class _Writers:
             os.replace(f.name, target)
 
     def discard(self) -> None:
+        """Delete the temporary files, and the folders made for them if they are empty again."""
         for f in self.files:
             f.close()
             Path(f.name).unlink(missing_ok=True)
+        for folder in self.created:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: something else was written there meanwhile
+                break
+
+
+def _make_folder(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; return the ones created, deepest first."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for made in reversed(missing):
+        made.mkdir(exist_ok=True)
+    return missing
 
 
 def process_file(path: Path, open_processor: Callable[[int], object], model_rate: int,
                  name_outputs: Callable[[int], Sequence[Path]], block_seconds: float = BLOCK_SECONDS,
-                 on_progress: Callable[[int], None] | None = None) -> float:
+                 on_progress: Callable[[int], None] | None = None, outputs: Optional[int] = None) -> float:
     """Stream ``path`` through ``BlockPipeline(open_processor(channels))`` into the files that
     ``name_outputs(S)`` names (S: number of outputs; it may raise to refuse them, e.g. when they exist).
 
+    With ``outputs`` (S known beforehand, e.g. 1 for an enhancer) the names are asked for before any
+    block is processed, so refused outputs cost no model time; otherwise on the first output samples.
     Returns the duration in seconds. ``on_progress(n)`` gets the number of input samples done after each
-    block. Memory is bounded by ``block_seconds``; on any error nothing is left behind.
+    block. Memory is bounded by ``block_seconds``; on any error nothing is left behind (no temporary
+    files, and no output folders this call created).
     """
     rate, channels, blocks = open_blocks(Path(path), block_seconds)
     writers, samples = None, 0
     try:
+        targets = name_outputs(outputs) if outputs else None
+        opener = partial(_open_writers, targets, name_outputs, rate, channels)
         pipeline = BlockPipeline(open_processor(channels), rate, model_rate)
         for block in blocks:
-            writers = _write(writers, pipeline.feed(block), name_outputs, rate, channels)
+            writers = _write(writers, pipeline.feed(block), opener)
             samples += block.shape[-1]
             if on_progress:
                 on_progress(block.shape[-1])
-        writers = _write(writers, pipeline.flush(), name_outputs, rate, channels)
+        writers = _write(writers, pipeline.flush(), opener)
         writers.commit()
     except BaseException:
         blocks.close()
@@ -258,9 +281,16 @@ def process_file(path: Path, open_processor: Callable[[int], object], model_rate
     return samples / rate
 
 
-def _write(writers: Optional[_Writers], out: torch.Tensor, name_outputs, rate: int, channels: int) -> Optional[_Writers]:
-    """Write ``out`` [S, C, n], opening the S output files (named by ``name_outputs(S)``) on the first samples."""
+def _open_writers(targets: Optional[Sequence[Path]], name_outputs, rate: int, channels: int, count: int) -> _Writers:
+    """Writers for ``count`` outputs: to ``targets`` when named beforehand, else to ``name_outputs(count)``."""
+    if targets is not None and len(targets) != count:
+        raise ModelError(f"the model gave {count} outputs, expected {len(targets)}")
+    return _Writers(targets if targets is not None else name_outputs(count), rate, channels)
+
+
+def _write(writers: Optional[_Writers], out: torch.Tensor, open_writers: Callable[[int], _Writers]) -> Optional[_Writers]:
+    """Write ``out`` [S, C, n], opening the S output files (``open_writers(S)``) on the first samples."""
     if out.shape[-1]:
-        writers = writers or _Writers(name_outputs(out.shape[0]), rate, channels)
+        writers = writers or open_writers(out.shape[0])
         writers.write(out)
     return writers

@@ -31,6 +31,11 @@ class ModelError(AudiokitError):
     """A model name is unknown, a model can't be built, or its input/output is malformed."""
 
 
+class ModelKindError(ModelError):
+    """A model of another kind than the job needs (a separator given to enhance, or the reverse);
+    ``str(e)`` starts with "is a <class>", to follow the model's name."""
+
+
 def one_line(exc: BaseException, path: str | PathLike | None = None) -> str:
     """``exc`` as one line for ``error: ...`` messages.
 

@@ -85,6 +85,47 @@ def test_never_overwrites_without_force(make_wav, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "a_x.wav"]  # no temp files left
 
 
+class CountingHalver:
+    """Processor factory (``audiokit.blocks``) halving its input, counting the files it is opened for;
+    with ``fail``, it breaks at the end of each file."""
+
+    num_outputs = 1
+
+    def __init__(self, fail: bool = False):
+        self.opened, self.fail = 0, fail
+
+    def open(self, channels: int):
+        self.opened += 1
+        return self
+
+    def feed(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * x[None]
+
+    def flush(self) -> torch.Tensor:
+        if self.fail:  # after the first output samples were written
+            raise ModelError("the model broke")
+        return torch.zeros(1, 1, 0)
+
+
+def test_existing_outputs_are_refused_before_the_model_runs(make_wav, tmp_path, capsys):
+    source = make_wav("a.wav", seconds=2.5)
+    assert process_files([source], None, "x", CountingHalver(), 16000, progress=False) == 0
+    again = CountingHalver()
+    assert process_files([source], None, "x", again, 16000, progress=False) == 1
+    assert _error_lines(capsys.readouterr().err) == [f"error: {tmp_path / 'a_x.wav'}: exists, use --force"]
+    assert again.opened == 0
+
+
+def test_a_failed_file_leaves_no_new_folder(make_wav, tmp_path, capsys):
+    source = make_wav("a.wav")
+    (tmp_path / "old").mkdir()
+    for out_dir in (tmp_path / "new" / "deeper", tmp_path / "old"):
+        assert process_files([source], out_dir, "x", CountingHalver(fail=True), 16000, progress=False) == 1
+        assert _error_lines(capsys.readouterr().err) == [f"error: {source}: the model broke"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "old"]  # made folders gone, others kept
+    assert not any((tmp_path / "old").iterdir())
+
+
 def test_model_errors_and_missing_inputs_are_one_line(make_wav, tmp_path, capsys):
     good = make_wav("good.wav", seconds=1.0)
 

@@ -29,7 +29,8 @@ ProcessFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 class ProcessorFactory(Protocol):
-    """Makes a block processor (``audiokit.blocks``) for a file of ``channels`` channels."""
+    """Makes a block processor (``audiokit.blocks``) for a file of ``channels`` channels. It may also
+    have ``num_outputs`` (int, or None when unknown): outputs per input, so they can be named up front."""
 
     def open(self, channels: int): ...
 
@@ -108,6 +109,7 @@ def process_files(
     files = [f for f in find_audio_files(inputs, on_missing=report)
              if not output_stem.search(f.stem) or _named_explicitly(f, inputs)]
     open_processor = process_fn.open if hasattr(process_fn, "open") else partial(_WholeChannels, process_fn, device)
+    outputs = getattr(process_fn, "num_outputs", None)  # known up front: existing outputs refused before any work
     claimed: dict[Path, Path] = {}  # output -> the input it belongs to, to catch name clashes in one run
     total_audio = total_wall = 0.0
     disable = None if progress is None else not progress
@@ -117,7 +119,7 @@ def process_files(
             with tqdm(desc=path.name, unit="s", leave=False, disable=disable) as bar:
                 audio_seconds = process_file(path, open_processor, model_rate,
                                              partial(_claim_outputs, path, out_dir, suffix, force, claimed),
-                                             on_progress=lambda n: bar.update(n))
+                                             on_progress=lambda n: bar.update(n), outputs=outputs)
         except Exception as exc:  # one bad file must not stop the batch
             report(exc, path)
             continue

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from audiokit.cli.batch import add_batch_arguments, check_device, process_files
-from audiokit.errors import FileError, ModelError
+from audiokit.errors import FileError, ModelError, ModelKindError
 from audiokit.hub.pretrained import DEFAULT_ENHANCER
 
 
@@ -36,8 +36,9 @@ def run(args: argparse.Namespace) -> int:
         model = load_model(args.model, checkpoint=args.checkpoint, device=args.device)
     except ModelError as exc:
         raise FileError(args.model, str(exc)) from None
-    if hasattr(model, "separate") and not hasattr(model, "enhance"):
-        raise FileError(args.model, f"is a {type(model).__name__}, a separation model (try audiokit separate)")
-    enhancer = Enhancer(model, stream=args.stream, chunk_ms=args.chunk_ms)
+    try:
+        enhancer = Enhancer(model, stream=args.stream, chunk_ms=args.chunk_ms)
+    except ModelKindError as exc:
+        raise FileError(args.model, str(exc)) from None
     return process_files(args.inputs, args.output_dir, "enhanced", enhancer, enhancer.sample_rate, args.force,
                          device=args.device)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from audiokit.cli.batch import add_batch_arguments, check_device, process_files
-from audiokit.errors import FileError, ModelError
+from audiokit.errors import FileError, ModelError, ModelKindError
 from audiokit.hub.pretrained import DEFAULT_SEPARATOR
 
 
@@ -39,11 +39,12 @@ def run(args: argparse.Namespace) -> int:
         model = load_model(args.model, checkpoint=args.checkpoint, device=args.device)
     except ModelError as exc:
         raise FileError(args.model, str(exc)) from None
-    if not hasattr(model, "separate"):
-        raise FileError(args.model, f"is a {type(model).__name__}, not a separation model (try audiokit enhance)")
-    speakers = getattr(model, "num_spks", None)
+    try:
+        separator = WindowedSeparator(model, args.window, args.overlap, device=args.device, shifts=args.shifts)
+    except ModelKindError as exc:
+        raise FileError(args.model, str(exc)) from None
+    speakers = separator.num_outputs
     if args.num_speakers is not None and speakers is not None and args.num_speakers != speakers:
         raise FileError(args.model, f"separates {speakers} speakers, not --num-speakers {args.num_speakers}")
-    separator = WindowedSeparator(model, args.window, args.overlap, device=args.device, shifts=args.shifts)
     return process_files(args.inputs, args.output_dir, "separated", separator, separator.sample_rate, args.force,
                          device=args.device, outputs_like=r"_s\d+$")

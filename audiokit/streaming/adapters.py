@@ -85,10 +85,9 @@ class SeparateAdapter(TaskAdapter):
 
     def __init__(self, model: nn.Module, window: Optional[int] = None, overlap: Optional[int] = None):
         super().__init__(model)
-        if not hasattr(model, "separate"):
-            raise ModelError(f"{type(model).__name__} is not a separation model (no separate())")
         self.window = window or self.sample_rate
         self.overlap = self.window // 4 if overlap is None else overlap
+        self.separator = WindowedSeparator(model, self.window / self.sample_rate, self.overlap / self.sample_rate)
         with torch.no_grad():
             probe = model.separate(torch.zeros(1, self.window))
         if probe.dim() != 3 or probe.shape[0] != 1 or probe.shape[-1] != self.window:
@@ -97,8 +96,7 @@ class SeparateAdapter(TaskAdapter):
         self.outputs = probe.shape[1]
 
     def open(self) -> ShapedStream:
-        separator = WindowedSeparator(self.model, self.window / self.sample_rate, self.overlap / self.sample_rate)
-        return ShapedStream(_SeparationStream(separator), self.outputs)
+        return ShapedStream(_SeparationStream(self.separator), self.outputs)
 
 
 class _SeparationStream:

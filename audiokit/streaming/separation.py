@@ -21,7 +21,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from audiokit.errors import ModelError
+from audiokit.errors import ModelError, ModelKindError
 
 SeparateFn = Callable[[torch.Tensor], torch.Tensor]  # [B, T] -> [B, S, T]
 
@@ -188,7 +188,8 @@ class WindowedSeparator:
     separated on its own by :class:`WindowedSeparation` (channels as the batch).
 
     Args:
-        model: has ``separate(wav [B, T]) -> [B, S, T]`` (or is called so), ``sample_rate``.
+        model: has ``separate(wav [B, T]) -> [B, S, T]`` (or is a callable, not a module, called so),
+            ``sample_rate``; ModelKindError for a module without ``separate``.
         window_seconds, overlap_seconds: window and overlap lengths (``ModelError`` unless
             ``0 < overlap < window`` in whole samples).
         device: where the model runs; results come back on the CPU.
@@ -204,6 +205,8 @@ class WindowedSeparator:
 
     def __init__(self, model, window_seconds: float = 4.0, overlap_seconds: float = 1.0, device="cpu",
                  shifts: int = 1):
+        if isinstance(model, torch.nn.Module) and not hasattr(model, "separate"):
+            raise ModelKindError(f"is a {type(model).__name__}, not a separation model (use enhance)")
         self.device = device
         self.run = averaged_over_shifts(getattr(model, "separate", model), shifts,
                                         int(getattr(model, "hop_length", shifts)))
@@ -215,7 +218,7 @@ class WindowedSeparator:
         if not 0 < self.overlap < self.window:
             raise ModelError(f"overlap {overlap_seconds:g} s, window {window_seconds:g} s: need 0 < overlap < window "
                              f"(here {self.overlap} and {self.window} samples at {self.sample_rate} Hz)")
-        self.num_spks = getattr(model, "num_spks", None)
+        self.num_outputs = getattr(model, "num_spks", None)  # speakers, when the model says
 
     def _separate(self, wav: torch.Tensor) -> torch.Tensor:
         length = wav.shape[-1]
@@ -224,7 +227,7 @@ class WindowedSeparator:
         return out[..., :length]
 
     def open(self, channels: int) -> "_ChannelsAsBatch":
-        return _ChannelsAsBatch(WindowedSeparation(self._separate, self.window, self.overlap, self.num_spks))
+        return _ChannelsAsBatch(WindowedSeparation(self._separate, self.window, self.overlap, self.num_outputs))
 
 
 class _ChannelsAsBatch:
