@@ -11,8 +11,10 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -30,7 +32,7 @@ pytestmark = pytest.mark.skipif(
 
 REPO = Path(__file__).resolve().parents[1]
 # registers a stand-in separation family, then runs the CLI (what a plugged-in MossFormer2 will look like)
-RUNNER = """import sys, torch
+RUNNER = """import os, sys, time, torch
 from audiokit.hub import pretrained
 class TwoSpeakers(torch.nn.Module):
     sample_rate = 16000
@@ -38,6 +40,7 @@ class TwoSpeakers(torch.nn.Module):
         super().__init__()
         self.gain = torch.nn.Parameter(torch.tensor(gain))
     def separate(self, wav):
+        time.sleep(float(os.environ.get("TWOSPEAKERS_SECONDS", "0")))  # as slow as a real model's window
         return torch.stack([self.gain * wav, -wav], dim=1)
 pretrained.FAMILIES["twospeakers"] = TwoSpeakers
 from audiokit.cli.main import main
@@ -65,9 +68,10 @@ class Device:
         (self.home / ".asoundrc").write_text(alsa_file_device(self.infile, self.outfile))
         (tmp / "runner.py").write_text(RUNNER)
 
-    def start(self, args, signal_int16: np.ndarray) -> subprocess.Popen:
-        signal_int16.astype("<i2").tofile(self.infile)
-        env = dict(os.environ, HOME=str(self.home), OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    def start(self, args, signal_int16: Optional[np.ndarray], **env_vars) -> subprocess.Popen:
+        if signal_int16 is not None:
+            signal_int16.astype("<i2").tofile(self.infile)
+        env = dict(os.environ, HOME=str(self.home), OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", **env_vars)
         return subprocess.Popen([sys.executable, str(self.tmp / "runner.py"), "stream", *map(str, args)], env=env,
                                 cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -197,7 +201,8 @@ def test_separate_writes_one_file_per_speaker_and_plays_the_chosen_one(device, t
 
 
 @pytest.mark.slow
-def test_ctrl_c_finishes_cleanly_with_complete_files(device, tiny_model, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_finishes_cleanly_with_complete_files(device, tiny_model, tmp_path, stop):
     _, path = tiny_model
     rec, save = tmp_path / "rec.wav", tmp_path / "out.wav"
     proc = device.start(["enhance", "--model", path, "--overload", "wait", "--record", rec, "--save", save],
@@ -205,10 +210,93 @@ def test_ctrl_c_finishes_cleanly_with_complete_files(device, tiny_model, tmp_pat
     deadline = time.time() + 120
     while not (device.outfile.exists() and device.outfile.stat().st_size > 3200) and time.time() < deadline:
         time.sleep(0.2)  # until the stream is playing
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)  # Ctrl-C, or a service manager's SIGTERM
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert "interrupted" in err
     latency, _ = latencies(err)
     assert sf.info(save).frames == sf.info(rec).frames + latency > latency
     assert not list(tmp_path.glob(".*partial*"))
+
+
+class PacedMicrophone:
+    """Makes ``device``'s microphone a FIFO fed ``rate`` Hz 16-bit noise at real-time pace in 10 ms pieces: a
+    clocked device (the plain file device is unclocked). Each time the reader closes it, it is fed anew."""
+
+    def __init__(self, device: Device, rate: int = 16000):
+        device.infile.unlink(missing_ok=True)
+        os.mkfifo(device.infile)
+        self.path, self.piece, self.stop = device.infile, rate // 100, threading.Event()
+        self.thread = threading.Thread(target=self._feed, daemon=True)
+        self.thread.start()
+
+    def _feed(self):
+        rng = np.random.default_rng(0)
+        while not self.stop.is_set():
+            with open(self.path, "wb", buffering=0) as fifo:  # waits for a reader
+                start = time.perf_counter()
+                for i in range(100_000):
+                    time.sleep(max(0.0, start + i * 0.01 - time.perf_counter()))
+                    try:
+                        fifo.write((rng.standard_normal(self.piece) * 3000).astype("<i2").tobytes())
+                    except BrokenPipeError:
+                        break
+
+    def close(self):
+        self.stop.set()
+        os.close(os.open(self.path, os.O_RDONLY | os.O_NONBLOCK))  # frees a feeder waiting for a reader
+
+
+@pytest.mark.slow
+def test_live_separation_keeps_up_on_a_clocked_device(device, tmp_path):
+    """A window model is slow in bursts (one window every hop): the queue delay is sized from the slowest
+    block measured at start, so at real time no block is skipped and the output is exact."""
+    path = tmp_path / "twospeakers.safetensors"
+    save_pretrained(torch.nn.ParameterDict({"gain": torch.nn.Parameter(torch.tensor(0.25))}), path,
+                    "twospeakers", {"gain": 0.25})
+    mic = PacedMicrophone(device)
+    try:
+        proc = device.start(["separate", "--model", path, "--no-play", "--duration", 1.5, "--window-ms", 200,
+                             "--record", tmp_path / "rec.wav", "--save", tmp_path / "sep.wav"], None,
+                            TWOSPEAKERS_SECONDS="0.06")
+        _, err = proc.communicate(timeout=120)
+    finally:
+        mic.close()
+    assert proc.returncode == 0, err
+    delay_blocks = int(re.search(r"\((\d+) blocks; slowest block", err).group(1))
+    assert delay_blocks >= 7  # 60 ms windows in 10 ms blocks, where 2 blocks were the default before
+    c = counters(err)
+    assert c["skipped"] == c["restarts"] == c["underruns"] == 0, err
+    latency, _ = latencies(err)
+    x, _ = sf.read(tmp_path / "rec.wav", dtype="float32")
+    s1, _ = sf.read(tmp_path / "sep_s1.wav", dtype="float32")
+    s2, _ = sf.read(tmp_path / "sep_s2.wav", dtype="float32")
+    assert len(x) == 24000 and len(s1) == len(x) + latency
+    np.testing.assert_allclose(s1[latency:], 0.25 * x, atol=1.5 / 32768)
+    np.testing.assert_allclose(s2[latency:], -x, atol=1.5 / 32768)
+
+
+def test_bad_options_and_outputs_are_one_line_errors_and_write_nothing(device, tiny_model, tmp_path):
+    _, path = tiny_model
+    (tmp_path / "taken").mkdir()
+    cases = [(["--block-ms", "nan"], "--block-ms nan: must be a positive number"),
+             (["--delay-blocks", "0"], "--delay-blocks 0: must be a positive number"),
+             (["--input-device", "nosuch"], "--input-device nosuch: No input device matching"),
+             (["--device-rate", "44101"], "device rate 44101 Hz: too odd a ratio"),
+             (["--save", tmp_path / "a.wav", "--record", tmp_path / "a.wav"], "a.wav: named twice"),
+             (["--save", tmp_path / "taken", "--force"], "taken: exists and is not a file"),
+             (["--model", tmp_path / "missing.safetensors"], "missing.safetensors"),
+             (["--output-device", "nosuch", "--save", tmp_path / "b.wav"], "--output-device nosuch")]
+    for options, problem in cases:
+        proc, err, _ = device.play(["enhance", "--model", path, "--duration", 0.1, *options], voice(0.1), timeout=120)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert proc.returncode == 1 and lines[-1].startswith("error: ") and problem in lines[-1], err
+        assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".wav") == []
+
+
+def test_wrong_model_kind_names_the_model(device, tiny_model):
+    _, path = tiny_model
+    proc, err, _ = device.play(["separate", "--model", path, "--duration", 0.1], voice(0.1), timeout=120)
+    assert proc.returncode == 1
+    assert err.strip().splitlines()[-1] == f"error: {path}: is a FRCRN, not a separation model (use enhance)"

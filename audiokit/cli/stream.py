@@ -9,29 +9,32 @@ from __future__ import annotations
 
 import argparse
 import math
-import queue
+import signal
 import sys
 import threading
 from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
-import soundfile as sf
 import torch
 
-from audiokit.errors import AudioError, AudiokitError
-from audiokit.hub.pretrained import DEFAULT_ENHANCER, load_model
+from audiokit.cli.live_devices import check_rates, device_index, device_rate, open_stream, sounddevice_module
+from audiokit.cli.live_files import Taps, check_outputs, save_paths
+from audiokit.errors import AudiokitError, FileError, ModelKindError
+from audiokit.hub.pretrained import DEFAULT_ENHANCER, DEFAULT_SEPARATOR, load_model
 from audiokit.streaming.adapters import ADAPTERS
-from audiokit.streaming.realtime import POLICIES, BlockEngine, BlockPipeline
+from audiokit.streaming.realtime import POLICIES, BlockEngine, BlockPipeline, delay_blocks_for, worst_block_seconds
 
-DEFAULT_MODELS = {"enhance": DEFAULT_ENHANCER}
+DEFAULT_MODELS = {"enhance": DEFAULT_ENHANCER, "separate": DEFAULT_SEPARATOR}
+MAX_BLOCK_MS = 1000.0
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("stream", help="process live audio (microphone in, speakers/file out)",
                               description=__doc__.split("\n\n")[0])
     p.add_argument("task", nargs="?", choices=sorted(ADAPTERS), help="what to do with the audio")
-    p.add_argument("--model", metavar="NAME|PATH", help=f"pretrained model name or file (enhance: {DEFAULT_ENHANCER})")
+    p.add_argument("--model", metavar="NAME|PATH",
+                   help=f"pretrained model name or file (enhance: {DEFAULT_ENHANCER}; separate: {DEFAULT_SEPARATOR})")
     p.add_argument("--checkpoint", type=Path, metavar="FILE", help="weights to load instead of the pretrained ones")
     p.add_argument("--list-devices", action="store_true", help="list the audio devices and exit")
     p.add_argument("--input-device", metavar="ID|NAME", help="capture device (default: the system default)")
@@ -40,8 +43,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device-rate", type=int, metavar="HZ",
                    help="device sample rate (default: the model's if the devices support it, else theirs)")
     p.add_argument("--block-ms", type=float, default=10.0, help="block length in ms (default: 10)")
-    p.add_argument("--delay-blocks", type=int, default=2,
-                   help="blocks of queue delay, the model's time budget per block (default: 2)")
+    p.add_argument("--delay-blocks", type=int,
+                   help="blocks of queue delay, the model's time budget per block (default: twice the slowest "
+                        "block measured at start, at least 2)")
     p.add_argument("--overload", choices=POLICIES, default="bypass",
                    help="a block not processed in time: play it unprocessed (bypass), silence (drop), or wait "
                         "for the model (wait: only for unclocked devices such as files); default: bypass")
@@ -59,103 +63,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-class _WavWriter:
-    """16-bit WAV written block by block under a temporary name, renamed when closed (at most ``limit`` samples)."""
-
-    def __init__(self, path: Path, rate: int, limit: Optional[int] = None):
-        self.path, self.limit, self.written = path, limit, 0
-        self.tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
-        self.file = sf.SoundFile(str(self.tmp), "w", samplerate=rate, channels=1, subtype="PCM_16", format="WAV")
-
-    def write(self, samples: np.ndarray) -> None:
-        if self.limit is not None:
-            samples = samples[:max(0, self.limit - self.written)]
-        self.file.write(samples)
-        self.written += len(samples)
-
-    def close(self) -> None:
-        self.file.close()
-        self.tmp.replace(self.path)
-
-
-class _Taps:
-    """Writer thread for --record (input blocks) and --save (output blocks): the callback only queues them."""
-
-    def __init__(self, record: Optional[Path], saves: List[Path], rate: int, block: int):
-        self.record = _WavWriter(record, rate) if record else None
-        self.saves = [_WavWriter(p, rate) for p in saves]
-        self.block, self.dropped, self._next = block, 0, 0
-        self._queue: queue.Queue = queue.Queue(maxsize=2000)
-        self._thread = threading.Thread(target=self._write, name="audiokit-stream-writer", daemon=True)
-        self._thread.start()
-
-    def put(self, seq: int, block: Optional[np.ndarray], out: np.ndarray) -> None:
-        try:
-            self._queue.put_nowait((seq, block, out))
-        except queue.Full:
-            self.dropped += 1
-
-    def _write(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            seq, block, out = item
-            for _ in range(self._next, seq):  # blocks the writer lost: keep the files aligned
-                self._put(np.zeros(self.block, np.float32), np.zeros((len(self.saves), self.block), np.float32))
-            self._next = seq + 1
-            self._put(block, out)
-
-    def _put(self, block: Optional[np.ndarray], out: np.ndarray) -> None:
-        if self.record is not None and block is not None:
-            self.record.write(block)
-        for writer, signal in zip(self.saves, out):
-            writer.write(signal)
-
-    def limit_saves(self, length: int) -> None:
-        """Write at most ``length`` samples to each --save file (set before queueing past that)."""
-        for writer in self.saves:
-            writer.limit = length
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-        for writer in ([self.record] if self.record else []) + self.saves:
-            writer.close()
-
-
-def _sounddevice():
-    try:
-        import sounddevice
-    except (ImportError, OSError) as exc:
-        raise AudiokitError(f"live audio needs PortAudio and sounddevice (apt-get install libportaudio2; "
-                            f"pip install 'audiokit[mic]'): {exc}") from None
-    return sounddevice
-
-
-def _device(value: Optional[str]):
-    return int(value) if value is not None and value.isdigit() else value
-
-
-def _device_rate(sd, args, model_rate: int) -> int:
-    """The model's rate if both devices take it, else the input device's default rate."""
-    if args.device_rate:
-        return args.device_rate
-    try:
-        sd.check_input_settings(_device(args.input_device), channels=1, dtype="int16", samplerate=model_rate)
-        if not args.no_play:
-            sd.check_output_settings(_device(args.output_device), channels=1, dtype="int16", samplerate=model_rate)
-        return model_rate
-    except Exception:
-        return int(sd.query_devices(_device(args.input_device), "input")["default_samplerate"])
-
-
-def _save_paths(save: Optional[Path], outputs: int) -> List[Path]:
-    if save is None:
-        return []
-    if outputs == 1:
-        return [save]
-    return [save.with_name(f"{save.stem}_s{i + 1}{save.suffix}") for i in range(outputs)]
+def _check_options(args) -> None:
+    """AudiokitError naming the first option whose value cannot work."""
+    for name in ("block_ms", "duration", "window_ms", "overlap_ms", "device_rate", "delay_blocks", "threads"):
+        value = getattr(args, name)
+        if value is not None and not 0 < value < math.inf:
+            raise AudiokitError(f"--{name.replace('_', '-')} {value:g}: must be a positive number")
+    if args.block_ms > MAX_BLOCK_MS:
+        raise AudiokitError(f"--block-ms {args.block_ms:g}: at most {MAX_BLOCK_MS:g}")
 
 
 def _report(engine: BlockEngine, block_s: float, extra: str = "") -> str:
@@ -167,37 +82,44 @@ def _report(engine: BlockEngine, block_s: float, extra: str = "") -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    sd = _sounddevice()
+    sd = sounddevice_module()
     if args.list_devices:
         print(sd.query_devices())
         return 0
     if args.task is None:
         raise AudiokitError("name a task: " + ", ".join(sorted(ADAPTERS)))
+    _check_options(args)
+    devices = (device_index(sd, args.input_device, "input"),
+               None if args.no_play else device_index(sd, args.output_device, "output"))
     torch.set_num_threads(args.threads)
-    model_name = args.model or DEFAULT_MODELS.get(args.task)
-    if model_name is None:
-        raise AudiokitError(f"stream {args.task} needs --model (no default {args.task} model is shipped yet)")
+    model_name = args.model or DEFAULT_MODELS[args.task]
     model = load_model(model_name, checkpoint=args.checkpoint)
     rate_guess = int(getattr(model, "sample_rate", 16000))
     ms = lambda v: None if v is None else round(v * rate_guess / 1000)  # noqa: E731
-    adapter = ADAPTERS[args.task](model, window=ms(args.window_ms), overlap=ms(args.overlap_ms))
+    try:
+        adapter = ADAPTERS[args.task](model, window=ms(args.window_ms), overlap=ms(args.overlap_ms))
+    except ModelKindError as exc:
+        raise FileError(model_name, str(exc)) from None
     if not 1 <= args.play_speaker <= adapter.outputs:
         raise AudiokitError(f"--play-speaker must be 1..{adapter.outputs}")
-    saves = _save_paths(args.save, adapter.outputs)
-    for path in saves + ([args.record] if args.record else []):
-        if path.exists() and not args.force:
-            raise AudioError(path, "already exists (use --force to overwrite)")
+    saves = save_paths(args.save, adapter.outputs)
+    check_outputs(saves + ([args.record] if args.record else []), args.force)
 
-    rate = _device_rate(sd, args, adapter.sample_rate)
+    rate = device_rate(sd, args, devices, adapter.sample_rate)
+    check_rates(rate, adapter.sample_rate)
     block = max(1, round(rate * args.block_ms / 1000))
-    pipeline = BlockPipeline(adapter.open, adapter.outputs, adapter.sample_rate, rate, block)
-    engine = BlockEngine(pipeline.process, block, adapter.outputs, args.delay_blocks, args.overload,
-                         adapter.bypass, restart=pipeline.reset, extra_load=args.extra_load_ms / 1000)
+    make_pipeline = lambda: BlockPipeline(adapter.open, adapter.outputs, adapter.sample_rate, rate, block)  # noqa: E731
+    pipeline = make_pipeline()
+    worst = worst_block_seconds(make_pipeline, pipeline.latency + rate)  # also warms the model up
+    delay_blocks = args.delay_blocks or delay_blocks_for(worst, block / rate)
+    engine = BlockEngine(pipeline.process, block, adapter.outputs, delay_blocks, args.overload,
+                         adapter.bypass, queue_blocks=delay_blocks + 8, restart=pipeline.reset,
+                         extra_load=args.extra_load_ms / 1000)
     latency = engine.delay + pipeline.latency
     limit = math.ceil(args.duration * rate / block) if args.duration else None
-    taps = _Taps(args.record, saves, rate, block)
     done, last_out = threading.Event(), [np.zeros((adapter.outputs, block), np.float32)]
     speaker = args.play_speaker - 1
+    taps: Optional[Taps] = None
 
     def callback(indata, outdata, frames, time_info, status):
         if status.input_overflow or status.output_underflow:
@@ -212,16 +134,20 @@ def run(args: argparse.Namespace) -> int:
         if limit is not None and engine.counters.blocks >= limit:
             raise sd.CallbackStop
 
-    print(f"stream {args.task}: {rate} Hz (model {adapter.sample_rate} Hz), block {block} ({1e3 * block / rate:.1f} ms), "
-          f"latency {latency} samples ({1e3 * latency / rate:.1f} ms) = queue {engine.delay} + model "
-          f"{pipeline.latency}", file=sys.stderr)
-    interactive, interrupted = sys.stderr.isatty(), False
-    engine.start()
     try:
         kind = sd.InputStream if args.no_play else sd.Stream
-        devices = _device(args.input_device) if args.no_play else (_device(args.input_device),
-                                                                      _device(args.output_device))
-        stream = _open(sd, kind, rate, block, devices, args.no_play, callback, done.set)
+        stream = open_stream(sd, kind, rate, block, devices[0] if args.no_play else devices, args.no_play, callback,
+                       done.set)  # the device is opened before any output file
+    except (ValueError, sd.PortAudioError) as exc:
+        raise AudiokitError(f"audio device: {' '.join(str(exc).split())}") from None
+    print(f"stream {args.task}: {rate} Hz (model {adapter.sample_rate} Hz), block {block} ({1e3 * block / rate:.1f} ms), "
+          f"latency {latency} samples ({1e3 * latency / rate:.1f} ms) = queue {engine.delay} ({delay_blocks} blocks; "
+          f"slowest block {1e3 * worst:.1f} ms) + model {pipeline.latency}", file=sys.stderr)
+    interactive, interrupted, finished = sys.stderr.isatty(), False, False
+    previous_term = _stop_on_sigterm()
+    try:
+        taps = Taps(args.record, saves, rate, block)
+        engine.start()
         with stream:
             lat_in, lat_out = (stream.latency, 0.0) if args.no_play else stream.latency
             print(f"device latency (PortAudio): input {1e3 * lat_in:.1f} ms, output {1e3 * lat_out:.1f} ms",
@@ -235,18 +161,19 @@ def run(args: argparse.Namespace) -> int:
                           file=sys.stderr, flush=True)
             except KeyboardInterrupt:
                 interrupted = True
+        finished = engine.error is None
     except sd.PortAudioError as exc:
         raise AudiokitError(f"audio device: {exc}") from None
     finally:
-        captured = engine.counters.blocks * block
-        engine.policy = "wait"  # no device any more: complete the saved output with the delayed tail
-        taps.limit_saves(captured + latency)
-        if engine.error is None and saves:
-            seq = engine.counters.blocks
-            for i in range(math.ceil(latency / block)):
-                taps.put(seq + i, None, engine.exchange(np.zeros(block, np.float32)))
+        previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None  # finish the files
+        stream.close()
+        if taps is not None:
+            _finish(engine, taps, saves, block, latency, keep=finished)
         engine.stop()
-        taps.close()
+        if previous_int is not None:
+            signal.signal(signal.SIGINT, previous_int)
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
     if interactive:
         print(file=sys.stderr)
     if engine.error is not None:
@@ -257,12 +184,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open(sd, kind, rate, block, devices, no_play, callback, finished):
-    """A started-on-enter sounddevice stream calling ``callback(indata, outdata|None, frames, time, status)``."""
-    if no_play:
-        def wrapped(indata, frames, time_info, status):
-            callback(indata, None, frames, time_info, status)
-    else:
-        wrapped = callback
-    return kind(samplerate=rate, blocksize=block, device=devices, channels=1, dtype="int16", latency="low",
-                callback=wrapped, finished_callback=finished)
+def _finish(engine: BlockEngine, taps: Taps, saves: List[Path], block: int, latency: int, keep: bool) -> None:
+    """Complete the --save files with the delayed tail (the device is gone: the engine waits for the model),
+    then put every file in place (``keep``) or delete them."""
+    captured = engine.counters.blocks * block
+    engine.policy = "wait"
+    taps.limit_saves(captured + latency)
+    if keep and saves:
+        seq = engine.counters.blocks
+        for i in range(math.ceil(latency / block)):
+            taps.put(seq + i, None, engine.exchange(np.zeros(block, np.float32)))
+    taps.close(keep)
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _stop_on_sigterm():
+    """Make SIGTERM end the stream as Ctrl-C does (files completed); returns the previous handler."""
+    if not _main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)

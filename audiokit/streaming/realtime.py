@@ -273,6 +273,29 @@ class BlockEngine:
         return np.zeros((self.outputs, self.block), dtype=np.float32)
 
 
+def worst_block_seconds(make_pipeline: Callable[[], BlockPipeline], samples: int) -> float:
+    """The longest ``process`` call of a fresh pipeline over ``samples`` of silence, in seconds.
+
+    Windowed models work in bursts (one whole window every hop), so the worst block, not the mean, sets the
+    time budget a live stream needs. A first pass warms the model up (lazy imports, allocations) unmeasured.
+    """
+    worst = 0.0
+    for measured in (False, True):
+        pipeline = make_pipeline()
+        silence = np.zeros(pipeline.block, np.float32)
+        for _ in range(math.ceil(samples / pipeline.block)):
+            start = time.perf_counter()
+            pipeline.process(silence)
+            if measured:
+                worst = max(worst, time.perf_counter() - start)
+    return worst
+
+
+def delay_blocks_for(worst_seconds: float, block_seconds: float, margin: float = 2.0) -> int:
+    """Blocks of queue delay that leave the worker ``margin`` times the worst block's time (at least 2)."""
+    return max(2, math.ceil(margin * worst_seconds / block_seconds) + 1)
+
+
 def drive(engine: BlockEngine, wav: np.ndarray, realtime: bool = False, rate: int = 16000,
           tail_blocks: int = 0) -> np.ndarray:
     """Run ``wav`` ``[T]`` through a started engine block by block (as a device would): ``[S, n * B]``.

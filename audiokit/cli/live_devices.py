@@ -1,0 +1,72 @@
+"""Sound devices for ``audiokit stream``: PortAudio through sounddevice, with every device, rate and
+open error turned into one line naming the option."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+from audiokit.errors import AudiokitError
+
+MAX_RESAMPLING_STEP = 1000  # device/model rate ratios whose reduced terms exceed this need huge sinc kernels
+
+
+def sounddevice_module():
+    """The sounddevice module; AudiokitError saying what to install when it or PortAudio is missing."""
+    try:
+        import sounddevice
+    except (ImportError, OSError) as exc:
+        raise AudiokitError(f"live audio needs PortAudio and sounddevice (apt-get install libportaudio2; "
+                            f"pip install 'audiokit[mic]'): {exc}") from None
+    return sounddevice
+
+
+def device_index(sd, value: Optional[str], kind: str) -> Optional[int]:
+    """The index of the ``kind`` ("input"/"output") device named by ``--<kind>-device`` (None: the default);
+    AudiokitError naming the option when there is none such."""
+    if value is None:
+        return None
+    try:
+        return int(sd.query_devices(int(value) if value.isdigit() else value, kind)["index"])
+    except (ValueError, sd.PortAudioError) as exc:
+        problem = " ".join(str(exc).split()).split(":")[0]
+        raise AudiokitError(f"--{kind}-device {value}: {problem} (see --list-devices)") from None
+
+
+def device_rate(sd, args, devices, model_rate: int) -> int:
+    """``--device-rate`` if both devices take it (AudiokitError otherwise), else the model's rate if they take
+    it, else the input device's default rate."""
+    def supported(rate: int) -> None:
+        sd.check_input_settings(devices[0], channels=1, dtype="int16", samplerate=rate)
+        if not args.no_play:
+            sd.check_output_settings(devices[1], channels=1, dtype="int16", samplerate=rate)
+
+    if args.device_rate:
+        try:
+            supported(args.device_rate)
+        except (ValueError, sd.PortAudioError) as exc:
+            raise AudiokitError(f"--device-rate {args.device_rate}: {' '.join(str(exc).split())}") from None
+        return args.device_rate
+    try:
+        supported(model_rate)
+        return model_rate
+    except (ValueError, sd.PortAudioError):
+        return int(sd.query_devices(devices[0], "input")["default_samplerate"])
+
+
+def check_rates(device_rate: int, model_rate: int) -> None:
+    """AudiokitError when resampling between the two rates would need an outsized kernel (e.g. 44101 Hz)."""
+    gcd = math.gcd(device_rate, model_rate)
+    if max(device_rate, model_rate) // gcd > MAX_RESAMPLING_STEP:
+        raise AudiokitError(f"device rate {device_rate} Hz: too odd a ratio to the model's {model_rate} Hz "
+                            f"(use --device-rate {model_rate}, or a common rate such as 48000)")
+
+
+def open_stream(sd, kind, rate, block, devices, no_play, callback, finished):
+    """A started-on-enter sounddevice stream calling ``callback(indata, outdata|None, frames, time, status)``."""
+    if no_play:
+        def wrapped(indata, frames, time_info, status):
+            callback(indata, None, frames, time_info, status)
+    else:
+        wrapped = callback
+    return kind(samplerate=rate, blocksize=block, device=devices, channels=1, dtype="int16", latency="low",
+                callback=wrapped, finished_callback=finished)
