@@ -6,7 +6,7 @@ stays cheap.
 """
 __version__ = "0.1.0"
 
-_API = ("enhance", "enhance_file", "load_model", "separate", "separate_file")
+_API = ("Enhancer", "enhance", "enhance_file", "load_model", "separate", "separate_file")
 
 
 def __getattr__(name: str):

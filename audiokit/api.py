@@ -15,6 +15,7 @@ the model in overlapping windows whose speakers are aligned (``audiokit.streamin
 """
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 from typing import Optional, Union
 
@@ -24,7 +25,7 @@ from torch import nn
 
 from audiokit.blocks import BLOCK_SECONDS, BlockPipeline, ChannelStreams, check_targets, output_paths, process_file
 from audiokit.errors import AudioError, ModelError, ModelKindError
-from audiokit.hub.pretrained import DEFAULT_ENHANCER, DEFAULT_SEPARATOR, load_model
+from audiokit.hub.pretrained import DEFAULT_ENHANCER, DEFAULT_SEPARATOR, check_device, load_model
 from audiokit.streaming.separation import WindowedSeparator
 
 __all__ = ["Enhancer", "enhance", "enhance_file", "load_model", "separate", "separate_file"]
@@ -47,6 +48,7 @@ class Enhancer:
 
     def __init__(self, model: ModelSpec = None, stream: bool = False, chunk_ms: Optional[float] = None,
                  device: str = "cpu"):
+        check_device(device)
         self.model = model if isinstance(model, nn.Module) else load_model(str(model or DEFAULT_ENHANCER),
                                                                            device=device)
         if hasattr(self.model, "separate") and not hasattr(self.model, "enhance"):
@@ -72,12 +74,28 @@ def enhance(wav: Union[np.ndarray, torch.Tensor], sample_rate: int, model: Model
     return _process_array(enhancer, wav, sample_rate, outputs=False)
 
 
+MIN_SAMPLE_RATE = 1000
+
+
+def _checked_rate(sample_rate) -> int:
+    """``sample_rate`` as an int; AudioError unless it is a whole number of Hz, at least ``MIN_SAMPLE_RATE``."""
+    if isinstance(sample_rate, (bool, np.bool_)) or not isinstance(sample_rate, (numbers.Real, np.number)) \
+            or not float(sample_rate).is_integer() or sample_rate < MIN_SAMPLE_RATE:
+        raise AudioError("input", f"sample_rate {sample_rate!r}: want a whole number of Hz, at least {MIN_SAMPLE_RATE}")
+    return int(sample_rate)
+
+
 def _process_array(processor, wav, sample_rate: int, outputs: bool):
     """``wav`` [T] or [C, T] through ``processor`` (``open(channels)``, ``sample_rate``), in blocks:
     the same shape back, or with ``outputs`` every output stacked in front ([S, T] or [S, C, T])."""
+    sample_rate = _checked_rate(sample_rate)
+    if not isinstance(wav, (np.ndarray, torch.Tensor)):
+        wav = np.asarray(wav)
+    if not (wav.dtype.is_floating_point if isinstance(wav, torch.Tensor) else wav.dtype.kind == "f"):
+        raise AudioError("input", f"{wav.dtype} samples, want floats in [-1, 1] (int16 PCM: divide by 32768)")
     x = torch.as_tensor(np.asarray(wav, dtype=np.float32) if isinstance(wav, np.ndarray) else wav)
-    if x.ndim not in (1, 2) or x.shape[-1] == 0:
-        raise AudioError("input", f"shape {tuple(x.shape)}, want [T] or [C, T] with T > 0")
+    if x.ndim not in (1, 2) or x.shape[-1] == 0 or x.numel() == 0:
+        raise AudioError("input", f"shape {tuple(x.shape)}, want [T] or [C, T] with C, T > 0")
     if not torch.isfinite(x).all():
         raise AudioError("input", "contains NaN or Inf samples")
     channels = x.detach().cpu().float().reshape(-1, x.shape[-1])
@@ -85,6 +103,8 @@ def _process_array(processor, wav, sample_rate: int, outputs: bool):
     block = max(1, int(BLOCK_SECONDS * sample_rate))
     outs = [pipeline.feed(piece) for piece in channels.split(block, dim=-1)] + [pipeline.flush()]
     out = torch.cat(outs, dim=-1)  # [S, C, T]
+    if not torch.isfinite(out).all():
+        raise ModelError("the model produced NaN or Inf samples")
     out = out.reshape(out.shape[0], *x.shape) if outputs else out[0].reshape(x.shape)
     if isinstance(wav, np.ndarray):
         return out.numpy().astype(wav.dtype if wav.dtype.kind == "f" else np.float32, copy=False)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
@@ -23,7 +22,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from audiokit.audio.io import NOT_FINITE, TRUNCATED, open_audio
+from audiokit.audio.io import NOT_FINITE, TRUNCATED, open_audio, temporary_path
 from audiokit.audio.resample import resample
 from audiokit.errors import AudioError, ModelError
 
@@ -208,9 +207,14 @@ class _Writers:
     def __init__(self, targets: Sequence[Path], rate: int, channels: int):
         self.targets, self.files, self.created = list(targets), [], []
         for target in self.targets:
-            self.created += _make_folder(target.parent)
-            tmp = target.with_name(f".{target.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{target.suffix}")
-            self.files.append(sf.SoundFile(tmp, "w", rate, channels, "PCM_16", format="WAV"))
+            try:
+                self.created += _make_folder(target.parent)
+                self.files.append(sf.SoundFile(temporary_path(target), "w", rate, channels, "PCM_16", format="WAV"))
+            except (sf.LibsndfileError, OSError, RuntimeError) as exc:
+                self.discard()
+                problem = "its folder is not a folder" if _blocked_by_file(target.parent) else "cannot be written"
+                reason = getattr(exc, "error_string", None) or getattr(exc, "strerror", None) or str(exc)
+                raise AudioError(target, f"{problem} ({' '.join(reason.split())})") from None
 
     def write(self, out: torch.Tensor) -> None:
         """``out`` ``[S, C, n]``: one block of each file."""
@@ -237,6 +241,11 @@ class _Writers:
                 break
 
 
+def _blocked_by_file(folder: Path) -> bool:
+    """True when ``folder`` or one of its parents exists as something other than a folder."""
+    return any(p.exists() and not p.is_dir() for p in (folder, *folder.parents))
+
+
 def _make_folder(folder: Path) -> list[Path]:
     """Create ``folder`` and its missing parents; return the ones created, deepest first."""
     missing = []
@@ -261,22 +270,22 @@ def process_file(path: Path, open_processor: Callable[[int], object], model_rate
     files, and no output folders this call created).
     """
     rate, channels, blocks = open_blocks(Path(path), block_seconds)
-    writers, samples = None, 0
+    writers, held, samples = None, [], 0
     try:
         targets = name_outputs(outputs) if outputs else None
         opener = partial(_open_writers, targets, name_outputs, rate, channels)
         pipeline = BlockPipeline(open_processor(channels), rate, model_rate)
         for block in blocks:
-            writers = _write(writers, pipeline.feed(block), opener)
+            writers = _write(writers, pipeline.feed(block), opener, held)
             samples += block.shape[-1]
             if on_progress:
                 on_progress(block.shape[-1])
-        writers = _write(writers, pipeline.flush(), opener)
+        writers = _write(writers, pipeline.flush(), opener, held)
         writers.commit()
     except BaseException:
         blocks.close()
-        if writers is not None:
-            writers.discard()
+        for opened in held:
+            opened.discard()
         raise
     return samples / rate
 
@@ -288,9 +297,13 @@ def _open_writers(targets: Optional[Sequence[Path]], name_outputs, rate: int, ch
     return _Writers(targets if targets is not None else name_outputs(count), rate, channels)
 
 
-def _write(writers: Optional[_Writers], out: torch.Tensor, open_writers: Callable[[int], _Writers]) -> Optional[_Writers]:
-    """Write ``out`` [S, C, n], opening the S output files (``open_writers(S)``) on the first samples."""
+def _write(writers: Optional[_Writers], out: torch.Tensor, open_writers: Callable[[int], _Writers],
+           held: list) -> Optional[_Writers]:
+    """Write ``out`` [S, C, n], opening the S output files (``open_writers(S)``) on the first samples;
+    ``held`` gets the writers as soon as they are open, so that a failing first write can discard them."""
     if out.shape[-1]:
-        writers = writers or open_writers(out.shape[0])
+        if writers is None:
+            writers = open_writers(out.shape[0])
+            held.append(writers)
         writers.write(out)
     return writers

@@ -13,7 +13,7 @@ from tiny_model import save_tiny, tiny_frcrn
 import audiokit
 from audiokit.audio.io import read_audio
 from audiokit.audio.resample import resample
-from audiokit.errors import AudioError
+from audiokit.errors import AudioError, CheckpointError, ModelError
 
 torch.set_num_threads(1)  # the machine is shared
 
@@ -60,9 +60,46 @@ def test_non_causal_model_within_one_window_is_the_offline_output():
 
 def test_bad_arrays():
     model = tiny_frcrn()
-    for bad in (np.zeros(0, np.float32), np.array([0.0, np.inf], np.float32), np.zeros((1, 2, 3), np.float32)):
+    for bad in (np.zeros(0, np.float32), np.array([0.0, np.inf], np.float32), np.zeros((1, 2, 3), np.float32),
+                np.zeros((0, 100), np.float32)):
         with pytest.raises(AudioError):
             audiokit.enhance(bad, 16000, model)
+    x = np.zeros(1600, np.float32)
+    for rate in (0, -1, 1, True, 44100.5, "16000", None):
+        with pytest.raises(AudioError, match=f"sample_rate {rate!r}: want a whole number of Hz"):
+            audiokit.enhance(x, rate, model)
+    assert audiokit.enhance(x, 16000.0, model).shape == x.shape  # a whole float rate is fine
+    for samples in ((x * 32767).astype(np.int16), torch.zeros(100, dtype=torch.int16), np.zeros(5, bool)):
+        with pytest.raises(AudioError, match="want floats"):
+            audiokit.enhance(samples, 16000, model)
+    with pytest.raises(ModelError, match="got 2.5"):
+        audiokit.separate(x, 16000, model=Halves(), shifts=2.5)
+
+
+def test_bad_devices_and_broken_models(tmp_path):
+    with pytest.raises(ModelError, match="--device tpu: not a torch device"):
+        audiokit.Enhancer(tiny_frcrn(), device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelError, match="CUDA is not available"):
+            audiokit.load_model(device="cuda")
+    broken = tiny_frcrn()
+    with torch.no_grad():
+        for p in broken.parameters():
+            p.fill_(float("nan"))
+    with pytest.raises(ModelError, match="NaN or Inf"):
+        audiokit.enhance(np.zeros(1600, np.float32), 16000, broken)
+    from audiokit.hub.pretrained import save_pretrained
+    bad_config = save_pretrained(tiny_frcrn(), tmp_path / "bad.safetensors", "frcrn", {"win_len": -5})
+    with pytest.raises(CheckpointError, match="bad.safetensors: bad configuration for frcrn"):
+        audiokit.load_model(str(bad_config))
+
+
+class Halves(torch.nn.Module):
+    """Stand-in separator: two halves of the input."""
+    sample_rate, num_spks, hop_length = 16000, 2, 8
+
+    def separate(self, wav):
+        return torch.stack([wav / 2, wav / 2], dim=1)
 
 
 def test_enhance_file_by_name(make_wav, tmp_path):
@@ -125,3 +162,20 @@ def test_export_run_takes_the_best_checkpoint(tmp_path):
     with pytest.raises(ModelError, match="at least 1, not 0"):
         export_run(run, tmp_path / "none.safetensors", {}, average=0)
 
+
+
+def test_files_left_clean_on_failure_and_long_names_work(make_wav, tmp_path):
+    source = make_wav("a.wav", seconds=0.3)
+    broken = tiny_frcrn()
+    with torch.no_grad():
+        for p in broken.parameters():
+            p.fill_(float("nan"))
+    with pytest.raises(ModelError, match="NaN or Inf"):  # fails on the first write
+        audiokit.enhance_file(source, tmp_path / "new" / "e.wav", model=broken)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav"]  # no temporary file, no new folder
+    (tmp_path / "afile").write_text("x")
+    for target in (tmp_path / "afile" / "e.wav", tmp_path / "afile" / "sub" / "e.wav"):
+        with pytest.raises(AudioError, match="e.wav: its folder is not a folder"):
+            audiokit.enhance_file(source, target, model=tiny_frcrn())
+    long = make_wav("b" * 240 + ".wav", seconds=0.3)  # the final name fits; a temporary name must too
+    assert audiokit.enhance_file(long, model=tiny_frcrn()).is_file()

@@ -213,7 +213,8 @@ def test_cli_usage_errors(tmp_path, capsys):
     assert _error_lines(capsys.readouterr().err) == [
         f"error: {tmp_path / 'nope'}: no such file, folder or matching pattern"]
     (tmp_path / "est").mkdir()
-    assert main(["evaluate", "--clean", str(tmp_path), "--estimate", str(tmp_path / "est"),
+    (tmp_path / "clean").mkdir()
+    assert main(["evaluate", "--clean", str(tmp_path / "clean"), "--estimate", str(tmp_path / "est"),
                  "--dnsmos", str(tmp_path)]) == 1
     assert "DNSMOS" in capsys.readouterr().err
     assert main(["evaluate", "--clean", str(tmp_path), "--estimate", str(tmp_path)]) == 1

@@ -252,11 +252,12 @@ def test_pit_scoring_of_folders_and_evaluate_cli(tmp_path, capsys):
     assert status == 1 and "si_snri" in captured.out and "1 references" not in captured.err and "b_s1" in captured.err
 
 
-def test_separated_scoring_resamples_references_and_names_what_cannot_be_scored(tmp_path):
+def test_separated_scoring_resamples_references_and_names_what_cannot_be_scored(tmp_path, capsys):
+    from audiokit.errors import AudioError
     from audiokit.metrics.separation import score_separated_folders
 
     rng = np.random.default_rng(1)
-    for sub in ("ref", "est", "plain"):
+    for sub in ("ref", "est", "plain", "short", "est/sub"):
         (tmp_path / sub).mkdir()
     refs = 0.1 * rng.standard_normal((2, 2 * RATE)).astype(np.float32)
     sf.write(tmp_path / "ref/a_s1.wav", refs[0], RATE)
@@ -281,6 +282,18 @@ def test_separated_scoring_resamples_references_and_names_what_cannot_be_scored(
     sf.write(tmp_path / "plain/a.wav", refs[0], RATE)                  # audio, but no <stem>_s<k> names
     assert score_separated_folders(tmp_path / "plain", tmp_path / "est", on_error=errors.append) == {}
     assert len(errors) == 1 and "holds no references <stem>_s<k>" in str(errors[0])
+    errors.clear()
+    for k in (1, 2):                                                  # truncated estimates are not scored
+        sf.write(tmp_path / f"ref/d_s{k}.wav", refs[k - 1], RATE)
+        sf.write(tmp_path / f"short/d_s{k}.wav", refs[k - 1, :160], RATE)
+    assert score_separated_folders(tmp_path / "ref", tmp_path / "short", on_error=errors.append) == {}
+    assert str(errors[-1]).endswith("d_s1.wav: 0.020 s long, its reference 2.000 s: not an estimate of it")
+    sf.write(tmp_path / "est/sub/a_s1.wav", refs[0], RATE)          # two files claim one source
+    with pytest.raises(AudioError, match="a_s1.wav: the same source as"):
+        score_separated_folders(tmp_path / "ref", tmp_path / "est")
+    from audiokit.cli.main import main
+    assert main(["evaluate", "--separated", "--clean", str(tmp_path / "ref"), "--estimate", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == f"error: {tmp_path}: holds, or is inside, the --clean folder; the two must be apart\n"
 
 
 def tiny_separator(**changes):

@@ -151,6 +151,31 @@ def test_cli_parser_reports_missing_recipe(tmp_path, capsys):
     assert "nope.yaml: recipe not found" in capsys.readouterr().err
 
 
+def test_bad_overrides_and_unusable_checkpoints_are_refused_before_writing(data, tmp_path, monkeypatch):
+    from audiokit.errors import AudiokitError
+
+    out = train(RECIPE, overrides(data, tmp_path / "run"))
+    saved = (out / "hyperparams.yaml").read_text()
+    newest = sorted((out / "save").glob("CKPT+*"))[-1] / "model.ckpt"
+    torch.save({"gain": torch.zeros(3, 1)}, newest)                   # a run of another model
+    with pytest.raises(AudiokitError, match=r"cannot resume: .*model.ckpt: .*delete .*CKPT"):
+        train(RECIPE, overrides(data, out, epochs=2))
+    newest.write_bytes(newest.read_bytes()[:100])                      # a save cut off
+    with pytest.raises(AudiokitError, match="cannot resume: .*not a readable checkpoint"):
+        train(RECIPE, overrides(data, out, epochs=2))
+    assert (out / "hyperparams.yaml").read_text() == saved               # the run folder is as it was
+    valid_0 = [("0" if previous == "--valid_size" else item) for previous, item in
+               zip([None] + overrides(data, tmp_path / "v"), overrides(data, tmp_path / "v"))]
+    for options, problem in ((overrides(data, tmp_path / "a") + ["--epoch_sizee", "2"], "unknown recipe key 'epoch_sizee'"),
+                             (overrides(data, tmp_path / "b", epoch_size=1), "epoch_size 1 < batch_size 2"),
+                             (valid_0, "valid_size 0: validation needs at least one item")):
+        with pytest.raises(AudiokitError, match=problem):
+            train(RECIPE, options)
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    with pytest.raises(AudiokitError, match="TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is set"):
+        train(RECIPE, overrides(data, out, epochs=2))
+
+
 @pytest.mark.slow
 def test_ddp_two_cpu_processes(data, tmp_path):
     out = tmp_path / "ddp"

@@ -84,6 +84,12 @@ def _wav_is_truncated(path: Path) -> bool:
     return False
 
 
+def temporary_path(path: Path) -> Path:
+    """A hidden, unique name beside ``path`` to write it under before ``os.replace`` puts it in place; the
+    stem is shortened so that a name near the file system's 255-byte limit still fits."""
+    return path.with_name(f".{path.stem[:100]}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
+
+
 def write_audio(path: str | os.PathLike, wav, sample_rate: int, force: bool = False, subtype: str = "PCM_16") -> Path:
     """Write ``wav`` (array or tensor [channels, samples] or [samples], float in [-1, 1]) atomically.
 
@@ -105,7 +111,7 @@ def write_audio(path: str | os.PathLike, wav, sample_rate: int, force: bool = Fa
         data = np.clip(data, -1.0, 1.0)
     path.parent.mkdir(parents=True, exist_ok=True)
     # not mkstemp: its 0600 mode would stick to the result; sf.write creates the file with the umask
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
+    tmp = temporary_path(path)
     try:
         sf.write(tmp, data.T, sample_rate, subtype=subtype, format=_format_of(path))
         os.replace(tmp, path)

@@ -49,21 +49,6 @@ def add_batch_arguments(parser: argparse.ArgumentParser, default_model: str | No
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
 
 
-def check_device(device: str) -> None:
-    """ModelError unless ``device`` names a torch device this machine has (``--device``)."""
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise ModelError(f"--device {device}: not a torch device (cpu, cuda, cuda:N)") from None
-    kind = parsed.type
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise ModelError(f"--device {device}: CUDA is not available on this machine")
-    if kind == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
-        raise ModelError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    if kind not in ("cpu", "cuda"):
-        raise ModelError(f"--device {device}: only cpu and cuda are supported")
-
-
 def process_files(
     inputs: Iterable[str | Path],
     out_dir: str | Path | None,

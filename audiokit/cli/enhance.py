@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import argparse
 
-from audiokit.cli.batch import add_batch_arguments, check_device, process_files
+from audiokit.cli.batch import add_batch_arguments, process_files
 from audiokit.errors import FileError, ModelError, ModelKindError
-from audiokit.hub.pretrained import DEFAULT_ENHANCER
+from audiokit.hub.pretrained import DEFAULT_ENHANCER, check_device
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

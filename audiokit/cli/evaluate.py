@@ -42,8 +42,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.mixture is not None and not args.separated:
         raise FileError(args.mixture, "--mixture is only used with --separated")
-    if args.clean.resolve() == args.estimate.resolve():
+    clean, estimate = args.clean.resolve(), args.estimate.resolve()
+    if clean == estimate:
         raise FileError(args.estimate, "is the --clean folder itself; the estimates need their own folder")
+    if args.clean.is_dir() and (estimate in clean.parents or clean in estimate.parents):
+        raise FileError(args.estimate, "holds, or is inside, the --clean folder; the two must be apart")
     dnsmos = None
     if args.dnsmos is not None:
         from audiokit.metrics.dnsmos import Dnsmos

@@ -10,6 +10,7 @@ from typing import List, Optional
 import numpy as np
 import soundfile as sf
 
+from audiokit.audio.io import temporary_path
 from audiokit.blocks import check_targets
 from audiokit.errors import AudioError
 
@@ -20,7 +21,7 @@ class WavWriter:
 
     def __init__(self, path: Path, rate: int, limit: Optional[int] = None):
         self.path, self.limit, self.written = path, limit, 0
-        self.tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+        self.tmp = temporary_path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.file = sf.SoundFile(str(self.tmp), "w", samplerate=rate, channels=1, subtype="PCM_16")

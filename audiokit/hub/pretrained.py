@@ -78,20 +78,40 @@ def read_metadata(path) -> dict:
     if meta.get("family") not in FAMILIES:
         raise CheckpointError(path, f"unknown model family {meta.get('family')!r} in its metadata")
     try:
-        return {"family": meta["family"], "config": json.loads(meta.get("config", "{}")),
-                "card": json.loads(meta.get("card", "{}"))}
+        decoded = {"family": meta["family"], "config": json.loads(meta.get("config", "{}")),
+                   "card": json.loads(meta.get("card", "{}"))}
     except json.JSONDecodeError:
         raise CheckpointError(path, "metadata is not valid JSON") from None
+    if not isinstance(decoded["config"], dict) or not isinstance(decoded["card"], dict):
+        raise CheckpointError(path, "metadata config and card must be JSON objects")
+    return decoded
+
+
+def check_device(device) -> None:
+    """ModelError unless ``device`` names a torch device this machine has (cpu, cuda, cuda:N)."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ModelError(f"--device {device}: not a torch device (cpu, cuda, cuda:N)") from None
+    kind = parsed.type
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"--device {device}: CUDA is not available on this machine")
+    if kind == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
+        raise ModelError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if kind not in ("cpu", "cuda"):
+        raise ModelError(f"--device {device}: only cpu and cuda are supported")
 
 
 def build(family: str, config: Optional[dict] = None) -> nn.Module:
     """A freshly initialised model of ``family`` with constructor arguments ``config``."""
     if family not in FAMILIES:
         raise ModelError(f"unknown model family {family!r}; known: {', '.join(sorted(FAMILIES))}")
+    if config is not None and not isinstance(config, dict):
+        raise ModelError(f"bad configuration for {family}: want a dict, got {type(config).__name__}")
     try:
         return FAMILIES[family](**(config or {}))
-    except TypeError as exc:
-        raise ModelError(f"bad configuration for {family}: {exc}") from None
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"bad configuration for {family}: {' '.join(str(exc).split())}") from None
 
 
 def load_model(name_or_path: str = DEFAULT_ENHANCER, checkpoint=None, config: Optional[dict] = None,
@@ -108,9 +128,13 @@ def load_model(name_or_path: str = DEFAULT_ENHANCER, checkpoint=None, config: Op
         path = Path(name_or_path)
         if not path.is_file():
             raise CheckpointError(path, "no such model file")
+    check_device(device)
     if path is not None:
         meta = read_metadata(path)
-        model = build(meta["family"], {**meta["config"], **(config or {})})
+        try:
+            model = build(meta["family"], {**meta["config"], **(config or {})})
+        except ModelError as exc:
+            raise CheckpointError(path, str(exc)) from None
         model.card = meta["card"]
         load_strict(model, read_state_dict(checkpoint or path), checkpoint or path)
     elif name_or_path in CLEARVOICE_NAMES:

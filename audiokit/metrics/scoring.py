@@ -33,6 +33,15 @@ def score_pair(clean, estimate, sample_rate: int) -> dict[str, float]:
     }
 
 
+def check_length(estimate_path: Path, estimate_samples: int, reference_samples: int, sample_rate: int) -> None:
+    """AudioError naming the estimate when its length differs from its reference's by more than 1 % or 20 ms
+    (scoring trims to the shorter, so a truncated estimate would otherwise be scored on its stub only)."""
+    allowed = max(0.01 * max(estimate_samples, reference_samples), 0.02 * sample_rate)
+    if abs(estimate_samples - reference_samples) > allowed:
+        raise AudioError(estimate_path, f"{estimate_samples / sample_rate:.3f} s long, its reference "
+                                        f"{reference_samples / sample_rate:.3f} s: not an estimate of it")
+
+
 def match_estimates(clean_files: list[Path], estimate_files: list[Path]) -> dict[Path, list[Path]]:
     """Estimates of each clean file, matched by stem: ``<stem>.*`` or ``<stem>_<suffix>.*`` (e.g.
     ``p232_001_enhanced.wav`` for ``p232_001.wav``); an estimate goes to the longest clean stem it fits."""
@@ -78,6 +87,7 @@ def score_folders(
                 raise AudioError(clean_path, f"want one estimate <stem>[_suffix].* in {estimate_dir}, found {found}")
             clean, rate = _mono_at(clean_path, None)
             estimate, _ = _mono_at(estimates[0], rate)
+            check_length(estimates[0], len(estimate), len(clean), rate)
             row = score_pair(clean, estimate, rate)
             if dnsmos is not None:
                 row.update(dnsmos(estimate, rate))

@@ -15,6 +15,7 @@ from audiokit.audio.io import find_audio_files
 from audiokit.errors import AudioError, AudiokitError, one_line
 from audiokit.metrics.energy import pit_si_snr, sdr, si_snr
 from audiokit.metrics.scoring import _mono_at as _mono
+from audiokit.metrics.scoring import check_length
 
 SOURCE_NAME = re.compile(r"^(?P<stem>.+)_s(?P<index>\d+)$")
 
@@ -34,12 +35,16 @@ def score_separation(references, estimates, mixture=None) -> dict[str, float]:
 
 
 def group_sources(files: list[Path]) -> dict[str, list[Path]]:
-    """``{stem: [<stem>_s1, <stem>_s2, ...]}`` of the files named ``<stem>_s<k>.*`` (sorted by k)."""
+    """``{stem: [<stem>_s1, <stem>_s2, ...]}`` of the files named ``<stem>_s<k>.*`` (sorted by k); AudioError
+    when two files (e.g. in two subfolders) claim the same stem and k."""
     groups: dict[str, dict[int, Path]] = {}
     for f in files:
         match = SOURCE_NAME.match(f.stem)
         if match:
-            groups.setdefault(match["stem"], {})[int(match["index"])] = f
+            found = groups.setdefault(match["stem"], {})
+            if int(match["index"]) in found:
+                raise AudioError(f, f"the same source as {found[int(match['index'])]}; one of them must go")
+            found[int(match["index"])] = f
     return {stem: [found[k] for k in sorted(found)] for stem, found in sorted(groups.items())}
 
 
@@ -56,15 +61,18 @@ def score_separated_folders(reference_dir, estimate_dir, mixture_dir=None,
     ``<stem>.*``. A mixture whose estimates are missing or numbered unlike its references, or with a
     silent reference, and a ``reference_dir`` without references, are passed as errors to ``on_error``
     (raised when None)."""
-    references = group_sources(find_audio_files([reference_dir]))
-    estimates = group_sources(find_audio_files([estimate_dir]))
-    mixtures = {f.stem: f for f in find_audio_files([mixture_dir])} if mixture_dir is not None else {}
     scores: dict[str, dict[str, float]] = {}
-    if not references:
-        error = AudioError(reference_dir, "holds no references <stem>_s<k>.* (e.g. mix_s1.wav, mix_s2.wav)")
+    try:
+        references = group_sources(find_audio_files([reference_dir]))
+        estimates = group_sources(find_audio_files([estimate_dir]))
+        if not references:
+            raise AudioError(reference_dir, "holds no references <stem>_s<k>.* (e.g. mix_s1.wav, mix_s2.wav)")
+    except AudioError as error:
         if on_error is None:
-            raise error
+            raise
         on_error(error)
+        return scores
+    mixtures = {f.stem: f for f in find_audio_files([mixture_dir])} if mixture_dir is not None else {}
     for stem, ref_files in references.items():
         try:
             est_files = estimates.get(stem, [])
@@ -79,6 +87,8 @@ def score_separated_folders(reference_dir, estimate_dir, mixture_dir=None,
                 if not np.any(ref):
                     raise AudioError(path, "is silent: SI-SNR against it is undefined")
             ests = [_mono(f, rate)[0] for f in est_files]
+            for est, path, ref in zip(ests, est_files, refs):
+                check_length(path, len(est), len(ref), rate)
             length = min(len(x) for x in refs + ests)
             mixture = None
             if mixture_dir is not None:

@@ -16,6 +16,7 @@ so memory does not grow with the length of the signal.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Callable, Optional
 
 import torch
@@ -76,7 +77,7 @@ def averaged_over_shifts(separate: SeparateFn, shifts: int, hop: int) -> Separat
     ``--shifts``); it costs ``shifts`` model calls.  ``shifts=1`` returns ``separate`` itself; more
     than ``hop`` would repeat delays and is refused (``ModelError``).
     """
-    if not 1 <= shifts <= max(1, hop):
+    if isinstance(shifts, bool) or not isinstance(shifts, numbers.Integral) or not 1 <= shifts <= max(1, hop):
         raise ModelError(f"shifts must be from 1 to the model's hop ({hop} samples), got {shifts}")
     if shifts == 1:
         return separate

@@ -14,6 +14,8 @@ the model starts from, all keys checked; a resumed run's checkpoint replaces it.
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
@@ -76,6 +78,38 @@ def load_initial_weights(model: torch.nn.Module, path: str | Path) -> None:
     load_strict(model, read_state_dict(path), path)
 
 
+def _recipe_problem(exc: Exception) -> str:
+    """One line saying what is wrong with a recipe or its overrides."""
+    text = " ".join(str(exc).split())
+    unknown = re.match(r"""["']?Override '([^']+)' not found""", text)
+    if unknown:
+        return f"unknown recipe key {unknown[1]!r} (overrides must name top-level keys of the recipe)"
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+def check_sizes(hparams: dict) -> None:
+    """AudiokitError for sizes that would train or validate on nothing (and save such epochs as real)."""
+    epoch, batch, valid = hparams.get("epoch_size"), hparams.get("batch_size"), hparams.get("valid_size")
+    if isinstance(epoch, int) and isinstance(batch, int) and epoch < batch:
+        raise AudiokitError(f"epoch_size {epoch} < batch_size {batch}: an epoch would hold no training step")
+    if isinstance(valid, int) and valid < 1:
+        raise AudiokitError(f"valid_size {valid}: validation needs at least one item")
+
+
+def check_resumable(hparams: dict) -> None:
+    """AudiokitError, before anything is written to the run folder, when its newest checkpoint does not
+    fit the recipe's model (e.g. other overrides than the run had) or cannot be read."""
+    checkpointer, model = hparams.get("checkpointer"), hparams.get("modules", {}).get("model")
+    newest = checkpointer.find_checkpoint() if checkpointer is not None and model is not None else None
+    if newest is None or "model" not in newest.paramfiles:
+        return
+    try:
+        load_strict(model, read_state_dict(newest.paramfiles["model"]), newest.paramfiles["model"])
+    except AudiokitError as exc:
+        raise AudiokitError(f"cannot resume: {exc}; use a new --output_folder for another model, or delete "
+                            f"{newest.path} to resume from the checkpoint before it") from None
+
+
 def train(recipe_path: str | Path, overrides=None) -> Path:
     """Fit the recipe's model; returns the (absolute) output folder.
 
@@ -89,13 +123,23 @@ def train(recipe_path: str | Path, overrides=None) -> Path:
     recipe_path = Path(recipe_path)
     if not recipe_path.is_file():
         raise FileNotFoundError(f"{recipe_path}: recipe not found")
-    run_opts, recipe_overrides = parse_overrides(recipe_path, overrides)
-    sb.utils.distributed.ddp_init_group(run_opts)  # no-op unless started by torchrun
-    with open(recipe_path, encoding="utf-8") as f:
-        hparams = load_hyperpyyaml(f, recipe_overrides)
+    if os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "0").lower() not in ("", "0", "false"):
+        raise AudiokitError("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is set: resuming would let checkpoint files run code; "
+                            "unset it")
+    try:
+        run_opts, recipe_overrides = parse_overrides(recipe_path, overrides)
+        sb.utils.distributed.ddp_init_group(run_opts)  # no-op unless started by torchrun
+        with open(recipe_path, encoding="utf-8") as f:
+            hparams = load_hyperpyyaml(f, recipe_overrides)
+    except (AudiokitError, FileNotFoundError):
+        raise
+    except Exception as exc:  # a bad recipe or override: YAML, unknown key, a value its object refuses
+        raise AudiokitError(f"{recipe_path}: {_recipe_problem(exc)}") from None
+    check_sizes(hparams)
     run_opts = recipe_run_options(run_opts, hparams)
     if hparams.get("init_from"):
         load_initial_weights(hparams["modules"]["model"], hparams["init_from"])
+    check_resumable(hparams)
     output_folder = Path(hparams["output_folder"]).resolve()
     sb.create_experiment_directory(str(output_folder), hyperparams_to_save=str(recipe_path),
                                    overrides=recipe_overrides)
@@ -124,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         folder = train(args.recipe, list(args.overrides))
     except (FileNotFoundError, ValueError, AudiokitError) as err:
-        print(f"audiokit train: error: {err}", file=sys.stderr)
+        print(f"audiokit train: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 1
     print(f"trained: {folder}")
     return 0
