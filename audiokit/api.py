@@ -52,7 +52,7 @@ class Enhancer:
         self.model = model if isinstance(model, nn.Module) else load_model(str(model or DEFAULT_ENHANCER),
                                                                            device=device)
         if hasattr(self.model, "separate") and not hasattr(self.model, "enhance"):
-            raise ModelKindError(f"is a {type(self.model).__name__}, a separation model (use separate)")
+            raise ModelKindError(f"{type(self.model).__name__} is a separation model, not an enhancer (use separate)")
         self.sample_rate = int(getattr(self.model, "sample_rate", 16000))
         if stream and chunk_ms is not None and not 0 < chunk_ms < float("inf"):
             raise ModelError(f"--chunk-ms must be a positive number, got {chunk_ms}")

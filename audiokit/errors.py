@@ -32,8 +32,8 @@ class ModelError(AudiokitError):
 
 
 class ModelKindError(ModelError):
-    """A model of another kind than the job needs (a separator given to enhance, or the reverse);
-    ``str(e)`` starts with "is a <class>", to follow the model's name."""
+    """A model of another kind than the job needs (a separator given to enhance, or the reverse); the
+    command line puts the model's name in front of it."""
 
 
 def one_line(exc: BaseException, path: str | PathLike | None = None) -> str:

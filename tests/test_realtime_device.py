@@ -299,4 +299,4 @@ def test_wrong_model_kind_names_the_model(device, tiny_model):
     _, path = tiny_model
     proc, err, _ = device.play(["separate", "--model", path, "--duration", 0.1], voice(0.1), timeout=120)
     assert proc.returncode == 1
-    assert err.strip().splitlines()[-1] == f"error: {path}: is a FRCRN, not a separation model (use enhance)"
+    assert err.strip().splitlines()[-1] == f"error: {path}: FRCRN is not a separation model (use enhance)"

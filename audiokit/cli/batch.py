@@ -43,7 +43,7 @@ def add_batch_arguments(parser: argparse.ArgumentParser, default_model: str | No
     parser.add_argument("-o", "--output-dir", type=Path, metavar="DIR",
                         help="write the results here (default: next to each input)")
     parser.add_argument("--model", default=default_model, metavar="NAME|PATH",
-                        help="pretrained model name or model folder" + (f" (default: {default_model})" if default_model else ""))
+                        help="pretrained model name or .safetensors file" + (f" (default: {default_model})" if default_model else ""))
     parser.add_argument("--checkpoint", type=Path, metavar="FILE", help="weights to load instead of the pretrained ones")
     parser.add_argument("--device", default="cpu", metavar="cpu|cuda", help="torch device to run the model on (default: cpu)")
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")

@@ -46,13 +46,13 @@ def _show_progress_notes() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default: sys.argv[1:]), run the subcommand and return its exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    _show_progress_notes()
-    if not hasattr(args, "run"):
-        parser.print_help(sys.stderr)
-        return 2
     try:
+        parser = build_parser()  # imports every subcommand: Ctrl-C may come here too
+        args = parser.parse_args(argv)
+        _show_progress_notes()
+        if not hasattr(args, "run"):
+            parser.print_help(sys.stderr)
+            return 2
         return int(args.run(args) or 0)
     except (AudiokitError, OSError) as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)

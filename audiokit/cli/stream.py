@@ -187,13 +187,14 @@ def run(args: argparse.Namespace) -> int:
 def _finish(engine: BlockEngine, taps: Taps, saves: List[Path], block: int, latency: int, keep: bool) -> None:
     """Complete the --save files with the delayed tail (the device is gone: the engine waits for the model),
     then put every file in place (``keep``) or delete them."""
-    captured = engine.counters.blocks * block
+    c = engine.counters
+    captured, level, processed = c.blocks, c.level_db, c.processed
     engine.policy = "wait"
-    taps.limit_saves(captured + latency)
+    taps.limit_saves(captured * block + latency)
     if keep and saves:
-        seq = engine.counters.blocks
         for i in range(math.ceil(latency / block)):
-            taps.put(seq + i, None, engine.exchange(np.zeros(block, np.float32)))
+            taps.put(captured + i, None, engine.exchange(np.zeros(block, np.float32)))
+    c.blocks, c.level_db, c.processed = captured, level, processed  # the report is of the live part, not the tail
     taps.close(keep)
 
 

@@ -69,7 +69,7 @@ class EnhanceAdapter(TaskAdapter):
     def __init__(self, model: nn.Module, window: Optional[int] = None, overlap: Optional[int] = None):
         super().__init__(model)
         if not hasattr(model, "enhance"):
-            raise ModelKindError(f"is a {type(model).__name__}, not an enhancement model (no enhance())")
+            raise ModelKindError(f"{type(model).__name__} is not an enhancement model (use separate)")
         self.window, self.overlap = window, overlap
 
     def open(self) -> ShapedStream:

@@ -207,7 +207,7 @@ class WindowedSeparator:
     def __init__(self, model, window_seconds: float = 4.0, overlap_seconds: float = 1.0, device="cpu",
                  shifts: int = 1):
         if isinstance(model, torch.nn.Module) and not hasattr(model, "separate"):
-            raise ModelKindError(f"is a {type(model).__name__}, not a separation model (use enhance)")
+            raise ModelKindError(f"{type(model).__name__} is not a separation model (use enhance)")
         self.device = device
         self.run = averaged_over_shifts(getattr(model, "separate", model), shifts,
                                         int(getattr(model, "hop_length", shifts)))
