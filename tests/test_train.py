@@ -196,6 +196,9 @@ def test_run_options_in_the_recipe_apply_unless_given_on_the_command_line():
     assert recipe_run_options(run_opts, {"ckpt_interval_minutes": 5}).ckpt_interval_minutes == 5
     run_opts, _ = parse_overrides(recipe, ["--ckpt_interval_minutes", "2"])
     assert recipe_run_options(run_opts, {"ckpt_interval_minutes": 5}).ckpt_interval_minutes == 2
+    run_opts, _ = parse_overrides(recipe, ["--ckpt_interval_steps", "3"])  # one of two exclusive options
+    chosen = recipe_run_options(run_opts, {"ckpt_interval_minutes": 5})
+    assert (chosen.ckpt_interval_steps, chosen.ckpt_interval_minutes) == (3, 0)
 
 
 @pytest.mark.slow

@@ -60,10 +60,17 @@ def parse_overrides(recipe_path: str | Path, overrides=None) -> tuple[RunOptions
     return run_opts, recipe_part
 
 
+#: run options of which only one may be active: giving one on the command line turns off the recipe's other
+EXCLUSIVE_RUN_OPTIONS = ("ckpt_interval_minutes", "ckpt_interval_steps")
+
+
 def recipe_run_options(run_opts: RunOptions, hparams: dict) -> RunOptions:
-    """Run options set in the recipe (e.g. ``ckpt_interval_minutes``) unless given on the command line."""
-    from_recipe = {k: hparams[k] for k in run_option_names()
-                   if k in hparams and k not in run_opts.overridden_args}
+    """Run options set in the recipe (e.g. ``ckpt_interval_minutes``) unless given on the command line
+    (``--ckpt_interval_steps N`` there replaces the recipe's ``ckpt_interval_minutes``, and the reverse)."""
+    given = set(run_opts.overridden_args)
+    if given & set(EXCLUSIVE_RUN_OPTIONS):
+        given |= set(EXCLUSIVE_RUN_OPTIONS)
+    from_recipe = {k: hparams[k] for k in run_option_names() if k in hparams and k not in given}
     if not from_recipe:
         return run_opts
     return replace(run_opts, **from_recipe, overridden_args=set(run_opts.overridden_args) | set(from_recipe))
@@ -141,6 +148,8 @@ def train(recipe_path: str | Path, overrides=None) -> Path:
         load_initial_weights(hparams["modules"]["model"], hparams["init_from"])
     check_resumable(hparams)
     output_folder = Path(hparams["output_folder"]).resolve()
+    if output_folder.exists() and not output_folder.is_dir():
+        raise AudiokitError(f"{output_folder}: --output_folder names a file, not a folder")
     sb.create_experiment_directory(str(output_folder), hyperparams_to_save=str(recipe_path),
                                    overrides=recipe_overrides)
     brain_class = hparams.get("brain_class") or EnhancementBrain
