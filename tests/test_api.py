@@ -179,3 +179,30 @@ def test_files_left_clean_on_failure_and_long_names_work(make_wav, tmp_path):
             audiokit.enhance_file(source, target, model=tiny_frcrn())
     long = make_wav("b" * 240 + ".wav", seconds=0.3)  # the final name fits; a temporary name must too
     assert audiokit.enhance_file(long, model=tiny_frcrn()).is_file()
+
+
+class _RunsCode:
+    """Pickled, it runs ``touch <path>`` when loaded without weights_only."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        import os
+        return (os.system, (f"touch {self.path}",))
+
+
+def test_checkpoints_never_run_code_and_are_read_by_content(tmp_path):
+    from audiokit.nn.checkpoint import read_state_dict
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"gain": _RunsCode(tmp_path / "ran")}, evil)
+    with pytest.raises(CheckpointError, match="evil.pt: refused: it holds pickled objects other than tensors"):
+        audiokit.load_model("frcrn", checkpoint=evil)
+    assert not (tmp_path / "ran").exists()
+    misnamed = tmp_path / "weights.bin"                               # a safetensors file by another name
+    misnamed.write_bytes(save_tiny(tmp_path / "tiny.safetensors").read_bytes())
+    assert read_state_dict(misnamed).keys() == tiny_frcrn().state_dict().keys()
+    (tmp_path / "empty.wav").write_bytes(b"")
+    with pytest.raises(AudioError, match="empty.wav: is empty"):
+        audiokit.enhance_file(tmp_path / "empty.wav", model=tiny_frcrn())

@@ -55,6 +55,8 @@ def open_audio(path: str | os.PathLike) -> sf.SoundFile:
         raise AudioError(path, "no such file")
     if path.is_dir():
         raise AudioError(path, "is a folder, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioError(path, "is empty (0 bytes)")
     try:
         f = sf.SoundFile(path)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:

@@ -7,6 +7,7 @@ keys may carry the ``module.`` prefix of DistributedDataParallel.
 """
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Dict, Mapping
 
@@ -25,12 +26,15 @@ def read_state_dict(path) -> StateDict:
     if not path.is_file():
         raise CheckpointError(path, "no such checkpoint file")
     try:
-        if path.suffix == ".safetensors":
+        if path.suffix == ".safetensors" or _looks_like_safetensors(path):
             from safetensors.torch import load_file
             data = load_file(str(path))
         else:
             data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt, truncated, or holding pickled code
+    except pickle.UnpicklingError:  # what weights_only refuses: objects that could run code on loading
+        raise CheckpointError(path, "refused: it holds pickled objects other than tensors, which could run "
+                                    "code (re-save the state dict alone, or as .safetensors)") from None
+    except Exception as exc:  # corrupt or truncated
         raise CheckpointError(path, f"not a readable checkpoint ({type(exc).__name__}: "
                                     f"{' '.join(str(exc).split())[:160]})") from None
     if isinstance(data, Mapping):
@@ -41,6 +45,14 @@ def read_state_dict(path) -> StateDict:
     if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise CheckpointError(path, "does not contain a state dict of tensors")
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in data.items()}
+
+
+def _looks_like_safetensors(path: Path) -> bool:
+    """True when ``path`` starts as a safetensors file does (a little-endian header length, then ``{``),
+    whatever its suffix."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < path.stat().st_size
 
 
 def load_strict(model: torch.nn.Module, state: StateDict, path) -> None:
