@@ -44,7 +44,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="device sample rate (default: the model's if the devices support it, else theirs)")
     p.add_argument("--block-ms", type=float, default=10.0, help="block length in ms (default: 10)")
     p.add_argument("--delay-blocks", type=int,
-                   help="blocks of queue delay, the model's time budget per block (default: twice the slowest "
+                   help="blocks of queue delay, the model's time budget per block (default: three times the slowest "
                         "block measured at start, at least 2)")
     p.add_argument("--overload", choices=POLICIES, default="bypass",
                    help="a block not processed in time: play it unprocessed (bypass), silence (drop), or wait "
@@ -73,9 +73,10 @@ def _check_options(args) -> None:
         raise AudiokitError(f"--block-ms {args.block_ms:g}: at most {MAX_BLOCK_MS:g}")
 
 
-def _report(engine: BlockEngine, block_s: float, extra: str = "") -> str:
+def _report(engine: BlockEngine, block_s: float, extra: str = "", overall: bool = False) -> str:
+    """The live status line; model time per block over the last 50 blocks, or with ``overall`` all of them."""
     c = engine.counters
-    proc = c.mean_recent_proc()
+    proc = c.proc_time / max(1, c.processed) if overall else c.mean_recent_proc()
     return (f"in {c.level_db:6.1f} dBFS | {proc * 1e3:6.2f} ms/block (max {c.proc_max * 1e3:.1f}) | "
             f"RTF {proc / block_s:5.2f} | overruns {c.overruns} skipped {c.skipped} late {c.late} "
             f"underruns {c.underruns} xruns {c.xruns} restarts {c.restarts}" + (f" | {extra}" if extra else ""))
@@ -167,6 +168,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None  # finish the files
         stream.close()
+        summary = (_report(engine, block / rate, overall=True) + f" | blocks {engine.counters.blocks} "
+                   f"processed {engine.counters.processed}")  # of the live part, before the tail
         if taps is not None:
             _finish(engine, taps, saves, block, latency, keep=finished)
         engine.stop()
@@ -178,8 +181,7 @@ def run(args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     if engine.error is not None:
         raise AudiokitError(f"model failed during streaming: {engine.error}")
-    print(("interrupted: " if interrupted else "") + "done: " + _report(engine, block / rate)
-          + f" | blocks {engine.counters.blocks} processed {engine.counters.processed}"
+    print(("interrupted: " if interrupted else "") + "done: " + summary
           + (f" | writer dropped {taps.dropped}" if taps.dropped else ""), file=sys.stderr)
     return 0
 
@@ -187,14 +189,12 @@ def run(args: argparse.Namespace) -> int:
 def _finish(engine: BlockEngine, taps: Taps, saves: List[Path], block: int, latency: int, keep: bool) -> None:
     """Complete the --save files with the delayed tail (the device is gone: the engine waits for the model),
     then put every file in place (``keep``) or delete them."""
-    c = engine.counters
-    captured, level, processed = c.blocks, c.level_db, c.processed
+    captured = engine.counters.blocks
     engine.policy = "wait"
     taps.limit_saves(captured * block + latency)
     if keep and saves:
         for i in range(math.ceil(latency / block)):
             taps.put(captured + i, None, engine.exchange(np.zeros(block, np.float32)))
-    c.blocks, c.level_db, c.processed = captured, level, processed  # the report is of the live part, not the tail
     taps.close(keep)
 
 

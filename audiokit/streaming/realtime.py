@@ -291,7 +291,7 @@ def worst_block_seconds(make_pipeline: Callable[[], BlockPipeline], samples: int
     return worst
 
 
-def delay_blocks_for(worst_seconds: float, block_seconds: float, margin: float = 2.0) -> int:
+def delay_blocks_for(worst_seconds: float, block_seconds: float, margin: float = 3.0) -> int:
     """Blocks of queue delay that leave the worker ``margin`` times the worst block's time (at least 2)."""
     return max(2, math.ceil(margin * worst_seconds / block_seconds) + 1)
 
