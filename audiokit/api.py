@@ -24,9 +24,9 @@ import torch
 from torch import nn
 
 from audiokit.blocks import BLOCK_SECONDS, BlockPipeline, ChannelStreams, check_targets, output_paths, process_file
-from audiokit.errors import AudioError, ModelError, ModelKindError
+from audiokit.errors import AudioError, ModelError
 from audiokit.hub.pretrained import DEFAULT_ENHANCER, DEFAULT_SEPARATOR, check_device, load_model
-from audiokit.streaming.separation import WindowedSeparator
+from audiokit.streaming.separation import WindowedSeparator, refuse_separator
 
 __all__ = ["Enhancer", "enhance", "enhance_file", "load_model", "separate", "separate_file"]
 
@@ -51,8 +51,7 @@ class Enhancer:
         check_device(device)
         self.model = model if isinstance(model, nn.Module) else load_model(str(model or DEFAULT_ENHANCER),
                                                                            device=device)
-        if hasattr(self.model, "separate") and not hasattr(self.model, "enhance"):
-            raise ModelKindError(f"{type(self.model).__name__} is a separation model, not an enhancer (use separate)")
+        refuse_separator(self.model)
         self.sample_rate = int(getattr(self.model, "sample_rate", 16000))
         if stream and chunk_ms is not None and not 0 < chunk_ms < float("inf"):
             raise ModelError(f"--chunk-ms must be a positive number, got {chunk_ms}")

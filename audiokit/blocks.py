@@ -22,7 +22,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from audiokit.audio.io import NOT_FINITE, TRUNCATED, open_audio, temporary_path
+from audiokit.audio.io import NOT_FINITE, TRUNCATED, format_of, open_audio, temporary_path
 from audiokit.audio.resample import resample
 from audiokit.errors import AudioError, ModelError
 
@@ -200,45 +200,67 @@ def check_targets(targets: Sequence[Path], force: bool, force_hint: str = "use -
             raise AudioError(target, "exists and is not a file; not overwritten")
 
 
-class _Writers:
-    """16-bit WAV files written block by block under temporary names; ``commit`` renames them into place,
-    ``discard`` deletes them."""
+class OutputFiles:
+    """16-bit audio files (WAV, or FLAC, ... by the suffix) written block by block under temporary names;
+    ``commit`` renames them into place, ``discard`` deletes them and the folders made for them. AudioError
+    naming the file when one cannot be created or put in place (nothing is left behind then)."""
 
     def __init__(self, targets: Sequence[Path], rate: int, channels: int):
         self.targets, self.files, self.created = list(targets), [], []
         for target in self.targets:
             try:
+                kind = format_of(target)
                 self.created += _make_folder(target.parent)
-                self.files.append(sf.SoundFile(temporary_path(target), "w", rate, channels, "PCM_16", format="WAV"))
-            except (sf.LibsndfileError, OSError, RuntimeError) as exc:
+                self.files.append(sf.SoundFile(temporary_path(target), "w", rate, channels, "PCM_16", format=kind))
+            except (sf.LibsndfileError, OSError, RuntimeError, AudioError) as exc:
                 self.discard()
+                if isinstance(exc, AudioError):
+                    raise
                 problem = "its folder is not a folder" if _blocked_by_file(target.parent) else "cannot be written"
-                reason = getattr(exc, "error_string", None) or getattr(exc, "strerror", None) or str(exc)
-                raise AudioError(target, f"{problem} ({' '.join(reason.split())})") from None
+                raise AudioError(target, f"{problem} ({_reason(exc)})") from None
 
     def write(self, out: torch.Tensor) -> None:
         """``out`` ``[S, C, n]``: one block of each file."""
         data = out.numpy()
         if not np.isfinite(data).all():
             raise ModelError("the model produced NaN or Inf samples")
-        for f, block in zip(self.files, data):
-            f.write(np.clip(block, -1.0, 1.0).T)
+        for k, block in enumerate(data):
+            self.write_file(k, block.T)
+
+    def write_file(self, k: int, samples: np.ndarray) -> None:
+        """``samples`` ``[n]`` or ``[n, C]`` (clipped to [-1, 1]) onto file ``k``."""
+        self.files[k].write(np.clip(samples, -1.0, 1.0))
 
     def commit(self) -> None:
-        for f, target in zip(self.files, self.targets):
-            f.close()
-            os.replace(f.name, target)
+        """Close every file and rename it into place (all discarded if one fails)."""
+        target = self.targets[0]
+        try:
+            for f in self.files:
+                f.close()
+            for f, target in zip(self.files, self.targets):
+                os.replace(f.name, target)
+        except (sf.LibsndfileError, OSError, RuntimeError) as exc:
+            self.discard()
+            raise AudioError(target, f"cannot be written ({_reason(exc)})") from None
 
     def discard(self) -> None:
         """Delete the temporary files, and the folders made for them if they are empty again."""
         for f in self.files:
-            f.close()
+            try:
+                f.close()
+            except (sf.LibsndfileError, OSError, RuntimeError):
+                pass  # deleted below all the same
             Path(f.name).unlink(missing_ok=True)
         for folder in self.created:  # deepest first
             try:
                 folder.rmdir()
             except OSError:  # not empty: something else was written there meanwhile
                 break
+
+
+def _reason(exc: BaseException) -> str:
+    """The plain reason inside a libsndfile or OS error, on one line."""
+    return " ".join(str(getattr(exc, "error_string", None) or getattr(exc, "strerror", None) or exc).split())
 
 
 def _blocked_by_file(folder: Path) -> bool:
@@ -269,10 +291,10 @@ def process_file(path: Path, open_processor: Callable[[int], object], model_rate
     block. Memory is bounded by ``block_seconds``; on any error nothing is left behind (no temporary
     files, and no output folders this call created).
     """
+    targets = name_outputs(outputs) if outputs else None  # before the file is opened: nothing to close
     rate, channels, blocks = open_blocks(Path(path), block_seconds)
     writers, held, samples = None, [], 0
     try:
-        targets = name_outputs(outputs) if outputs else None
         opener = partial(_open_writers, targets, name_outputs, rate, channels)
         pipeline = BlockPipeline(open_processor(channels), rate, model_rate)
         for block in blocks:
@@ -290,15 +312,15 @@ def process_file(path: Path, open_processor: Callable[[int], object], model_rate
     return samples / rate
 
 
-def _open_writers(targets: Optional[Sequence[Path]], name_outputs, rate: int, channels: int, count: int) -> _Writers:
+def _open_writers(targets: Optional[Sequence[Path]], name_outputs, rate: int, channels: int, count: int) -> OutputFiles:
     """Writers for ``count`` outputs: to ``targets`` when named beforehand, else to ``name_outputs(count)``."""
     if targets is not None and len(targets) != count:
         raise ModelError(f"the model gave {count} outputs, expected {len(targets)}")
-    return _Writers(targets if targets is not None else name_outputs(count), rate, channels)
+    return OutputFiles(targets if targets is not None else name_outputs(count), rate, channels)
 
 
-def _write(writers: Optional[_Writers], out: torch.Tensor, open_writers: Callable[[int], _Writers],
-           held: list) -> Optional[_Writers]:
+def _write(writers: Optional[OutputFiles], out: torch.Tensor, open_writers: Callable[[int], OutputFiles],
+           held: list) -> Optional[OutputFiles]:
     """Write ``out`` [S, C, n], opening the S output files (``open_writers(S)``) on the first samples;
     ``held`` gets the writers as soon as they are open, so that a failing first write can discard them."""
     if out.shape[-1]:

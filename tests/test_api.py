@@ -177,8 +177,8 @@ def test_files_left_clean_on_failure_and_long_names_work(make_wav, tmp_path):
     for target in (tmp_path / "afile" / "e.wav", tmp_path / "afile" / "sub" / "e.wav"):
         with pytest.raises(AudioError, match="e.wav: its folder is not a folder"):
             audiokit.enhance_file(source, target, model=tiny_frcrn())
-    long = make_wav("b" * 240 + ".wav", seconds=0.3)  # the final name fits; a temporary name must too
-    assert audiokit.enhance_file(long, model=tiny_frcrn()).is_file()
+    for stem in ("b" * 240, "語" * 76):  # the final names fit in 255 bytes; temporary names must too
+        assert audiokit.enhance_file(make_wav(stem + ".wav", seconds=0.3), model=tiny_frcrn()).is_file()
 
 
 class _RunsCode:

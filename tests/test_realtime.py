@@ -1,6 +1,7 @@
 """The real-time block engine without a sound card: resampler, pipeline delay, overload and recovery."""
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
@@ -135,3 +136,24 @@ def test_overload_is_counted_and_the_engine_recovers_at_the_same_delay():
     assert np.all(processed | bypassed)
     assert bypassed[engine.delay_blocks:].sum() == c.underruns  # the first slots are the zero prefill
     assert processed[-30:].all(), "after the spike every block is processed again"
+
+
+def test_stream_files_are_deleted_when_a_write_fails(tmp_path):
+    from audiokit.cli.live_files import Taps
+    from audiokit.errors import AudioError
+
+    taps = Taps(tmp_path / "rec.wav", [tmp_path / "new" / "s1.flac", tmp_path / "new" / "s2.wav"], 16000, 160)
+
+    def full_disk(k, samples):
+        raise OSError(28, "No space left on device")
+
+    taps.files.write_file = full_disk
+    for seq in range(3000):  # more than the queue holds: the writer keeps draining after the failure
+        taps.put(seq, np.zeros(160, np.float32), np.zeros((2, 160), np.float32))
+    with pytest.raises(AudioError, match="rec.wav: writing failed: .*No space left on device"):
+        taps.close()
+    assert list(tmp_path.iterdir()) == []  # no outputs, temporary files or new folders
+    good = Taps(None, [tmp_path / "a.flac"], 16000, 160)
+    good.put(0, None, np.full((1, 160), 0.5, np.float32))
+    good.close()
+    assert sf.info(tmp_path / "a.flac").format == "FLAC" and sf.info(tmp_path / "a.flac").frames == 160

@@ -41,6 +41,9 @@ class TwoSpeakers(torch.nn.Module):
         self.gain = torch.nn.Parameter(torch.tensor(gain))
     def separate(self, wav):
         time.sleep(float(os.environ.get("TWOSPEAKERS_SECONDS", "0")))  # as slow as a real model's window
+        self.heard = getattr(self, "heard", 0) + bool(wav.abs().max() > 0)  # the start-up timing feeds silence
+        if self.heard > int(os.environ.get("TWOSPEAKERS_BREAK_AFTER", "1000000")):
+            raise RuntimeError("the model broke")
         return torch.stack([self.gain * wav, -wav], dim=1)
 pretrained.FAMILIES["twospeakers"] = TwoSpeakers
 from audiokit.cli.main import main
@@ -75,8 +78,8 @@ class Device:
         return subprocess.Popen([sys.executable, str(self.tmp / "runner.py"), "stream", *map(str, args)], env=env,
                                 cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-    def play(self, args, signal_int16: np.ndarray, timeout: float = 300):
-        proc = self.start(args, signal_int16)
+    def play(self, args, signal_int16: np.ndarray, timeout: float = 300, **env_vars):
+        proc = self.start(args, signal_int16, **env_vars)
         proc.out, err = proc.communicate(timeout=timeout)
         return proc, err, self.played() if self.outfile.exists() else None
 
@@ -286,7 +289,8 @@ def test_bad_options_and_outputs_are_one_line_errors_and_write_nothing(device, t
              (["--save", tmp_path / "a.wav", "--record", tmp_path / "a.wav"], "a.wav: named twice"),
              (["--save", tmp_path / "taken", "--force"], "taken: exists and is not a file"),
              (["--model", tmp_path / "missing.safetensors"], "missing.safetensors"),
-             (["--output-device", "nosuch", "--save", tmp_path / "b.wav"], "--output-device nosuch")]
+             (["--output-device", "nosuch", "--save", tmp_path / "b.wav"], "--output-device nosuch"),
+             (["--save", tmp_path / "c.xyz"], "c.xyz: cannot write .xyz files")]
     for options, problem in cases:
         proc, err, _ = device.play(["enhance", "--model", path, "--duration", 0.1, *options], voice(0.1), timeout=120)
         lines = [line for line in err.splitlines() if line.strip()]
@@ -300,3 +304,25 @@ def test_wrong_model_kind_names_the_model(device, tiny_model):
     proc, err, _ = device.play(["separate", "--model", path, "--duration", 0.1], voice(0.1), timeout=120)
     assert proc.returncode == 1
     assert err.strip().splitlines()[-1] == f"error: {path}: FRCRN is not a separation model (use enhance)"
+
+
+@pytest.mark.slow
+def test_a_model_that_fails_mid_stream_leaves_no_files(device, tmp_path):
+    path = tmp_path / "twospeakers.safetensors"
+    save_pretrained(torch.nn.ParameterDict({"gain": torch.nn.Parameter(torch.tensor(0.25))}), path,
+                    "twospeakers", {"gain": 0.25})
+    out = tmp_path / "out"
+    out.mkdir()
+    proc, err, _ = device.play(["separate", "--model", path, "--overload", "wait", "--duration", 1.0, "--window-ms", 200,
+                                "--record", out / "rec", "--save", out / "sep.wav"], voice(1.0), timeout=120,
+                               TWOSPEAKERS_BREAK_AFTER="2")  # the third window with sound breaks
+    assert proc.returncode == 1 and err.strip().splitlines()[-1] == "error: model failed during streaming: the model broke"
+    assert list(out.iterdir()) == []  # no outputs, no temporary files
+
+
+def test_save_without_a_suffix_is_wav(device, tiny_model, tmp_path):
+    _, path = tiny_model
+    proc, err, _ = device.play(["enhance", "--model", path, "--overload", "wait", "--duration", 0.2,
+                                "--save", tmp_path / "out"], voice(0.2), timeout=120)
+    assert proc.returncode == 0, err
+    assert sf.info(tmp_path / "out").format == "WAV"

@@ -171,6 +171,9 @@ def test_bad_overrides_and_unusable_checkpoints_are_refused_before_writing(data,
                              (valid_0, "valid_size 0: validation needs at least one item")):
         with pytest.raises(AudiokitError, match=problem):
             train(RECIPE, options)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(AudiokitError, match="a file stands in its way"):
+        train(RECIPE, overrides(data, tmp_path / "afile"))
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     with pytest.raises(AudiokitError, match="TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is set"):
         train(RECIPE, overrides(data, out, epochs=2))

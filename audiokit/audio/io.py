@@ -89,7 +89,8 @@ def _wav_is_truncated(path: Path) -> bool:
 def temporary_path(path: Path) -> Path:
     """A hidden, unique name beside ``path`` to write it under before ``os.replace`` puts it in place; the
     stem is shortened so that a name near the file system's 255-byte limit still fits."""
-    return path.with_name(f".{path.stem[:100]}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
+    stem = path.stem.encode("utf-8", "surrogateescape")[:100].decode("utf-8", "ignore")  # the limit is in bytes
+    return path.with_name(f".{stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
 
 
 def write_audio(path: str | os.PathLike, wav, sample_rate: int, force: bool = False, subtype: str = "PCM_16") -> Path:
@@ -115,7 +116,7 @@ def write_audio(path: str | os.PathLike, wav, sample_rate: int, force: bool = Fa
     # not mkstemp: its 0600 mode would stick to the result; sf.write creates the file with the umask
     tmp = temporary_path(path)
     try:
-        sf.write(tmp, data.T, sample_rate, subtype=subtype, format=_format_of(path))
+        sf.write(tmp, data.T, sample_rate, subtype=subtype, format=format_of(path))
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
@@ -125,10 +126,14 @@ def write_audio(path: str | os.PathLike, wav, sample_rate: int, force: bool = Fa
     return path
 
 
-def _format_of(path: Path) -> str:
-    """libsndfile format name for ``path``'s extension (e.g. 'WAV', 'FLAC')."""
+def format_of(path: Path) -> str:
+    """libsndfile format name for ``path``'s extension (e.g. 'WAV', 'FLAC'; WAV without one); AudioError
+    for an extension libsndfile cannot write."""
     ext = path.suffix.lower().lstrip(".")
-    return {"aif": "AIFF", "aifc": "AIFF", "oga": "OGG", "opus": "OGG"}.get(ext, ext.upper())
+    name = {"aif": "AIFF", "aifc": "AIFF", "oga": "OGG", "opus": "OGG", "": "WAV"}.get(ext, ext.upper())
+    if name not in sf.available_formats():
+        raise AudioError(path, f"cannot write .{ext} files (write .wav or .flac)")
+    return name
 
 
 def find_audio_files(

@@ -28,7 +28,7 @@ def device_index(sd, value: Optional[str], kind: str) -> Optional[int]:
     try:
         return int(sd.query_devices(int(value) if value.isdigit() else value, kind)["index"])
     except (ValueError, sd.PortAudioError) as exc:
-        problem = " ".join(str(exc).split()).split(":")[0]
+        problem = (str(exc).strip().splitlines() or ["no such device"])[0]
         raise AudiokitError(f"--{kind}-device {value}: {problem} (see --list-devices)") from None
 
 

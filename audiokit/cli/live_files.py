@@ -8,57 +8,27 @@ from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
-import soundfile as sf
 
-from audiokit.audio.io import temporary_path
-from audiokit.blocks import check_targets
+from audiokit.audio.io import format_of
+from audiokit.blocks import OutputFiles, check_targets
 from audiokit.errors import AudioError
 
 
-class WavWriter:
-    """16-bit audio (WAV, FLAC, ... by the suffix) written block by block under a temporary name, renamed when
-    closed (at most ``limit`` samples); AudioError naming ``path`` when it cannot be written."""
-
-    def __init__(self, path: Path, rate: int, limit: Optional[int] = None):
-        self.path, self.limit, self.written = path, limit, 0
-        self.tmp = temporary_path(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = sf.SoundFile(str(self.tmp), "w", samplerate=rate, channels=1, subtype="PCM_16")
-        except (sf.LibsndfileError, OSError, TypeError, ValueError) as exc:
-            reason = getattr(exc, "error_string", None) or getattr(exc, "strerror", None) or str(exc)
-            raise AudioError(path, f"cannot be written ({' '.join(reason.split())})") from None
-
-    def write(self, samples: np.ndarray) -> None:
-        if self.limit is not None:
-            samples = samples[:max(0, self.limit - self.written)]
-        self.file.write(samples)
-        self.written += len(samples)
-
-    def close(self, keep: bool = True) -> None:
-        """Close, then rename into place (``keep``) or delete the temporary file."""
-        self.file.close()
-        if keep:
-            self.tmp.replace(self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
-
-
 class Taps:
-    """Writer thread for --record (input blocks) and --save (output blocks): the callback only queues them."""
+    """Writer thread for --record (input blocks) and --save (output blocks): the callback only queues them.
+
+    All files are mono 16-bit at ``rate`` (WAV, or FLAC, ... by the suffix), written under temporary names
+    and put in place by ``close(keep=True)``. A write that fails (e.g. a full disk) is kept in ``error``;
+    the thread goes on draining the queue, and ``close`` then deletes the files and raises AudioError.
+    """
 
     def __init__(self, record: Optional[Path], saves: List[Path], rate: int, block: int):
-        opened: List[WavWriter] = []
-        try:
-            for path in ([record] if record else []) + saves:
-                opened.append(WavWriter(path, rate))
-        except AudioError:
-            for writer in opened:
-                writer.close(keep=False)
-            raise
-        self.record = opened.pop(0) if record else None
-        self.saves = opened
-        self.block, self.dropped, self._next = block, 0, 0
+        self.files = OutputFiles(([record] if record else []) + saves, rate, 1)
+        self.first_save = 1 if record else 0
+        self.limits: List[Optional[int]] = [None] * len(self.files.targets)
+        self.written = [0] * len(self.files.targets)
+        self.outputs, self.block, self.dropped, self._next = len(saves), block, 0, 0
+        self.error: Optional[BaseException] = None
         self._queue: queue.Queue = queue.Queue(maxsize=2000)
         self._thread = threading.Thread(target=self._write, name="audiokit-stream-writer", daemon=True)
         self._thread.start()
@@ -74,38 +44,56 @@ class Taps:
             item = self._queue.get()
             if item is None:
                 return
+            if self.error is not None:
+                continue  # keep draining, so that neither the callback nor close() waits on a full queue
             seq, block, out = item
-            for _ in range(self._next, seq):  # blocks the writer lost: keep the files aligned
-                self._put(np.zeros(self.block, np.float32), np.zeros((len(self.saves), self.block), np.float32))
-            self._next = seq + 1
-            self._put(block, out)
+            try:
+                for _ in range(self._next, seq):  # blocks the writer lost: keep the files aligned
+                    self._put(np.zeros(self.block, np.float32), np.zeros((self.outputs, self.block), np.float32))
+                self._next = seq + 1
+                self._put(block, out)
+            except Exception as exc:  # noqa: BLE001 - reported by close()
+                self.error = exc
 
     def _put(self, block: Optional[np.ndarray], out: np.ndarray) -> None:
-        if self.record is not None and block is not None:
-            self.record.write(block)
-        for writer, signal in zip(self.saves, out):
-            writer.write(signal)
+        if self.first_save and block is not None:
+            self._write_file(0, block)
+        for k, signal in enumerate(out, start=self.first_save):
+            self._write_file(k, signal)
+
+    def _write_file(self, k: int, samples: np.ndarray) -> None:
+        if self.limits[k] is not None:
+            samples = samples[:max(0, self.limits[k] - self.written[k])]
+        self.files.write_file(k, samples)
+        self.written[k] += len(samples)
 
     def limit_saves(self, length: int) -> None:
         """Write at most ``length`` samples to each --save file (set before queueing past that)."""
-        for writer in self.saves:
-            writer.limit = length
+        for k in range(self.first_save, len(self.limits)):
+            self.limits[k] = length
 
     def close(self, keep: bool = True) -> None:
-        """Write what is queued, then put the files in place (``keep``) or delete them."""
+        """Write what is queued, then put the files in place (``keep``) or delete them; AudioError (files
+        deleted) when a write failed."""
         self._queue.put(None)
         self._thread.join()
-        for writer in ([self.record] if self.record else []) + self.saves:
-            writer.close(keep)
+        if keep and self.error is None:
+            self.files.commit()
+            return
+        self.files.discard()
+        if keep:
+            raise AudioError(self.files.targets[0], f"writing failed: {' '.join(str(self.error).split())}")
 
 
 def check_outputs(paths: List[Path], force: bool) -> None:
-    """AudioError for an output named twice, standing as a folder, or existing (without ``force``)."""
+    """AudioError for an output named twice, of a type that cannot be written, standing as a folder, or
+    existing (without ``force``)."""
     seen = set()
     for path in paths:
         if path.resolve() in seen:
             raise AudioError(path, "named twice among the --save and --record outputs")
         seen.add(path.resolve())
+        format_of(path)
     check_targets(paths, force)
 
 

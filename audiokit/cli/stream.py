@@ -3,7 +3,8 @@
 The sounddevice callback only exchanges blocks with the :class:`~audiokit.streaming.realtime.BlockEngine`
 (bounded queues); a worker thread runs the model, a writer thread the files.  Output is the input delayed by
 a constant latency (printed at start); under overload blocks are bypassed or dropped and counted.
-Ctrl-C (or ``--duration``) ends the stream; ``--save`` files are then completed with the delayed tail.
+Ctrl-C, SIGTERM or ``--duration`` ends the stream; ``--save`` files are then completed with the delayed tail
+(uninterruptibly) and put in place; a stream that fails leaves none.
 """
 from __future__ import annotations
 
@@ -166,17 +167,16 @@ def run(args: argparse.Namespace) -> int:
     except sd.PortAudioError as exc:
         raise AudiokitError(f"audio device: {exc}") from None
     finally:
-        previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None  # finish the files
-        stream.close()
-        summary = (_report(engine, block / rate, overall=True) + f" | blocks {engine.counters.blocks} "
-                   f"processed {engine.counters.processed}")  # of the live part, before the tail
-        if taps is not None:
-            _finish(engine, taps, saves, block, latency, keep=finished)
-        engine.stop()
-        if previous_int is not None:
-            signal.signal(signal.SIGINT, previous_int)
-        if previous_term is not None:
-            signal.signal(signal.SIGTERM, previous_term)
+        previous = _hold_signals()  # finishing the files is not interrupted, by Ctrl-C or SIGTERM
+        try:
+            stream.close()
+            summary = (_report(engine, block / rate, overall=True) + f" | blocks {engine.counters.blocks} "
+                       f"processed {engine.counters.processed}")  # of the live part, before the tail
+            if taps is not None:
+                _finish(engine, taps, saves, block, latency, keep=finished)
+        finally:
+            engine.stop()
+            _restore_signals(previous if previous_term is None else {**previous, signal.SIGTERM: previous_term})
     if interactive:
         print(file=sys.stderr)
     if engine.error is not None:
@@ -194,12 +194,26 @@ def _finish(engine: BlockEngine, taps: Taps, saves: List[Path], block: int, late
     taps.limit_saves(captured * block + latency)
     if keep and saves:
         for i in range(math.ceil(latency / block)):
+            if engine.error is not None:
+                break  # the model failed: the files go
             taps.put(captured + i, None, engine.exchange(np.zeros(block, np.float32)))
-    taps.close(keep)
+    taps.close(keep and engine.error is None)
 
 
 def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
+
+
+def _hold_signals() -> dict:
+    """Ignore SIGINT and SIGTERM (main thread only); the previous handlers, for ``_restore_signals``."""
+    if not _main_thread():
+        return {}
+    return {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_signals(handlers: dict) -> None:
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
 
 
 def _stop_on_sigterm():

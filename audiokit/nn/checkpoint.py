@@ -31,7 +31,9 @@ def read_state_dict(path) -> StateDict:
             data = load_file(str(path))
         else:
             data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # what weights_only refuses: objects that could run code on loading
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" not in str(exc):  # not what weights_only refuses: a corrupt file
+            raise CheckpointError(path, "not a readable checkpoint (corrupt pickle)") from None
         raise CheckpointError(path, "refused: it holds pickled objects other than tensors, which could run "
                                     "code (re-save the state dict alone, or as .safetensors)") from None
     except Exception as exc:  # corrupt or truncated

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ModelError, ModelKindError
+from ..errors import ModelError
 from .runtime import Stream, open_stream
-from .separation import WindowedSeparator
+from .separation import WindowedSeparator, refuse_separator
 
 
 class ShapedStream:
@@ -68,8 +68,9 @@ class EnhanceAdapter(TaskAdapter):
 
     def __init__(self, model: nn.Module, window: Optional[int] = None, overlap: Optional[int] = None):
         super().__init__(model)
+        refuse_separator(model)
         if not hasattr(model, "enhance"):
-            raise ModelKindError(f"{type(model).__name__} is not an enhancement model (use separate)")
+            raise ModelError(f"{type(model).__name__} has no enhance(), which live enhancement needs")
         self.window, self.overlap = window, overlap
 
     def open(self) -> ShapedStream:

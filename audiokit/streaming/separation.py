@@ -184,6 +184,12 @@ class WindowedSeparation:
         return like.new_zeros(like.shape[0], self.num_spks or 1, 0)
 
 
+def refuse_separator(model) -> None:
+    """ModelKindError when ``model`` separates (has ``separate``) and does not enhance: the enhancers' check."""
+    if hasattr(model, "separate") and not hasattr(model, "enhance"):
+        raise ModelKindError(f"{type(model).__name__} is a separation model, not an enhancer (use separate)")
+
+
 class WindowedSeparator:
     """Processor factory for ``audiokit.blocks``/``process_files``: every channel of a file is
     separated on its own by :class:`WindowedSeparation` (channels as the batch).

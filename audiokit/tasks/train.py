@@ -88,6 +88,8 @@ def load_initial_weights(model: torch.nn.Module, path: str | Path) -> None:
 def _recipe_problem(exc: Exception) -> str:
     """One line saying what is wrong with a recipe or its overrides."""
     text = " ".join(str(exc).split())
+    if isinstance(exc, (NotADirectoryError, FileExistsError)):
+        return f"cannot make the folder {exc.filename}: a file stands in its way (see --output_folder)"
     unknown = re.match(r"""["']?Override '([^']+)' not found""", text)
     if unknown:
         return f"unknown recipe key {unknown[1]!r} (overrides must name top-level keys of the recipe)"
@@ -130,9 +132,9 @@ def train(recipe_path: str | Path, overrides=None) -> Path:
     recipe_path = Path(recipe_path)
     if not recipe_path.is_file():
         raise FileNotFoundError(f"{recipe_path}: recipe not found")
-    if os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "0").lower() not in ("", "0", "false"):
-        raise AudiokitError("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is set: resuming would let checkpoint files run code; "
-                            "unset it")
+    if os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "").lower() in ("1", "y", "yes", "true"):
+        raise AudiokitError("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is set: loading checkpoints (resuming, averaging) "
+                            "could run code from them; unset it")
     try:
         run_opts, recipe_overrides = parse_overrides(recipe_path, overrides)
         sb.utils.distributed.ddp_init_group(run_opts)  # no-op unless started by torchrun
