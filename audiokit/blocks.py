@@ -233,7 +233,7 @@ class OutputFiles:
 
     def commit(self) -> None:
         """Close every file and rename it into place (all discarded if one fails)."""
-        target = self.targets[0]
+        target = self.targets[0] if self.targets else None
         try:
             for f in self.files:
                 f.close()

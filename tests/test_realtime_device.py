@@ -320,9 +320,13 @@ def test_a_model_that_fails_mid_stream_leaves_no_files(device, tmp_path):
     assert list(out.iterdir()) == []  # no outputs, no temporary files
 
 
-def test_save_without_a_suffix_is_wav(device, tiny_model, tmp_path):
+def test_save_without_a_suffix_is_wav_and_no_files_at_all_is_fine(device, tiny_model, tmp_path):
     _, path = tiny_model
     proc, err, _ = device.play(["enhance", "--model", path, "--overload", "wait", "--duration", 0.2,
                                 "--save", tmp_path / "out"], voice(0.2), timeout=120)
     assert proc.returncode == 0, err
     assert sf.info(tmp_path / "out").format == "WAV"
+    proc, err, played = device.play(["enhance", "--model", path, "--overload", "wait", "--duration", 0.2], voice(0.2),
+                                    timeout=120)  # speakers only
+    assert proc.returncode == 0 and "done:" in err, err
+    assert len(played) > 1600

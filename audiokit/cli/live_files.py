@@ -58,7 +58,7 @@ class Taps:
     def _put(self, block: Optional[np.ndarray], out: np.ndarray) -> None:
         if self.first_save and block is not None:
             self._write_file(0, block)
-        for k, signal in enumerate(out, start=self.first_save):
+        for k, signal in zip(range(self.first_save, len(self.limits)), out):  # none without --save
             self._write_file(k, signal)
 
     def _write_file(self, k: int, samples: np.ndarray) -> None:
