@@ -77,7 +77,7 @@ def test_bad_arrays():
 
 
 def test_bad_devices_and_broken_models(tmp_path):
-    with pytest.raises(ModelError, match="--device tpu: not a torch device"):
+    with pytest.raises(ModelError, match="device=tpu: not a torch device"):
         audiokit.Enhancer(tiny_frcrn(), device="tpu")
     if not torch.cuda.is_available():
         with pytest.raises(ModelError, match="CUDA is not available"):

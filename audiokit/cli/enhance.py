@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     """Load the model once, then enhance every input; 1 if any input failed."""
     from audiokit.api import Enhancer
 
-    check_device(args.device)
+    check_device(args.device, "--device ")
     if args.chunk_ms is not None and not args.stream:
         raise ModelError(f"--chunk-ms {args.chunk_ms:g}: only used with --stream")
     try:

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from audiokit.hub.pretrained import load_model
     from audiokit.streaming.separation import WindowedSeparator
 
-    check_device(args.device)
+    check_device(args.device, "--device ")
     try:
         model = load_model(args.model, checkpoint=args.checkpoint, device=args.device)
     except ModelError as exc:

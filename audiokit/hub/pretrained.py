@@ -87,19 +87,20 @@ def read_metadata(path) -> dict:
     return decoded
 
 
-def check_device(device) -> None:
-    """ModelError unless ``device`` names a torch device this machine has (cpu, cuda, cuda:N)."""
+def check_device(device, option: str = "device=") -> None:
+    """ModelError unless ``device`` names a torch device this machine has (cpu, cuda, cuda:N); the message
+    starts with ``option`` and the value (the CLI passes ``"--device "``)."""
     try:
         parsed = torch.device(device)
     except (RuntimeError, ValueError, TypeError):
-        raise ModelError(f"--device {device}: not a torch device (cpu, cuda, cuda:N)") from None
+        raise ModelError(f"{option}{device}: not a torch device (cpu, cuda, cuda:N)") from None
     kind = parsed.type
     if kind == "cuda" and not torch.cuda.is_available():
-        raise ModelError(f"--device {device}: CUDA is not available on this machine")
+        raise ModelError(f"{option}{device}: CUDA is not available on this machine")
     if kind == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
-        raise ModelError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        raise ModelError(f"{option}{device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if kind not in ("cpu", "cuda"):
-        raise ModelError(f"--device {device}: only cpu and cuda are supported")
+        raise ModelError(f"{option}{device}: only cpu and cuda are supported")
 
 
 def build(family: str, config: Optional[dict] = None) -> nn.Module:
