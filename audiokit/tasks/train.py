@@ -137,7 +137,10 @@ def train(recipe_path: str | Path, overrides=None) -> Path:
                             "could run code from them; unset it")
     try:
         run_opts, recipe_overrides = parse_overrides(recipe_path, overrides)
-        sb.utils.distributed.ddp_init_group(run_opts)  # no-op unless started by torchrun
+    except Exception as exc:  # e.g. an option without its value
+        raise AudiokitError(f"{recipe_path}: {_recipe_problem(exc)}") from None
+    sb.utils.distributed.ddp_init_group(run_opts)  # no-op unless started by torchrun
+    try:
         with open(recipe_path, encoding="utf-8") as f:
             hparams = load_hyperpyyaml(f, recipe_overrides)
     except (AudiokitError, FileNotFoundError):
