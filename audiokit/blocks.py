@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
@@ -212,10 +211,11 @@ class OutputFiles:
                 kind = format_of(target)
                 self.created += _make_folder(target.parent)
                 self.files.append(sf.SoundFile(temporary_path(target), "w", rate, channels, "PCM_16", format=kind))
-            except (sf.LibsndfileError, OSError, RuntimeError, AudioError) as exc:
+            except AudioError:
                 self.discard()
-                if isinstance(exc, AudioError):
-                    raise
+                raise
+            except (sf.LibsndfileError, OSError, RuntimeError) as exc:
+                self.discard()
                 problem = "its folder is not a folder" if _blocked_by_file(target.parent) else "cannot be written"
                 raise AudioError(target, f"{problem} ({_reason(exc)})") from None
 
@@ -293,39 +293,33 @@ def process_file(path: Path, open_processor: Callable[[int], object], model_rate
     """
     targets = name_outputs(outputs) if outputs else None  # before the file is opened: nothing to close
     rate, channels, blocks = open_blocks(Path(path), block_seconds)
-    writers, held, samples = None, [], 0
+    writers: Optional[OutputFiles] = None
+    samples = 0
+
+    def write(out: torch.Tensor) -> None:
+        """``out`` [S, C, n] onto the outputs, opened (and named, unless already) on the first samples."""
+        nonlocal writers
+        if not out.shape[-1]:
+            return
+        if writers is None:
+            count = out.shape[0]
+            if targets is not None and len(targets) != count:
+                raise ModelError(f"the model gave {count} outputs, expected {len(targets)}")
+            writers = OutputFiles(targets if targets is not None else name_outputs(count), rate, channels)
+        writers.write(out)
+
     try:
-        opener = partial(_open_writers, targets, name_outputs, rate, channels)
         pipeline = BlockPipeline(open_processor(channels), rate, model_rate)
         for block in blocks:
-            writers = _write(writers, pipeline.feed(block), opener, held)
+            write(pipeline.feed(block))
             samples += block.shape[-1]
             if on_progress:
                 on_progress(block.shape[-1])
-        writers = _write(writers, pipeline.flush(), opener, held)
+        write(pipeline.flush())
         writers.commit()
     except BaseException:
         blocks.close()
-        for opened in held:
-            opened.discard()
+        if writers is not None:
+            writers.discard()
         raise
     return samples / rate
-
-
-def _open_writers(targets: Optional[Sequence[Path]], name_outputs, rate: int, channels: int, count: int) -> OutputFiles:
-    """Writers for ``count`` outputs: to ``targets`` when named beforehand, else to ``name_outputs(count)``."""
-    if targets is not None and len(targets) != count:
-        raise ModelError(f"the model gave {count} outputs, expected {len(targets)}")
-    return OutputFiles(targets if targets is not None else name_outputs(count), rate, channels)
-
-
-def _write(writers: Optional[OutputFiles], out: torch.Tensor, open_writers: Callable[[int], OutputFiles],
-           held: list) -> Optional[OutputFiles]:
-    """Write ``out`` [S, C, n], opening the S output files (``open_writers(S)``) on the first samples;
-    ``held`` gets the writers as soon as they are open, so that a failing first write can discard them."""
-    if out.shape[-1]:
-        if writers is None:
-            writers = open_writers(out.shape[0])
-            held.append(writers)
-        writers.write(out)
-    return writers

@@ -32,7 +32,7 @@ def read_state_dict(path) -> StateDict:
         else:
             data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "GLOBAL" not in str(exc) and "global" not in str(exc):  # no object refused: a corrupt file
+        if "global" not in str(exc).lower():  # no object refused: a corrupt file
             raise CheckpointError(path, "not a readable checkpoint (corrupt pickle)") from None
         raise CheckpointError(path, "refused: it holds pickled objects other than tensors, which could run "
                                     "code (re-save the state dict alone, or as .safetensors)") from None
