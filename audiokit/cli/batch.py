@@ -11,6 +11,7 @@ import argparse
 import re
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -23,7 +24,7 @@ from tqdm import tqdm
 
 from audiokit.audio.io import find_audio_files
 from audiokit.blocks import check_targets, output_paths, process_file
-from audiokit.errors import AudioError, ModelError, one_line
+from audiokit.errors import AudioError, FileError, ModelError, one_line
 
 ProcessFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -47,6 +48,23 @@ def add_batch_arguments(parser: argparse.ArgumentParser, default_model: str | No
     parser.add_argument("--checkpoint", type=Path, metavar="FILE", help="weights to load instead of the pretrained ones")
     parser.add_argument("--device", default="cpu", metavar="cpu|cuda", help="torch device to run the model on (default: cpu)")
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
+
+
+@contextmanager
+def naming_model(name: str, errors: type = ModelError):
+    """Errors of type ``errors`` raised inside become FileError naming the model: ``error: <name>: <problem>``."""
+    try:
+        yield
+    except errors as exc:
+        raise FileError(name, str(exc)) from None
+
+
+def load_cli_model(args: argparse.Namespace) -> torch.nn.Module:
+    """``--model`` (weights from ``--checkpoint`` when given) on ``--device``; errors name the model."""
+    from audiokit.hub.pretrained import load_model
+
+    with naming_model(args.model):
+        return load_model(args.model, checkpoint=args.checkpoint, device=args.device)
 
 
 def process_files(

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from audiokit.cli.batch import add_batch_arguments, process_files
-from audiokit.errors import FileError, ModelError, ModelKindError
+from audiokit.cli.batch import add_batch_arguments, load_cli_model, naming_model, process_files
+from audiokit.errors import ModelError, ModelKindError
 from audiokit.hub.pretrained import DEFAULT_ENHANCER, check_device
 
 
@@ -30,15 +30,8 @@ def run(args: argparse.Namespace) -> int:
     check_device(args.device, "--device ")
     if args.chunk_ms is not None and not args.stream:
         raise ModelError(f"--chunk-ms {args.chunk_ms:g}: only used with --stream")
-    try:
-        from audiokit.hub.pretrained import load_model
-
-        model = load_model(args.model, checkpoint=args.checkpoint, device=args.device)
-    except ModelError as exc:
-        raise FileError(args.model, str(exc)) from None
-    try:
+    model = load_cli_model(args)
+    with naming_model(args.model, ModelKindError):
         enhancer = Enhancer(model, stream=args.stream, chunk_ms=args.chunk_ms)
-    except ModelKindError as exc:
-        raise FileError(args.model, str(exc)) from None
     return process_files(args.inputs, args.output_dir, "enhanced", enhancer, enhancer.sample_rate, args.force,
                          device=args.device)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from audiokit.cli.batch import add_batch_arguments, process_files
-from audiokit.errors import FileError, ModelError, ModelKindError
+from audiokit.cli.batch import add_batch_arguments, load_cli_model, naming_model, process_files
+from audiokit.errors import FileError, ModelKindError
 from audiokit.hub.pretrained import DEFAULT_SEPARATOR, check_device
 
 
@@ -31,18 +31,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Load the model once, then separate every input; 1 if any input failed."""
-    from audiokit.hub.pretrained import load_model
     from audiokit.streaming.separation import WindowedSeparator
 
     check_device(args.device, "--device ")
-    try:
-        model = load_model(args.model, checkpoint=args.checkpoint, device=args.device)
-    except ModelError as exc:
-        raise FileError(args.model, str(exc)) from None
-    try:
+    model = load_cli_model(args)
+    with naming_model(args.model, ModelKindError):
         separator = WindowedSeparator(model, args.window, args.overlap, device=args.device, shifts=args.shifts)
-    except ModelKindError as exc:
-        raise FileError(args.model, str(exc)) from None
     speakers = separator.num_outputs
     if args.num_speakers is not None and speakers is not None and args.num_speakers != speakers:
         raise FileError(args.model, f"separates {speakers} speakers, not --num-speakers {args.num_speakers}")

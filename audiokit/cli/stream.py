@@ -21,7 +21,8 @@ import torch
 
 from audiokit.cli.live_devices import check_rates, device_index, device_rate, open_stream, sounddevice_module
 from audiokit.cli.live_files import Taps, check_outputs, save_paths
-from audiokit.errors import AudiokitError, FileError, ModelKindError
+from audiokit.cli.batch import naming_model
+from audiokit.errors import AudiokitError, ModelKindError
 from audiokit.hub.pretrained import DEFAULT_ENHANCER, DEFAULT_SEPARATOR, load_model
 from audiokit.streaming.adapters import ADAPTERS
 from audiokit.streaming.realtime import POLICIES, BlockEngine, BlockPipeline, delay_blocks_for, worst_block_seconds
@@ -98,10 +99,8 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(model_name, checkpoint=args.checkpoint)
     rate_guess = int(getattr(model, "sample_rate", 16000))
     ms = lambda v: None if v is None else round(v * rate_guess / 1000)  # noqa: E731
-    try:
+    with naming_model(model_name, ModelKindError):
         adapter = ADAPTERS[args.task](model, window=ms(args.window_ms), overlap=ms(args.overlap_ms))
-    except ModelKindError as exc:
-        raise FileError(model_name, str(exc)) from None
     if not 1 <= args.play_speaker <= adapter.outputs:
         raise AudiokitError(f"--play-speaker must be 1..{adapter.outputs}")
     saves = save_paths(args.save, adapter.outputs)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from contextlib import contextmanager
 import re
 import sys
 from dataclasses import fields, replace
@@ -85,6 +86,18 @@ def load_initial_weights(model: torch.nn.Module, path: str | Path) -> None:
     load_strict(model, read_state_dict(path), path)
 
 
+@contextmanager
+def _recipe_errors(recipe_path: Path):
+    """A bad recipe or override (YAML, unknown key, a value its object refuses) raised inside becomes one
+    AudiokitError line naming the recipe; audiokit's own errors and missing files pass as they are."""
+    try:
+        yield
+    except (AudiokitError, FileNotFoundError):
+        raise
+    except Exception as exc:
+        raise AudiokitError(f"{recipe_path}: {_recipe_problem(exc)}") from None
+
+
 def _recipe_problem(exc: Exception) -> str:
     """One line saying what is wrong with a recipe or its overrides."""
     text = " ".join(str(exc).split())
@@ -135,18 +148,11 @@ def train(recipe_path: str | Path, overrides=None) -> Path:
     if os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "").lower() in ("1", "y", "yes", "true"):
         raise AudiokitError("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is set: loading checkpoints (resuming, averaging) "
                             "could run code from them; unset it")
-    try:
+    with _recipe_errors(recipe_path):  # e.g. an option without its value
         run_opts, recipe_overrides = parse_overrides(recipe_path, overrides)
-    except Exception as exc:  # e.g. an option without its value
-        raise AudiokitError(f"{recipe_path}: {_recipe_problem(exc)}") from None
     sb.utils.distributed.ddp_init_group(run_opts)  # no-op unless started by torchrun
-    try:
-        with open(recipe_path, encoding="utf-8") as f:
-            hparams = load_hyperpyyaml(f, recipe_overrides)
-    except (AudiokitError, FileNotFoundError):
-        raise
-    except Exception as exc:  # a bad recipe or override: YAML, unknown key, a value its object refuses
-        raise AudiokitError(f"{recipe_path}: {_recipe_problem(exc)}") from None
+    with _recipe_errors(recipe_path), open(recipe_path, encoding="utf-8") as f:
+        hparams = load_hyperpyyaml(f, recipe_overrides)
     check_sizes(hparams)
     run_opts = recipe_run_options(run_opts, hparams)
     if hparams.get("init_from"):
