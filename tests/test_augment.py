@@ -5,7 +5,7 @@ import soundfile as sf
 import torch
 
 from audiokit.tasks.augment import Mixer, coloured_noise, reverberate, rms, simulated_rir
-from audiokit.tasks.data import NoisySpeechDataset, crop_collate, find_audio
+from audiokit.tasks.data import NoisySpeechDataset, crop_collate, find_audio, speaker_of
 
 RATE = 16000
 
@@ -121,3 +121,43 @@ def test_crop_collate_batches_to_shortest(corpus):
     batch = crop_collate([ds[0], ds[1], ds[2]])
     shortest = min(ds[i]["noisy"].numel() for i in range(3))
     assert batch["noisy"].shape == batch["clean"].shape == (3, shortest)
+
+
+def test_validation_holds_out_whole_speakers_and_noise_files(tmp_path):
+    """split_by="speaker" never puts a speaker on both sides; noise files are held out by file."""
+    for speaker in ("0cb74144", "1a2b3c4d", "5e6f7a8b", "9c0d1e2f", "aa11bb22", "cc33dd44"):
+        for word in ("yes", "no"):
+            (tmp_path / "speech" / word).mkdir(parents=True, exist_ok=True)
+            sf.write(tmp_path / f"speech/{word}/{speaker}_nohash_0.wav", speech_like(0.3, RATE, 150, 1), RATE)
+    (tmp_path / "speech/_silence_").mkdir()
+    sf.write(tmp_path / "speech/_silence_/silence_1.wav", np.zeros(RATE, np.float32), RATE)
+    (tmp_path / "noise").mkdir()
+    for i in range(8):
+        sf.write(tmp_path / f"noise/n{i}.wav", np.random.default_rng(i).standard_normal(RATE).astype(np.float32), RATE)
+    sets = {split: NoisySpeechDataset([tmp_path / "speech"], [tmp_path / "noise"], sample_rate=RATE, split=split,
+                                      valid_fraction=0.4, split_by="speaker", speech_exclude=["_silence_"],
+                                      noise_valid_fraction=0.4)
+            for split in ("train", "valid")}
+    speakers = {split: {speaker_of(f) for f in ds.speech_files} for split, ds in sets.items()}
+    assert speakers["train"] and speakers["valid"] and not speakers["train"] & speakers["valid"]
+    assert all(len([f for f in ds.speech_files if speaker_of(f) == s]) == 2 for ds in sets.values()
+               for s in {speaker_of(f) for f in ds.speech_files})  # both words of a speaker on one side
+    assert not any("_silence_" in f.parts for ds in sets.values() for f in ds.speech_files)
+    train_noise, valid_noise = set(sets["train"].noise_files), set(sets["valid"].noise_files)
+    assert train_noise and valid_noise and not train_noise & valid_noise
+    assert len(train_noise | valid_noise) == 8
+
+
+def test_speech_drawn_in_proportion_to_duration(tmp_path):
+    (tmp_path / "speech").mkdir()
+    sf.write(tmp_path / "speech/long.wav", speech_like(3.0, RATE, 120, 1), RATE)
+    for i in range(3):
+        sf.write(tmp_path / f"speech/short{i}.wav", speech_like(0.5, RATE, 200, i), RATE)
+    ds = NoisySpeechDataset([tmp_path / "speech"], sample_rate=RATE, weight_by_duration=True)
+    assert ds.speech_weights[0] == pytest.approx(3.0 / 4.5)  # long.wav sorts first
+    drawn, load = [], ds.load
+    ds.load = lambda path: drawn.append(path.name) or load(path)
+    rng = np.random.default_rng(0)
+    for _ in range(600):
+        ds._speech(800, rng)
+    assert 0.58 < drawn.count("long.wav") / len(drawn) < 0.75  # uniform over files would give 0.25

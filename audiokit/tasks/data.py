@@ -7,6 +7,7 @@ Relative folder paths are resolved against the repository root (the folder holdi
 """
 from __future__ import annotations
 
+import re
 import zlib
 from pathlib import Path
 
@@ -29,11 +30,13 @@ def resolve_folder(folder: str | Path) -> Path:
     return path if path.is_absolute() else (REPO_ROOT / path).resolve()
 
 
-def find_audio(*folder_lists) -> list[Path]:
-    """Sorted wav/flac files found recursively under every folder of the given lists.
+def find_audio(*folder_lists, exclude=()) -> list[Path]:
+    """Sorted wav/flac files found recursively under every folder of the given lists, less those
+    below a folder named in ``exclude`` (e.g. Speech Commands' ``_silence_``, which holds noise).
 
     Raises FileNotFoundError naming a missing folder, ValueError for a dev-set folder.
     """
+    skipped = set(exclude or ())
     files = []
     for folder in (f for folders in folder_lists for f in (folders or [])):
         path = resolve_folder(folder)
@@ -42,17 +45,42 @@ def find_audio(*folder_lists) -> list[Path]:
         if not path.is_dir():
             raise FileNotFoundError(f"{path}: data folder not found")
         files += [p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES
-                  and not FORBIDDEN_PARTS & set(p.parts)]
+                  and not (FORBIDDEN_PARTS | skipped) & set(p.relative_to(path).parts[:-1])]
     return sorted(set(files))
 
 
-def split_files(files: list[Path], valid_fraction: float, split: str) -> list[Path]:
-    """Deterministic hold-out: a file is in 'valid' when the CRC32 of its name falls below
-    ``valid_fraction`` (stable across machines and file-list changes); 'train' is the rest,
-    'all' everything."""
+#: (file-stem pattern, speaker-id prefix); the first match names the speaker, else the parent folder
+SPEAKER_PATTERNS = (
+    (re.compile(r"^(\d+)-\d+-\d+$"), "libri"),              # LibriSpeech 103-1240-0000
+    (re.compile(r"^cmu_arctic_\w+?_([a-z]+)_[ab]\d+$"), "arctic"),  # CMU ARCTIC
+    (re.compile(r"^\d+_([a-z]+)_\d+$"), "fsdd"),             # Free Spoken Digit Dataset 3_jackson_12
+    (re.compile(r"^(.+)_s\d{3}$"), "tts"),                    # synthetic voices espeak_en-gb_s001
+    (re.compile(r"^(?:\w+_)?([0-9a-f]{8})_nohash_\d+$"), "sc"),  # Speech Commands [word_]0cb74144_nohash_1
+)
+
+
+def speaker_of(path: Path) -> str:
+    """Speaker id of a corpus file, e.g. ``libri:103``, ``arctic:aew``, ``sc:0cb74144``, else
+    ``<parent folder>`` (AN4 ``an4_clstk/fash/...``, LJSpeech)."""
+    for pattern, prefix in SPEAKER_PATTERNS:
+        match = pattern.match(path.stem)
+        if match:
+            return f"{prefix}:{match.group(1)}"
+    return path.parent.name
+
+
+#: what :func:`split_files` hashes to decide a file's side
+SPLIT_KEYS = {"file": lambda path: path.name, "speaker": speaker_of}
+
+
+def split_files(files: list[Path], valid_fraction: float, split: str, by: str = "file") -> list[Path]:
+    """Deterministic hold-out: a file is in 'valid' when the CRC32 of its key (``by="file"``: its name;
+    ``"speaker"``: :func:`speaker_of`, so no speaker is on both sides) falls below ``valid_fraction``
+    (stable across machines and file-list changes); 'train' is the rest, 'all' everything."""
     if split == "all" or valid_fraction <= 0:
         return list(files)
-    is_valid = [zlib.crc32(f.name.encode()) / 2**32 < valid_fraction for f in files]
+    key = SPLIT_KEYS[by]
+    is_valid = [zlib.crc32(key(f).encode()) / 2**32 < valid_fraction for f in files]
     chosen = [f for f, v in zip(files, is_valid) if v == (split == "valid")]
     return chosen or list(files)  # tiny corpora: rather overlap than be empty
 
@@ -81,6 +109,13 @@ class NoisySpeechDataset(torch.utils.data.Dataset):
     so runs are reproducible, items differ across indices and epochs, and DDP ranks
     (which draw different indices) see different data. Call ``set_epoch`` between epochs.
 
+    ``split`` ("train", "valid" or "all") holds out ``valid_fraction`` of the speech, by file name or,
+    with ``split_by="speaker"``, by whole speakers (:func:`speaker_of`), and ``noise_valid_fraction`` of
+    the noise files, so validation can use voices and noises that training never heard.
+    ``speech_exclude`` names folders under the speech folders to skip (noise kept among speech).
+    ``weight_by_duration`` draws speech files in proportion to their length (every second of speech is
+    equally likely, so a corpus of 1 s clips does not outweigh one of long utterances).
+
     Each item is a dict: ``noisy`` [T], ``clean`` [T] (float32, T samples at ``sample_rate``;
     T uniform in ``segment_seconds``), ``snr_db`` and ``noise`` (the noise kind).
     """
@@ -88,11 +123,17 @@ class NoisySpeechDataset(torch.utils.data.Dataset):
     def __init__(self, speech_folders, noise_folders=(), rir_folders=(), extra_speech=(),
                  sample_rate: int = 16000, segment_seconds=(2.0, 4.0), epoch_size: int = 1000,
                  seed: int = 0, mixer: Mixer | None = None, split: str = "all",
-                 valid_fraction: float = 0.0):
-        self.speech_files = split_files(find_audio(speech_folders, extra_speech), valid_fraction, split)
+                 valid_fraction: float = 0.0, split_by: str = "file", speech_exclude=(),
+                 noise_valid_fraction: float = 0.0, weight_by_duration: bool = False):
+        self.speech_files = split_files(find_audio(speech_folders, extra_speech, exclude=speech_exclude),
+                                        valid_fraction, split, by=split_by)
         if not self.speech_files:
             raise FileNotFoundError(f"no wav/flac speech files under {list(speech_folders) + list(extra_speech or [])}")
-        self.noise_files = find_audio(noise_folders)
+        self.noise_files = split_files(find_audio(noise_folders), noise_valid_fraction, split)
+        self.speech_weights = None  # draw probabilities of self.speech_files (None: uniform)
+        if weight_by_duration:
+            seconds = np.array([sf.info(str(f)).duration for f in self.speech_files])
+            self.speech_weights = seconds / seconds.sum()
         self.rir_files = find_audio(rir_folders)
         self.sample_rate = sample_rate
         self.segment_seconds = tuple(segment_seconds) if np.ndim(segment_seconds) else (segment_seconds,) * 2
@@ -109,11 +150,12 @@ class NoisySpeechDataset(torch.utils.data.Dataset):
         return self.epoch_size
 
     def _speech(self, num: int, rng: np.random.Generator, files: list[Path] | None = None) -> torch.Tensor:
-        """A random non-silent speech segment [num] from ``files`` (default: all speech files;
-        up to 4 draws to avoid silence)."""
+        """A random non-silent speech segment [num] from ``files`` (default: all speech files, drawn by
+        ``speech_weights``; up to 4 draws to avoid silence)."""
+        weights = None if files else self.speech_weights
         files = files or self.speech_files
         for _ in range(4):
-            path = files[int(rng.integers(len(files)))]
+            path = files[int(rng.choice(len(files), p=weights) if weights is not None else rng.integers(len(files)))]
             seg = random_segment(self.load(path), num, rng)
             if rms(seg) > 1e-3:
                 break

@@ -5,7 +5,8 @@ The model (``modules.model``) maps a noisy waveform ``[B, T]`` to an output with
 Hyperparameters used: ``loss`` (an :class:`~audiokit.tasks.losses.FRCRNLoss`),
 ``epoch_counter``, optional ``lr_annealing`` (a NewBob-style ``scheduler(metric) -> (old, new)``),
 optional ``train_logger``, ``train_set`` (its ``set_epoch`` is called each epoch), ``pesq_items`` (PESQ on that many validation items, 0: off),
-``sample_rate`` and ``output_folder`` (where ``learning_curve.csv`` is written).
+``sample_rate``, ``output_folder`` (where ``learning_curve.csv`` is written) and ``select_by`` (the validation
+figure whose best checkpoints are kept: ``si_snr``, the default, or ``pesq``).
 """
 from __future__ import annotations
 
@@ -49,9 +50,12 @@ class EnhancementBrain(sb.Brain):
         loss_fn = self.hparams.loss
         with torch.autocast(device_type=torch.device(self.device).type, enabled=False):
             spectra = {}
+            if loss_fn.mask_weight or getattr(loss_fn, "spectral_weight", 0):
+                spectra["clean_spec"] = self.model.stft(clean.float())
             if loss_fn.mask_weight:
-                spectra = dict(est_mask=predictions.mask.float(), noisy_spec=self.model.stft(noisy.float()),
-                               clean_spec=self.model.stft(clean.float()))
+                spectra.update(est_mask=predictions.mask.float(), noisy_spec=self.model.stft(noisy.float()))
+            if getattr(loss_fn, "spectral_weight", 0):
+                spectra["est_spec"] = self.model.stft(predictions.wav.float())
             loss = loss_fn(predictions.wav.float(), clean, **spectra)
         if stage != sb.Stage.TRAIN:
             self._record_validation(predictions.wav.float(), noisy, clean)
@@ -98,8 +102,9 @@ class EnhancementBrain(sb.Brain):
                              valid_stats=stats)
         self._append_learning_curve(epoch, lr, stats)
         if self.checkpointer is not None:
-            self.checkpointer.save_and_keep_only(meta={"si_snr": stats["si_snr"], "epoch": epoch},
-                                                 max_keys=["si_snr"],
+            select_by = getattr(self.hparams, "select_by", "si_snr")  # the validation figure that picks checkpoints
+            self.checkpointer.save_and_keep_only(meta={**stats, "epoch": epoch},
+                                                 max_keys=[select_by],
                                                  num_to_keep=getattr(self.hparams, "keep_checkpoints", 2))
 
     def _append_learning_curve(self, epoch, lr, stats):

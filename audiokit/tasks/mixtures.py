@@ -8,7 +8,6 @@ reverberated (each speaker in its own room) and with noise. Speakers are read fr
 """
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -16,26 +15,7 @@ import numpy as np
 import torch
 
 from audiokit.tasks.augment import db_to_amplitude, rms, scale_to_snr, set_level
-from audiokit.tasks.data import NoisySpeechDataset
-
-#: (file-stem pattern, speaker-id prefix); the first match names the speaker, else the parent folder
-SPEAKER_PATTERNS = (
-    (re.compile(r"^(\d+)-\d+-\d+$"), "libri"),              # LibriSpeech 103-1240-0000
-    (re.compile(r"^cmu_arctic_\w+?_([a-z]+)_[ab]\d+$"), "arctic"),  # CMU ARCTIC
-    (re.compile(r"^\d+_([a-z]+)_\d+$"), "fsdd"),             # Free Spoken Digit Dataset 3_jackson_12
-    (re.compile(r"^(.+)_s\d{3}$"), "tts"),                    # synthetic voices espeak_en-gb_s001
-)
-
-
-def speaker_of(path: Path) -> str:
-    """Speaker id of a corpus file, e.g. ``libri:103``, ``arctic:aew``, else ``<parent folder>``
-    (AN4 ``an4_clstk/fash/...``, LJSpeech)."""
-    for pattern, prefix in SPEAKER_PATTERNS:
-        match = pattern.match(path.stem)
-        if match:
-            return f"{prefix}:{match.group(1)}"
-    return path.parent.name
-
+from audiokit.tasks.data import NoisySpeechDataset, speaker_of
 
 class SpeakerMixtureDataset(NoisySpeechDataset):
     """A "virtual" dataset of ``epoch_size`` random multi-speaker mixtures.
