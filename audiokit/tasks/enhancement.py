@@ -10,17 +10,12 @@ figure whose best checkpoints are kept: ``si_snr``, the default, or ``pesq``).
 """
 from __future__ import annotations
 
-import csv
-import os
-
 import numpy as np
 import speechbrain as sb
 import torch
-from speechbrain.utils.distributed import if_main_process
 
 from audiokit.tasks.losses import si_snr
-
-CURVE_FIELDS = ["epoch", "lr", "train_loss", "valid_loss", "valid_si_snr", "noisy_si_snr", "valid_pesq"]
+from audiokit.tasks.recipe_brain import RecipeBrain
 
 
 def wide_band_pesq(clean: np.ndarray, enhanced: np.ndarray, sample_rate: int) -> float:
@@ -32,14 +27,11 @@ def wide_band_pesq(clean: np.ndarray, enhanced: np.ndarray, sample_rate: int) ->
         return float("nan")
 
 
-class EnhancementBrain(sb.Brain):
+class EnhancementBrain(RecipeBrain):
     """Brain for waveform-in/waveform-out enhancement with an SI-SNR + cIRM loss."""
 
-    @property
-    def model(self) -> torch.nn.Module:
-        """The model itself, unwrapped from DDP/DP."""
-        model = self.modules.model
-        return getattr(model, "module", model)
+    default_select_by = "si_snr"
+    higher_is_better = True
 
     def compute_forward(self, batch, stage):
         noisy = batch["noisy"].to(self.device)
@@ -90,34 +82,12 @@ class EnhancementBrain(sb.Brain):
         if stage == sb.Stage.TEST:
             self.test_stats = stats
             return
-        lr = self.optimizer.param_groups[0]["lr"]
-        annealing = getattr(self.hparams, "lr_annealing", None)
-        if annealing is not None:
-            _, new_lr = annealing(-stats["si_snr"])  # NewBob expects a value to minimise
-            sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
-        logger = getattr(self.hparams, "train_logger", None)
-        if logger is not None:
-            logger.log_stats(stats_meta={"epoch": epoch, "lr": lr},
-                             train_stats={"loss": getattr(self, "train_loss", float("nan"))},
-                             valid_stats=stats)
-        self._append_learning_curve(epoch, lr, stats)
-        if self.checkpointer is not None:
-            select_by = getattr(self.hparams, "select_by", "si_snr")  # the validation figure that picks checkpoints
-            self.checkpointer.save_and_keep_only(meta={**stats, "epoch": epoch},
-                                                 max_keys=[select_by],
-                                                 num_to_keep=getattr(self.hparams, "keep_checkpoints", 2))
+        self.finish_validation(epoch, stats)
 
-    def _append_learning_curve(self, epoch, lr, stats):
-        """One row per epoch in ``<output_folder>/learning_curve.csv`` (main process only)."""
-        folder = getattr(self.hparams, "output_folder", None)
-        if folder is None or not if_main_process():
-            return
-        path = os.path.join(folder, "learning_curve.csv")
-        new = not os.path.exists(path)
-        with open(path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=CURVE_FIELDS)
-            if new:
-                writer.writeheader()
-            writer.writerow({"epoch": epoch, "lr": lr, "train_loss": getattr(self, "train_loss", ""),
-                             "valid_loss": stats["loss"], "valid_si_snr": stats["si_snr"],
-                             "noisy_si_snr": stats["noisy_si_snr"], "valid_pesq": stats.get("pesq", "")})
+    def annealing_value(self, stats: dict) -> float:
+        return -stats["si_snr"]  # NewBob minimises
+
+    def curve_row(self, epoch: int, lr: float, stats: dict) -> dict:
+        return {"epoch": epoch, "lr": lr, "train_loss": getattr(self, "train_loss", ""),
+                "valid_loss": stats["loss"], "valid_si_snr": stats["si_snr"],
+                "noisy_si_snr": stats["noisy_si_snr"], "valid_pesq": stats.get("pesq", "")}
