@@ -64,9 +64,7 @@ class EnhancementBrain(RecipeBrain):
 
     def on_stage_start(self, stage, epoch=None):
         self.valid_si_snr, self.noisy_si_snr, self.valid_pesq = [], [], []
-        train_set = getattr(self.hparams, "train_set", None)
-        if stage == sb.Stage.TRAIN and epoch is not None and hasattr(train_set, "set_epoch"):
-            train_set.set_epoch(epoch)
+        super().on_stage_start(stage, epoch)
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         if stage == sb.Stage.TRAIN:

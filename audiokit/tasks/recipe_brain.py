@@ -5,7 +5,7 @@
 rate, logs, appends a row to ``<output_folder>/learning_curve.csv`` and saves a checkpoint, keeping
 the best ones by the recipe's ``select_by`` figure. Hyperparameters read: ``lr_annealing`` (optional,
 ``scheduler(value to minimise) -> (old, new)``), ``train_logger`` (optional), ``output_folder``,
-``select_by`` and ``keep_checkpoints``.
+``select_by``, ``keep_checkpoints`` and ``train_set`` (its ``set_epoch`` is called each epoch).
 """
 from __future__ import annotations
 
@@ -39,6 +39,12 @@ class RecipeBrain(sb.Brain):
         """The model itself, unwrapped from DDP/DP."""
         model = self.modules.model
         return getattr(model, "module", model)
+
+    def on_stage_start(self, stage, epoch=None):
+        """Each training epoch draws fresh items: the ``train_set``'s ``set_epoch`` is called when it has one."""
+        train_set = getattr(self.hparams, "train_set", None)
+        if stage == sb.Stage.TRAIN and epoch is not None and hasattr(train_set, "set_epoch"):
+            train_set.set_epoch(epoch)
 
     def annealing_value(self, stats: dict) -> float:
         """What the learning-rate scheduler minimises (default: the validation loss)."""

@@ -70,11 +70,10 @@ def recipe_run_options(run_opts: RunOptions, hparams: dict) -> RunOptions:
     (``--ckpt_interval_steps N`` there replaces the recipe's ``ckpt_interval_minutes``, and the reverse)."""
     given = set(run_opts.overridden_args)
     if given & set(EXCLUSIVE_RUN_OPTIONS):
+        # the others count as given too (at their off value), or the Brain would take them from the recipe
         given |= set(EXCLUSIVE_RUN_OPTIONS)
     from_recipe = {k: hparams[k] for k in run_option_names() if k in hparams and k not in given}
-    if not from_recipe:
-        return run_opts
-    return replace(run_opts, **from_recipe, overridden_args=set(run_opts.overridden_args) | set(from_recipe))
+    return replace(run_opts, **from_recipe, overridden_args=given | set(from_recipe))
 
 
 def load_initial_weights(model: torch.nn.Module, path: str | Path) -> None:
@@ -119,14 +118,24 @@ def check_sizes(hparams: dict) -> None:
 
 
 def check_resumable(hparams: dict) -> None:
-    """AudiokitError, before anything is written to the run folder, when its newest checkpoint does not
-    fit the recipe's model (e.g. other overrides than the run had) or cannot be read."""
+    """AudiokitError, before anything is written to the run folder, when the newest checkpoint whose model
+    file reads does not fit the recipe's model (e.g. other overrides than the run had). Unreadable ones are
+    left to the checkpointer, which skips them (:class:`~audiokit.tasks.checkpoints.SafeCheckpointer`)."""
     checkpointer, model = hparams.get("checkpointer"), hparams.get("modules", {}).get("model")
-    newest = checkpointer.find_checkpoint() if checkpointer is not None and model is not None else None
-    if newest is None or "model" not in newest.paramfiles:
+    if checkpointer is None or model is None:
+        return
+    for newest in sorted(checkpointer.list_checkpoints(), key=lambda c: c.meta.get("unixtime", 0), reverse=True):
+        if "model" not in newest.paramfiles:
+            continue
+        try:
+            state = read_state_dict(newest.paramfiles["model"])
+        except AudiokitError:
+            continue
+        break
+    else:
         return
     try:
-        load_strict(model, read_state_dict(newest.paramfiles["model"]), newest.paramfiles["model"])
+        load_strict(model, state, newest.paramfiles["model"])
     except AudiokitError as exc:
         raise AudiokitError(f"cannot resume: {exc}; use a new --output_folder for another model, or delete "
                             f"{newest.path} to resume from the checkpoint before it") from None
@@ -140,6 +149,9 @@ def train(recipe_path: str | Path, overrides=None) -> Path:
     import speechbrain as sb
     from hyperpyyaml import load_hyperpyyaml
 
+    from speechbrain.utils.checkpoints import Checkpointer
+
+    from audiokit.tasks.checkpoints import SafeCheckpointer
     from audiokit.tasks.enhancement import EnhancementBrain
 
     recipe_path = Path(recipe_path)
@@ -157,6 +169,8 @@ def train(recipe_path: str | Path, overrides=None) -> Path:
     run_opts = recipe_run_options(run_opts, hparams)
     if hparams.get("init_from"):
         load_initial_weights(hparams["modules"]["model"], hparams["init_from"])
+    if type(hparams.get("checkpointer")) is Checkpointer:  # a recipe of its own: give it atomic saves too
+        hparams["checkpointer"].__class__ = SafeCheckpointer
     check_resumable(hparams)
     output_folder = Path(hparams["output_folder"]).resolve()
     if output_folder.exists() and not output_folder.is_dir():

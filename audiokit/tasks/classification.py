@@ -1,0 +1,52 @@
+"""SpeechBrain Brain that trains an audio classifier (keyword spotting, spoken digits).
+
+The model (``modules.model``) maps a waveform batch ``[B, T]`` and the items' lengths ``[B]`` (samples) to
+class logits ``[B, C]``, e.g. :class:`~audiokit.models.lssl_classifier.LSSLClassifier`. Batches are those
+of :func:`~audiokit.tasks.keyword_data.pad_collate`: ``wav`` [B, T], ``label`` [B], ``length`` [B].
+Hyperparameters used beyond :class:`~audiokit.tasks.recipe_brain.RecipeBrain`'s: ``label_smoothing``
+(optional, default 0) and ``train_set`` (its ``set_epoch`` is called each epoch). Validation records the
+loss and the accuracy (``accuracy``, the default ``select_by``); the learning-rate scheduler minimises
+the error rate.
+"""
+from __future__ import annotations
+
+import speechbrain as sb
+import torch
+
+from audiokit.tasks.recipe_brain import RecipeBrain
+
+
+class ClassificationBrain(RecipeBrain):
+    """Brain for waveform-in/label-out classification with cross-entropy."""
+
+    default_select_by = "accuracy"
+    higher_is_better = True
+
+    def compute_forward(self, batch, stage):
+        return self.modules.model(batch["wav"].to(self.device), batch["length"].to(self.device))
+
+    def compute_objectives(self, logits, batch, stage):
+        labels = batch["label"].to(self.device)
+        smoothing = getattr(self.hparams, "label_smoothing", 0.0) if stage == sb.Stage.TRAIN else 0.0
+        loss = torch.nn.functional.cross_entropy(logits.float(), labels, label_smoothing=smoothing)
+        if stage != sb.Stage.TRAIN:
+            self.correct += int((logits.argmax(-1) == labels).sum())
+            self.seen += labels.numel()
+        return loss
+
+    def on_stage_start(self, stage, epoch=None):
+        self.correct, self.seen = 0, 0
+        super().on_stage_start(stage, epoch)
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        if stage == sb.Stage.TRAIN:
+            self.train_loss = stage_loss
+            return
+        stats = {"loss": stage_loss, "accuracy": self.correct / max(self.seen, 1)}
+        if stage == sb.Stage.TEST:
+            self.test_stats = stats
+            return
+        self.finish_validation(epoch, stats)
+
+    def annealing_value(self, stats: dict) -> float:
+        return 1.0 - stats["accuracy"] + 1e-3  # NewBob minimises a positive value: the error rate
