@@ -15,7 +15,6 @@ the model in overlapping windows whose speakers are aligned (``audiokit.streamin
 """
 from __future__ import annotations
 
-import numbers
 from pathlib import Path
 from typing import Optional, Union
 
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from audiokit.audio.resample import rate_problem
 from audiokit.blocks import BLOCK_SECONDS, BlockPipeline, ChannelStreams, check_targets, output_paths, process_file
 from audiokit.errors import AudioError, ModelError
 from audiokit.hub.pretrained import DEFAULT_ENHANCER, DEFAULT_SEPARATOR, check_device, load_model
@@ -73,14 +73,10 @@ def enhance(wav: Union[np.ndarray, torch.Tensor], sample_rate: int, model: Model
     return _process_array(enhancer, wav, sample_rate, outputs=False)
 
 
-MIN_SAMPLE_RATE = 1000
-
-
 def _checked_rate(sample_rate) -> int:
     """``sample_rate`` as an int; AudioError unless it is a whole number of Hz, at least ``MIN_SAMPLE_RATE``."""
-    if isinstance(sample_rate, (bool, np.bool_)) or not isinstance(sample_rate, (numbers.Real, np.number)) \
-            or not float(sample_rate).is_integer() or sample_rate < MIN_SAMPLE_RATE:
-        raise AudioError("input", f"sample_rate {sample_rate!r}: want a whole number of Hz, at least {MIN_SAMPLE_RATE}")
+    if (problem := rate_problem(sample_rate)) is not None:
+        raise AudioError("input", f"sample_rate {problem}")
     return int(sample_rate)
 
 

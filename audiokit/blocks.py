@@ -1,6 +1,5 @@
 """Block-by-block processing of signals of any length, with memory bounded by the block size.
 
-* :class:`ChunkedResampler`: ``resample`` of a whole signal, computed block by block (same result).
 * :class:`ChannelStreams`: a model on ``[C, n]`` blocks, one streaming-runtime Stream per channel.
 * :class:`BlockPipeline`: file-rate blocks -> model rate -> a processor -> file rate, aligned and trimmed
   to the input length.
@@ -12,7 +11,6 @@ or S speakers) and ``flush() -> [S, C, m]``; over a stream the outputs add up to
 """
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
@@ -22,58 +20,10 @@ import soundfile as sf
 import torch
 
 from audiokit.audio.io import NOT_FINITE, TRUNCATED, format_of, open_audio, temporary_path
-from audiokit.audio.resample import resample
+from audiokit.audio.resample import StreamResampler
 from audiokit.errors import AudioError, ModelError
 
 BLOCK_SECONDS = 10.0
-
-
-class ChunkedResampler:
-    """``resample(x, orig_sr, new_sr)`` of a long signal fed as ``[C, n]`` blocks of any size.
-
-    The concatenated outputs equal the whole-signal result (float rounding aside): every block is
-    resampled with ``margin`` samples of context on both sides, more than the sinc kernel reaches.
-    """
-
-    def __init__(self, orig_sr: int, new_sr: int, lowpass_filter_width: int = 6, rolloff: float = 0.99):
-        gcd = math.gcd(orig_sr, new_sr)
-        self.orig_sr, self.new_sr = orig_sr, new_sr
-        self.step_in, self.step_out = orig_sr // gcd, new_sr // gcd
-        width = math.ceil(lowpass_filter_width * self.step_in / (min(self.step_in, self.step_out) * rolloff))
-        self.margin = self.step_in * (math.ceil((width + self.step_in) / self.step_in) + 1)  # input samples
-        self._buffer: Optional[torch.Tensor] = None  # starts `margin` samples before input sample `_done`
-        self._done = 0  # input samples whose outputs were returned (a multiple of step_in)
-        self._total = 0
-
-    def _outputs(self, segment: torch.Tensor, count: int) -> torch.Tensor:
-        """``count`` output samples for the input after the ``margin`` samples leading ``segment``."""
-        skip = self.margin // self.step_in * self.step_out
-        return resample(segment, self.orig_sr, self.new_sr)[..., skip:skip + count]
-
-    def feed(self, x: torch.Tensor) -> torch.Tensor:
-        """``[C, n]`` input samples in, the ``[C, m]`` output samples ready so far out."""
-        if self.orig_sr == self.new_sr:
-            return x
-        self._total += x.shape[-1]
-        if self._buffer is None:
-            self._buffer = x.new_zeros(x.shape[0], self.margin)  # the whole-signal zero padding
-        buffer = torch.cat([self._buffer, x], dim=-1)
-        usable = (buffer.shape[-1] - 2 * self.margin) // self.step_in * self.step_in
-        if usable <= 0:
-            self._buffer = buffer
-            return x[..., :0]
-        out = self._outputs(buffer[..., :usable + 2 * self.margin], usable // self.step_in * self.step_out)
-        self._buffer, self._done = buffer[..., usable:], self._done + usable
-        return out
-
-    def flush(self) -> torch.Tensor:
-        """The remaining ``[C, m]`` output samples (``ceil(T * new_sr / orig_sr)`` in all)."""
-        if self.orig_sr == self.new_sr or self._buffer is None:
-            return torch.zeros(0) if self._buffer is None else self._buffer[..., :0]
-        count = math.ceil(self._total * self.new_sr / self.orig_sr) - self._done // self.step_in * self.step_out
-        buffer = torch.nn.functional.pad(self._buffer, (0, self.margin + self.step_in))
-        self._buffer = None
-        return self._outputs(buffer, count)
 
 
 class ChannelStreams:
@@ -117,7 +67,8 @@ class BlockPipeline:
 
     def __init__(self, processor, rate: int, model_rate: int):
         self.processor = processor
-        self.to_model, self.back = ChunkedResampler(rate, model_rate), None
+        self.to_model: Optional[StreamResampler] = None  # made for the channels of the first block
+        self.back: Optional[list[StreamResampler]] = None
         self.rate, self.model_rate = rate, model_rate
         self._samples_in = self._samples_out = 0
         self._held: Optional[torch.Tensor] = None  # output beyond the input so far
@@ -128,7 +79,7 @@ class BlockPipeline:
         if self.back is None and not out.shape[-1] and not final:
             return out  # the number of outputs is not known yet
         if self.back is None:
-            self.back = [ChunkedResampler(self.model_rate, self.rate) for _ in range(out.shape[0])]
+            self.back = [StreamResampler(self.model_rate, self.rate, out.shape[1]) for _ in range(out.shape[0])]
         if len(self.back) != out.shape[0]:
             raise ModelError(f"the number of outputs changed from {len(self.back)} to {out.shape[0]}")
         step = (lambda r, o: torch.cat([r.feed(o), r.flush()], dim=-1)) if final else (lambda r, o: r.feed(o))
@@ -144,6 +95,8 @@ class BlockPipeline:
 
     def feed(self, x: torch.Tensor) -> torch.Tensor:
         self._samples_in += x.shape[-1]
+        if self.to_model is None:
+            self.to_model = StreamResampler(self.rate, self.model_rate, x.shape[0])
         return self._deliver(self.processor.feed(self.to_model.feed(x)), final=False)
 
     def flush(self) -> torch.Tensor:

@@ -1,13 +1,13 @@
-"""The real-time block engine without a sound card: resampler, pipeline delay, overload and recovery."""
+"""The real-time block engine without a sound card: pipeline delay, overload and recovery."""
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
 
 from audiokit.models.frcrn import FRCRN
 from audiokit.streaming.adapters import EnhanceAdapter, SeparateAdapter
-from audiokit.streaming.realtime import BlockEngine, BlockPipeline, StreamingResampler, drive
+from audiokit.audio.resample import resample
+from audiokit.streaming.realtime import BlockEngine, BlockPipeline, drive
 
 torch.set_num_threads(1)
 
@@ -30,22 +30,6 @@ class TwoSpeakers(torch.nn.Module):
         return torch.stack([self.gain * wav, -wav], dim=1)
 
 
-@pytest.mark.parametrize("orig,new", [(48000, 16000), (16000, 48000), (44100, 16000), (16000, 22050)])
-def test_streaming_resampler_equals_whole_signal_resampling(orig, new):
-    rng = np.random.default_rng(orig + new)
-    x = torch.randn(2, 5003)
-    resampler, outs, pos = StreamingResampler(orig, new, channels=2), [], 0
-    while pos < x.shape[-1]:
-        size = int(rng.integers(1, 700))
-        outs.append(resampler.feed(x[:, pos:pos + size]))
-        pos += size
-    outs.append(resampler.flush())
-    expected = AF.resample(x, orig, new)
-    got = torch.cat(outs, dim=-1)
-    assert got.shape == expected.shape
-    assert (got - expected).abs().max() < 1e-4
-
-
 @pytest.mark.parametrize("device_rate,block", [(16000, 160), (16000, 100), (48000, 480)])
 def test_engine_output_is_offline_output_delayed_by_reported_latency(device_rate, block):
     model = tiny_causal_frcrn()
@@ -57,8 +41,8 @@ def test_engine_output_is_offline_output_delayed_by_reported_latency(device_rate
     out = drive(engine, wav, tail_blocks=latency // block + 1)
     engine.stop()
     with torch.no_grad():
-        x = AF.resample(torch.from_numpy(wav), device_rate, 16000)
-        expected = AF.resample(model.enhance(x[None])[0], 16000, device_rate).numpy()
+        x = resample(torch.from_numpy(wav), device_rate, 16000)
+        expected = resample(model.enhance(x[None])[0], 16000, device_rate).numpy()
     body = len(expected) - device_rate // 50  # the last 20 ms: offline ends the signal, the stream goes on
     assert pipeline.starved == 0 and engine.counters.underruns == 0
     assert np.abs(out[0, :latency]).max() == 0

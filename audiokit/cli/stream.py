@@ -19,7 +19,7 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from audiokit.cli.live_devices import check_rates, device_index, device_rate, open_stream, sounddevice_module
+from audiokit.cli.live_devices import device_index, device_rate, open_stream, sounddevice_module
 from audiokit.cli.live_files import Taps, check_outputs, save_paths
 from audiokit.cli.batch import naming_model
 from audiokit.errors import AudiokitError, ModelKindError
@@ -107,7 +107,6 @@ def run(args: argparse.Namespace) -> int:
     check_outputs(saves + ([args.record] if args.record else []), args.force)
 
     rate = device_rate(sd, args, devices, adapter.sample_rate)
-    check_rates(rate, adapter.sample_rate)
     block = max(1, round(rate * args.block_ms / 1000))
     make_pipeline = lambda: BlockPipeline(adapter.open, adapter.outputs, adapter.sample_rate, rate, block)  # noqa: E731
     pipeline = make_pipeline()

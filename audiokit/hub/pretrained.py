@@ -25,6 +25,7 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
+from ..audio.resample import rate_problem
 from ..errors import CheckpointError, ModelError
 from ..models.frcrn import FRCRN
 from ..models.mossformer2 import MossFormer2Enhancer, MossFormer2Separator
@@ -153,4 +154,6 @@ def load_model(name_or_path: str = DEFAULT_ENHANCER, checkpoint=None, config: Op
     else:
         known = sorted(set(shipped) | set(FAMILIES) | set(CLEARVOICE_NAMES))
         raise ModelError(f"unknown model {name_or_path!r}; known: {', '.join(known)} or a .safetensors file")
+    if (problem := rate_problem(getattr(model, "sample_rate", 16000))) is not None:
+        raise CheckpointError(path or name_or_path, f"model sample_rate {problem}")
     return model.to(device).eval()

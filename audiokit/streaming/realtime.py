@@ -1,10 +1,8 @@
 """Real-time block engine: fixed-size blocks in, the same number of samples out, a constant delay apart.
 
-Three pieces, none of which knows about sound cards (``audiokit stream`` wires them to sounddevice; a file
+Two pieces, none of which knows about sound cards (``audiokit stream`` wires them to sounddevice; a file
 or a test can drive them just as well):
 
-* :class:`StreamingResampler` - torchaudio's windowed-sinc resampler run chunk by chunk with carried context;
-  the concatenated output equals ``torchaudio.functional.resample`` on the whole signal.
 * :class:`BlockPipeline` - device-rate block ``[B]`` -> resample to the model rate -> a task's runtime stream
   -> resample back -> ``[S, B]`` (S outputs, e.g. speakers).  A FIFO primed with ``latency`` zeros makes every
   block come out whole, so pipeline output = model output delayed by exactly ``latency`` device samples.
@@ -29,52 +27,10 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
-import torchaudio
+
+from ..audio.resample import StreamResampler
 
 POLICIES = ("drop", "bypass", "wait")
-
-
-class StreamingResampler:
-    """Chunked resampling ``orig_sr -> new_sr`` with torchaudio's kernel; exact w.r.t. whole-signal resampling.
-
-    ``feed(x [C, T])`` returns the output samples whose whole filter support has arrived; ``flush()`` the rest
-    (zero padded as torchaudio does), for ``ceil(T_total * new / orig)`` samples in all.  ``held`` is the most
-    input samples ever waiting (the resampler's contribution to latency, in input samples).
-    """
-
-    def __init__(self, orig_sr: int, new_sr: int, channels: int = 1):
-        transform = torchaudio.transforms.Resample(orig_sr, new_sr)
-        self.kernel, self.width = transform.kernel, transform.width
-        self.step_in, self.step_out = transform.orig_freq // transform.gcd, transform.new_freq // transform.gcd
-        self.support = self.kernel.shape[-1]  # input samples one output frame reads
-        self.held = self.support - self.width - 1
-        self._buffer = torch.zeros(channels, self.width)  # starts with torchaudio's left zero padding
-        self._frames = 0  # output frames emitted (step_out samples each)
-        self._samples_in = 0
-
-    def _frames_ready(self) -> torch.Tensor:
-        length = self._buffer.shape[-1]
-        count = (length - self.support) // self.step_in + 1 if length >= self.support else 0
-        if count <= 0:
-            return self._buffer[:, :0]
-        used = self._buffer[:, :(count - 1) * self.step_in + self.support]
-        out = torch.nn.functional.conv1d(used[:, None], self.kernel, stride=self.step_in)  # [C, step_out, count]
-        self._buffer = self._buffer[:, count * self.step_in:]
-        self._frames += count
-        return out.transpose(1, 2).reshape(out.shape[0], -1)
-
-    def feed(self, chunk: torch.Tensor) -> torch.Tensor:
-        """``[C, T]`` input samples in, ``[C, t]`` output samples out."""
-        self._samples_in += chunk.shape[-1]
-        self._buffer = torch.cat([self._buffer, chunk], dim=-1)
-        return self._frames_ready()
-
-    def flush(self) -> torch.Tensor:
-        """The remaining output ``[C, t]`` (end of signal)."""
-        total = math.ceil(self.step_out * self._samples_in / self.step_in)
-        self._buffer = torch.nn.functional.pad(self._buffer, (0, self.width + self.step_in))
-        out = self._frames_ready()
-        return out[:, :max(0, total - (self._frames * self.step_out - out.shape[-1]))]
 
 
 class BlockPipeline:
@@ -100,8 +56,8 @@ class BlockPipeline:
     def _open(self) -> None:
         resampled = self.model_rate != self.device_rate
         self._stream = self.open_stream()
-        self._down = StreamingResampler(self.device_rate, self.model_rate) if resampled else None
-        self._up = StreamingResampler(self.model_rate, self.device_rate, self.outputs) if resampled else None
+        self._down = StreamResampler(self.device_rate, self.model_rate) if resampled else None
+        self._up = StreamResampler(self.model_rate, self.device_rate, self.outputs) if resampled else None
 
     def reset(self) -> None:
         """Start over (after a gap in the input): fresh stream and resamplers, FIFO primed with zeros."""
