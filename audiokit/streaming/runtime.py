@@ -29,13 +29,13 @@ long files are processed (:func:`process`).
 """
 from __future__ import annotations
 
-import math
 from typing import Callable, Optional
 
 import torch
 from torch import nn
 
 from ..nn.state import stream_states, streaming
+from .crossfade import crossfade
 from .engines import frame_engine
 
 
@@ -167,12 +167,6 @@ class CausalStream(Stream):
         return self._emit(torch.cat(parts, dim=-1), final=True)
 
 
-def _fade(length: int) -> torch.Tensor:
-    """Raised-cosine fade-in ``[length]``; fade-in + reversed fade-in = 1."""
-    t = (torch.arange(length, dtype=torch.float32) + 0.5) / length
-    return torch.sin(0.5 * math.pi * t) ** 2
-
-
 class WindowedStream(Stream):
     """Windowed overlap-add streaming of an offline model.
 
@@ -190,15 +184,13 @@ class WindowedStream(Stream):
         self.latency_samples = window
         self._buffer: Optional[torch.Tensor] = None
         self._carry: Optional[torch.Tensor] = None  # processed overlap awaiting cross-fade
-        self._fade_in = _fade(overlap)
 
     def _process(self, segment: torch.Tensor, last: bool) -> torch.Tensor:
         with torch.no_grad():
             out = self.enhance(segment)
         if self._carry is not None:
             n = self._carry.shape[-1]
-            fade = self._fade_in[:n] if n == self.overlap else _fade(n)
-            out = torch.cat([self._carry * (1 - fade) + out[..., :n] * fade, out[..., n:]], dim=-1)
+            out = torch.cat([crossfade(self._carry, out[..., :n]), out[..., n:]], dim=-1)
         keep = 0 if last else min(self.overlap, out.shape[-1])
         self._carry = out[..., out.shape[-1] - keep:] if keep else None
         return out[..., :out.shape[-1] - keep]

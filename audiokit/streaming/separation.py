@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from audiokit.errors import ModelError, ModelKindError
+from audiokit.streaming.crossfade import crossfade
 
 SeparateFn = Callable[[torch.Tensor], torch.Tensor]  # [B, T] -> [B, S, T]
 
@@ -94,12 +95,6 @@ def averaged_over_shifts(separate: SeparateFn, shifts: int, hop: int) -> Separat
     return run
 
 
-def _fades(length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Complementary raised-cosine fade-out and fade-in [length] that sum to 1."""
-    fade_in = 0.5 - 0.5 * torch.cos(torch.pi * (torch.arange(length, device=device) + 0.5) / length)
-    return 1.0 - fade_in, fade_in
-
-
 class WindowedSeparation:
     """Streams ``[B, n]`` chunks of B independent signals through ``separate`` in windows.
 
@@ -144,8 +139,7 @@ class WindowedSeparation:
         self.num_spks = out.shape[1]
         if self.tail is not None:
             out = reorder(out, self._order(out))
-            fade_out, fade_in = _fades(self.overlap, out.device)
-            out = torch.cat((self.tail * fade_out + out[..., :self.overlap] * fade_in, out[..., self.overlap:]), -1)
+            out = torch.cat((crossfade(self.tail, out[..., :self.overlap]), out[..., self.overlap:]), -1)
         if out.shape[-1] >= 256:
             self.profile = voice_profile(out) + (0 if self.profile is None else self.profile)
         self.energy = self.energy + out.pow(2).sum((1, 2))
