@@ -244,9 +244,9 @@ class FRCRN(StreamingModule):
             self._frame_step_cache = {"key": key, "step": FRCRNFrameStep(self).eval()}
         return self._frame_step_cache["step"]
 
-    def stream_flush(self) -> torch.Tensor:
-        """The last ``win_len - win_inc`` output samples held by the stream ``[B, win_len - win_inc]``."""
-        return self.istft.flush(self._stream_state["istft"])
+    def flush(self, state: State) -> torch.Tensor:
+        """The last ``win_len - win_inc`` output samples held in a stream's ``state``, ``[B, win_len - win_inc]``."""
+        return self.istft.flush(state["istft"])
 
 
 class FrameUNet(nn.Module):

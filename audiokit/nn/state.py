@@ -45,6 +45,11 @@ class StreamingModule(nn.Module):
         """Process one chunk; return the output chunk and the new state."""
         raise NotImplementedError
 
+    def flush(self, state: State) -> torch.Tensor:
+        """End of a stream: the output still held in ``state`` (the last one :meth:`step` returned), e.g. an
+        overlap-add tail. Whole models that hold output implement it (the runtime calls it last)."""
+        raise NotImplementedError(f"{type(self).__name__} holds no output to flush")
+
     def __call__(self, *args, **kwargs):
         if self._streaming_active:
             y, self._stream_state = self.step(*args, self._stream_state, **kwargs)

@@ -14,7 +14,8 @@ Two kinds of stream:
   A model plugs in by offering ``hop_length`` (samples per step),
   ``stream_lead`` (zero history samples before the signal),
   ``latency_samples``, ``step`` (a :class:`~audiokit.nn.state.StreamingModule`
-  turning ``[B, k * hop]`` into ``[B, k * hop]``) and ``stream_flush()``.
+  turning ``[B, k * hop]`` into ``[B, k * hop]``) and ``flush(state)`` (the
+  output its last state still holds).
   A model may also offer ``frame_stepper()``: a frozen inference copy with
   ``initial_state(batch) -> list of tensors``, ``stepper(wav [B, hop], state)
   -> (out [B, hop], state)`` and ``flush(state)``; in eval mode the stream
@@ -158,10 +159,13 @@ class CausalStream(Stream):
         parts = []
         if pending.shape[-1]:
             parts.append(self._run(nn.functional.pad(pending, (0, pad))))
-        if self._stepper is None:
-            tail = self._call(self.model.stream_flush)
-        else:
+        if self._stepper is not None:
             tail = self._engine_for(pending.shape[0]).flush()
+        elif self._states is not None:  # (None: nothing was ever run, nothing is held)
+            with torch.no_grad():
+                tail = self.model.flush(self._states[""])
+        else:
+            tail = pending[..., :0]
         drop = min(self._to_drop, tail.shape[-1])
         parts.append(tail[..., drop:])
         return self._emit(torch.cat(parts, dim=-1), final=True)
