@@ -23,9 +23,11 @@ import torch
 from torch import nn
 
 from audiokit.audio.resample import rate_problem
-from audiokit.blocks import BLOCK_SECONDS, BlockPipeline, ChannelStreams, check_targets, output_paths, process_file
+from audiokit.blocks import BLOCK_SECONDS, check_targets, output_paths, process_file
 from audiokit.errors import AudioError, ModelError
 from audiokit.hub.pretrained import DEFAULT_ENHANCER, DEFAULT_SEPARATOR, check_device, load_model
+from audiokit.streaming.outputs import OutputSpec
+from audiokit.streaming.pipeline import BlockPipeline, ChannelStreams
 from audiokit.streaming.separation import WindowedSeparator, refuse_separator
 
 __all__ = ["Enhancer", "enhance", "enhance_file", "load_model", "separate", "separate_file"]
@@ -44,7 +46,7 @@ class Enhancer:
     runtime's default window.
     """
 
-    num_outputs = 1  # one enhanced signal per input
+    output = OutputSpec.audio(1)  # one enhanced signal per input
 
     def __init__(self, model: ModelSpec = None, stream: bool = False, chunk_ms: Optional[float] = None,
                  device: str = "cpu"):
@@ -81,8 +83,9 @@ def _checked_rate(sample_rate) -> int:
 
 
 def _process_array(processor, wav, sample_rate: int, outputs: bool):
-    """``wav`` [T] or [C, T] through ``processor`` (``open(channels)``, ``sample_rate``), in blocks:
-    the same shape back, or with ``outputs`` every output stacked in front ([S, T] or [S, C, T])."""
+    """``wav`` [T] or [C, T] through ``processor`` (``open(channels)``, ``sample_rate``, ``output``), in blocks:
+    audio of the same shape back, or with ``outputs`` every output stacked in front ([S, T] or [S, C, T]);
+    frames ``[N, *shape]`` or ``[C, N, *shape]``."""
     sample_rate = _checked_rate(sample_rate)
     if not isinstance(wav, (np.ndarray, torch.Tensor)):
         wav = np.asarray(wav)
@@ -94,13 +97,17 @@ def _process_array(processor, wav, sample_rate: int, outputs: bool):
     if not torch.isfinite(x).all():
         raise AudioError("input", "contains NaN or Inf samples")
     channels = x.detach().cpu().float().reshape(-1, x.shape[-1])
-    pipeline = BlockPipeline(processor.open(channels.shape[0]), sample_rate, processor.sample_rate)
+    count = channels.shape[0]
+    pipeline = BlockPipeline(lambda: processor.open(count), sample_rate, processor.sample_rate, processor.output, count)
     block = max(1, int(BLOCK_SECONDS * sample_rate))
     outs = [pipeline.feed(piece) for piece in channels.split(block, dim=-1)] + [pipeline.flush()]
-    out = torch.cat(outs, dim=-1)  # [S, C, T]
+    out = torch.cat(outs, dim=2)  # [S, C, T] or [1, C, N, *shape]
     if not torch.isfinite(out).all():
         raise ModelError("the model produced NaN or Inf samples")
-    out = out.reshape(out.shape[0], *x.shape) if outputs else out[0].reshape(x.shape)
+    if not processor.output.is_audio:
+        out = out[0] if x.ndim == 2 else out[0, 0]
+    else:
+        out = out.reshape(out.shape[0], *x.shape) if outputs else out[0].reshape(x.shape)
     if isinstance(wav, np.ndarray):
         return out.numpy().astype(wav.dtype if wav.dtype.kind == "f" else np.float32, copy=False)
     return out.to(device=x.device, dtype=x.dtype if x.is_floating_point() else torch.float32)
@@ -143,7 +150,7 @@ def separate_file(path: Union[str, Path], out_dir: Union[str, Path, None] = None
         check_targets(targets, force, "use force=True")
         return targets
 
-    process_file(path, separator.open, separator.sample_rate, name_outputs, outputs=separator.num_outputs)
+    process_file(path, separator.open, separator.sample_rate, name_outputs, output=separator.output)
     return targets
 
 
@@ -163,5 +170,5 @@ def enhance_file(path: Union[str, Path], out_path: Union[str, Path, None] = None
         check_targets([target], force, "use force=True")
         return [target]
 
-    process_file(path, enhancer.open, enhancer.sample_rate, name_outputs, outputs=enhancer.num_outputs)
+    process_file(path, enhancer.open, enhancer.sample_rate, name_outputs, output=enhancer.output)
     return target

@@ -14,6 +14,7 @@ from audiokit.audio.io import read_audio
 from audiokit.cli.batch import process_files
 from audiokit.cli.main import main
 from audiokit.errors import ModelError
+from audiokit.streaming.outputs import OutputSpec
 
 
 def half(x: torch.Tensor) -> torch.Tensor:
@@ -89,7 +90,7 @@ class CountingHalver:
     """Processor factory (``audiokit.blocks``) halving its input, counting the files it is opened for;
     with ``fail``, it breaks at the end of each file."""
 
-    num_outputs = 1
+    output = OutputSpec.audio(1)
 
     def __init__(self, fail: bool = False):
         self.opened, self.fail = 0, fail

@@ -7,7 +7,9 @@ import torch
 from audiokit.models.frcrn import FRCRN
 from audiokit.streaming.adapters import EnhanceAdapter, SeparateAdapter
 from audiokit.audio.resample import resample
-from audiokit.streaming.realtime import BlockEngine, BlockPipeline, drive
+from audiokit.streaming.outputs import OutputSpec
+from audiokit.streaming.pipeline import BlockPipeline
+from audiokit.streaming.realtime import BlockEngine, drive
 
 torch.set_num_threads(1)
 
@@ -34,7 +36,7 @@ class TwoSpeakers(torch.nn.Module):
 def test_engine_output_is_offline_output_delayed_by_reported_latency(device_rate, block):
     model = tiny_causal_frcrn()
     adapter = EnhanceAdapter(model)
-    pipeline = BlockPipeline(adapter.open, 1, 16000, device_rate, block)
+    pipeline = BlockPipeline(adapter.open, device_rate, 16000, adapter.output, block=block)
     engine = BlockEngine(pipeline.process, block, policy="wait", restart=pipeline.reset).start()
     wav = np.random.default_rng(1).standard_normal(device_rate // 2).astype(np.float32) * 0.1
     latency = engine.delay + pipeline.latency
@@ -51,9 +53,9 @@ def test_engine_output_is_offline_output_delayed_by_reported_latency(device_rate
 
 def test_separation_adapter_streams_every_speaker_with_constant_delay():
     adapter = SeparateAdapter(TwoSpeakers(), window=1600, overlap=400)
-    assert adapter.outputs == 2
-    pipeline = BlockPipeline(adapter.open, adapter.outputs, 16000, 16000, 160)
-    engine = BlockEngine(pipeline.process, 160, 2, policy="wait", restart=pipeline.reset).start()
+    assert adapter.output == OutputSpec.audio(2)
+    pipeline = BlockPipeline(adapter.open, 16000, 16000, adapter.output, block=160)
+    engine = BlockEngine(pipeline.process, 160, adapter.output, policy="wait", restart=pipeline.reset).start()
     wav = np.random.default_rng(2).standard_normal(8000).astype(np.float32) * 0.1
     latency = engine.delay + pipeline.latency
     out = drive(engine, wav, tail_blocks=latency // 160 + 1)
@@ -79,7 +81,7 @@ def test_live_separation_keeps_each_speaker_on_one_output():
     adapter = SeparateAdapter(ShufflingBands(), window=8000, overlap=2000)
     stream = adapter.open()
     mix = sources.sum(0)
-    out = torch.cat([stream.feed(chunk) for chunk in mix.split(80)] + [stream.flush()], -1)
+    out = torch.cat([stream.feed(chunk[None]) for chunk in mix.split(80)] + [stream.flush()], -1)[:, 0]
     assert out.shape == sources.shape
     _, perm = pit_si_snr(sources, out)
     pieces = sources.unflatten(-1, (20, -1))

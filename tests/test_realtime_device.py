@@ -74,7 +74,8 @@ class Device:
     def start(self, args, signal_int16: Optional[np.ndarray], **env_vars) -> subprocess.Popen:
         if signal_int16 is not None:
             signal_int16.astype("<i2").tofile(self.infile)
-        env = dict(os.environ, HOME=str(self.home), OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", **env_vars)
+        env = dict(os.environ, HOME=str(self.home), OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore",
+                   PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), **env_vars)  # this tree's audiokit
         return subprocess.Popen([sys.executable, str(self.tmp / "runner.py"), "stream", *map(str, args)], env=env,
                                 cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

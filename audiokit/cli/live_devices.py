@@ -30,19 +30,19 @@ def device_index(sd, value: Optional[str], kind: str) -> Optional[int]:
         raise AudiokitError(f"--{kind}-device {value}: {problem} (see --list-devices)") from None
 
 
-def device_rate(sd, args, devices, model_rate: int) -> int:
+def device_rate(sd, args, devices, model_rate: int, no_play: bool) -> int:
     """``--device-rate`` if both devices take it (AudiokitError otherwise), else the model's rate if they take
     it, else the input device's default rate; AudiokitError for a rate below ``MIN_SAMPLE_RATE``."""
-    rate = _chosen_rate(sd, args, devices, model_rate)
+    rate = _chosen_rate(sd, args, devices, model_rate, no_play)
     if (problem := rate_problem(rate)) is not None:
         raise AudiokitError(f"device rate {problem}")
     return rate
 
 
-def _chosen_rate(sd, args, devices, model_rate: int) -> int:
+def _chosen_rate(sd, args, devices, model_rate: int, no_play: bool) -> int:
     def supported(rate: int) -> None:
         sd.check_input_settings(devices[0], channels=1, dtype="int16", samplerate=rate)
-        if not args.no_play:
+        if not no_play:
             sd.check_output_settings(devices[1], channels=1, dtype="int16", samplerate=rate)
 
     if args.device_rate and rate_problem(args.device_rate) is not None:

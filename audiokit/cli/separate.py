@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_cli_model(args)
     with naming_model(args.model, ModelKindError):
         separator = WindowedSeparator(model, args.window, args.overlap, device=args.device, shifts=args.shifts)
-    speakers = separator.num_outputs
+    speakers = separator.output.count
     if args.num_speakers is not None and speakers is not None and args.num_speakers != speakers:
         raise FileError(args.model, f"separates {speakers} speakers, not --num-speakers {args.num_speakers}")
     return process_files(args.inputs, args.output_dir, "separated", separator, separator.sample_rate, args.force,

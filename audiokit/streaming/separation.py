@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from audiokit.errors import ModelError, ModelKindError
 from audiokit.streaming.crossfade import crossfade
+from audiokit.streaming.outputs import OutputSpec
 
 SeparateFn = Callable[[torch.Tensor], torch.Tensor]  # [B, T] -> [B, S, T]
 
@@ -219,7 +220,7 @@ class WindowedSeparator:
         if not 0 < self.overlap < self.window:
             raise ModelError(f"overlap {overlap_seconds:g} s, window {window_seconds:g} s: need 0 < overlap < window "
                              f"(here {self.overlap} and {self.window} samples at {self.sample_rate} Hz)")
-        self.num_outputs = getattr(model, "num_spks", None)  # speakers, when the model says
+        self.output = OutputSpec.audio(getattr(model, "num_spks", None))  # speakers, when the model says
 
     def _separate(self, wav: torch.Tensor) -> torch.Tensor:
         length = wav.shape[-1]
@@ -228,14 +229,16 @@ class WindowedSeparator:
         return out[..., :length]
 
     def open(self, channels: int) -> "_ChannelsAsBatch":
-        return _ChannelsAsBatch(WindowedSeparation(self._separate, self.window, self.overlap, self.num_outputs))
+        return _ChannelsAsBatch(WindowedSeparation(self._separate, self.window, self.overlap, self.output.count))
 
 
 class _ChannelsAsBatch:
-    """``[C, n] -> [S, C, m]`` around a :class:`WindowedSeparation` working on ``[C, n] -> [C, S, m]``."""
+    """``[C, n] -> [S, C, m]`` around a :class:`WindowedSeparation` working on ``[C, n] -> [C, S, m]``
+    (latency: one window)."""
 
     def __init__(self, stream: WindowedSeparation):
         self.stream = stream
+        self.latency_samples = stream.window
 
     def feed(self, x: torch.Tensor) -> torch.Tensor:
         return self.stream.feed(x).transpose(0, 1)
