@@ -25,7 +25,8 @@ from torch import nn
 from audiokit.audio.resample import rate_problem
 from audiokit.blocks import BLOCK_SECONDS, check_targets, output_paths, process_file
 from audiokit.errors import AudioError, ModelError
-from audiokit.hub.pretrained import DEFAULT_ENHANCER, DEFAULT_SEPARATOR, check_device, load_model
+from audiokit.hub.pretrained import check_device, load_model
+from audiokit.hub.registry import default_model
 from audiokit.streaming.outputs import OutputSpec
 from audiokit.streaming.pipeline import BlockPipeline, ChannelStreams
 from audiokit.streaming.separation import WindowedSeparator, refuse_separator
@@ -51,7 +52,7 @@ class Enhancer:
     def __init__(self, model: ModelSpec = None, stream: bool = False, chunk_ms: Optional[float] = None,
                  device: str = "cpu"):
         check_device(device)
-        self.model = model if isinstance(model, nn.Module) else load_model(str(model or DEFAULT_ENHANCER),
+        self.model = model if isinstance(model, nn.Module) else load_model(str(model or default_model("enhance")),
                                                                            device=device)
         refuse_separator(self.model)
         self.sample_rate = int(getattr(self.model, "sample_rate", 16000))
@@ -115,7 +116,7 @@ def _process_array(processor, wav, sample_rate: int, outputs: bool):
 
 def _separator(model: ModelSpec, shifts: int, device: str = "cpu") -> WindowedSeparator:
     """The separation model (None: the default) in 4 s windows overlapping by 1 s."""
-    module = model if isinstance(model, nn.Module) else load_model(str(model or DEFAULT_SEPARATOR), device=device)
+    module = model if isinstance(model, nn.Module) else load_model(str(model or default_model("separate")), device=device)
     return WindowedSeparator(module, device=device, shifts=shifts)
 
 

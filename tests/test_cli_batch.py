@@ -166,10 +166,11 @@ def test_shared_batch_arguments():
     from audiokit.cli.batch import add_batch_arguments
 
     parser = argparse.ArgumentParser()
-    add_batch_arguments(parser, default_model="frcrn")
+    add_batch_arguments(parser, task="enhance")
     args = parser.parse_args(["a.wav", "dir", "-o", "out", "--device", "cuda", "--force"])
     assert args.inputs == ["a.wav", "dir"] and str(args.output_dir) == "out" and args.force
-    assert (args.model, args.checkpoint, args.device) == ("frcrn", None, "cuda")
+    assert (args.model, args.checkpoint, args.device) == (None, None, "cuda")  # None: the task's default model
+    assert "(default: frcrn_causal_small)" in " ".join(parser.format_help().split())
 
 
 @pytest.fixture

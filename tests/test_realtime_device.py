@@ -33,7 +33,7 @@ pytestmark = pytest.mark.skipif(
 REPO = Path(__file__).resolve().parents[1]
 # registers a stand-in separation family, then runs the CLI (what a plugged-in MossFormer2 will look like)
 RUNNER = """import os, sys, time, torch
-from audiokit.hub import pretrained
+from audiokit.hub import registry
 class TwoSpeakers(torch.nn.Module):
     sample_rate = 16000
     def __init__(self, gain=0.25):
@@ -45,7 +45,7 @@ class TwoSpeakers(torch.nn.Module):
         if self.heard > int(os.environ.get("TWOSPEAKERS_BREAK_AFTER", "1000000")):
             raise RuntimeError("the model broke")
         return torch.stack([self.gain * wav, -wav], dim=1)
-pretrained.FAMILIES["twospeakers"] = TwoSpeakers
+registry.register("twospeakers", TwoSpeakers)
 from audiokit.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """

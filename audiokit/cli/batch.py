@@ -25,6 +25,7 @@ from tqdm import tqdm
 from audiokit.audio.io import find_audio_files
 from audiokit.blocks import check_targets, output_extension, output_paths, process_file
 from audiokit.errors import AudioError, FileError, ModelError, one_line
+from audiokit.hub.registry import DEFAULT_MODELS, default_model
 from audiokit.streaming.outputs import OutputSpec
 
 ProcessFn = Callable[[torch.Tensor], torch.Tensor]
@@ -38,15 +39,17 @@ class ProcessorFactory(Protocol):
     def open(self, channels: int): ...
 
 
-def add_batch_arguments(parser: argparse.ArgumentParser, default_model: str | None = None) -> None:
+def add_batch_arguments(parser: argparse.ArgumentParser, task: str | None = None) -> None:
     """Add the options every file-processing subcommand shares:
-    INPUT..., -o/--output-dir, --model, --checkpoint, --device, --force."""
+    INPUT..., -o/--output-dir, --model (None: ``task``'s default, see :func:`load_cli_model`), --checkpoint,
+    --device, --force."""
+    default = DEFAULT_MODELS.get(task) or "none shipped yet"
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="audio files, folders (searched recursively) or quoted glob patterns")
     parser.add_argument("-o", "--output-dir", type=Path, metavar="DIR",
                         help="write the results here (default: next to each input)")
-    parser.add_argument("--model", default=default_model, metavar="NAME|PATH",
-                        help="pretrained model name or .safetensors file" + (f" (default: {default_model})" if default_model else ""))
+    parser.add_argument("--model", metavar="NAME|PATH",
+                        help="pretrained model name or .safetensors file" + (f" (default: {default})" if task else ""))
     parser.add_argument("--checkpoint", type=Path, metavar="FILE", help="weights to load instead of the pretrained ones")
     parser.add_argument("--device", default="cpu", metavar="cpu|cuda", help="torch device to run the model on (default: cpu)")
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
@@ -61,10 +64,12 @@ def naming_model(name: str, errors: type = ModelError):
         raise FileError(name, str(exc)) from None
 
 
-def load_cli_model(args: argparse.Namespace) -> torch.nn.Module:
-    """``--model`` (weights from ``--checkpoint`` when given) on ``--device``; errors name the model."""
+def load_cli_model(args: argparse.Namespace, task: str) -> torch.nn.Module:
+    """``--model`` (weights from ``--checkpoint`` when given) on ``--device``; errors name the model. Without
+    ``--model``, ``task``'s default model (``args.model`` is set to its name; ModelError when none ships)."""
     from audiokit.hub.pretrained import load_model
 
+    args.model = args.model or default_model(task)
     with naming_model(args.model):
         return load_model(args.model, checkpoint=args.checkpoint, device=args.device)
 

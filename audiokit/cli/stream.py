@@ -23,12 +23,12 @@ from audiokit.cli.live_devices import device_index, device_rate, open_stream, so
 from audiokit.cli.live_files import Taps, check_outputs, save_paths
 from audiokit.cli.batch import naming_model
 from audiokit.errors import AudiokitError, ModelKindError
-from audiokit.hub.pretrained import DEFAULT_ENHANCER, DEFAULT_SEPARATOR, load_model
+from audiokit.hub.pretrained import load_model
+from audiokit.hub.registry import DEFAULT_MODELS, default_model
 from audiokit.streaming.adapters import ADAPTERS
 from audiokit.streaming.pipeline import BlockPipeline
 from audiokit.streaming.realtime import POLICIES, BlockEngine, delay_blocks_for, worst_block_seconds
 
-DEFAULT_MODELS = {"enhance": DEFAULT_ENHANCER, "separate": DEFAULT_SEPARATOR}
 MAX_BLOCK_MS = 1000.0
 
 
@@ -37,7 +37,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                               description=__doc__.split("\n\n")[0])
     p.add_argument("task", nargs="?", choices=sorted(ADAPTERS), help="what to do with the audio")
     p.add_argument("--model", metavar="NAME|PATH",
-                   help=f"pretrained model name or file (enhance: {DEFAULT_ENHANCER}; separate: {DEFAULT_SEPARATOR})")
+                   help="pretrained model name or file (default: " + "; ".join(
+                       f"{task}: {name}" for task, name in DEFAULT_MODELS.items() if task in ADAPTERS and name) + ")")
     p.add_argument("--checkpoint", type=Path, metavar="FILE", help="weights to load instead of the pretrained ones")
     p.add_argument("--list-devices", action="store_true", help="list the audio devices and exit")
     p.add_argument("--input-device", metavar="ID|NAME", help="capture device (default: the system default)")
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     _check_options(args)
     microphone = device_index(sd, args.input_device, "input")
     torch.set_num_threads(args.threads)
-    model_name = args.model or DEFAULT_MODELS[args.task]
+    model_name = args.model or default_model(args.task)
     model = load_model(model_name, checkpoint=args.checkpoint)
     rate_guess = int(getattr(model, "sample_rate", 16000))
     ms = lambda v: None if v is None else round(v * rate_guess / 1000)  # noqa: E731
