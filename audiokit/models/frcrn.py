@@ -62,7 +62,7 @@ class Stage(nn.Module):
     def forward(self, x) -> torch.Tensor:
         """``x``: a map, or (decoders) a list of maps taken as their :func:`complex_cat`."""
         conv = getattr(self, self._conv_name)
-        if self.training:
+        if self.training or conv.is_streaming:  # the fused path below is offline only
             return self.relu(self.bn(conv(x)))
         scale, shift = self.bn.affine(conv.complex_bias())  # bias and batch norm in one pass
         return self.relu(channel_affine(conv.unbiased(x), scale, shift))
