@@ -38,7 +38,7 @@ class FramePower(StreamingModule):
         index = torch.arange(first, first + power.shape[-1], dtype=wav.dtype).expand_as(power)
         return torch.stack([power, index if self.causal else torch.zeros_like(index)], dim=-1)
 
-    forward = frames
+    forward = power = frames  # power: the method of the "power" task, windowed when not causal
 
     def step(self, wav, state):
         first = 0 if state is None else int(state["frames"])

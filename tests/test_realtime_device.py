@@ -46,6 +46,22 @@ class TwoSpeakers(torch.nn.Module):
             raise RuntimeError("the model broke")
         return torch.stack([self.gain * wav, -wav], dim=1)
 registry.register("twospeakers", TwoSpeakers)
+class FramePower(torch.nn.Module):  # a task emitting frames: the power of every 10 ms, [B, T] -> [B, N, 1]
+    sample_rate = 16000
+    def __init__(self, gain=1.0):
+        super().__init__()
+        self.gain = torch.nn.Parameter(torch.tensor(gain))
+    def power(self, wav):
+        wav = torch.nn.functional.pad(wav, (0, (-wav.shape[-1]) % 160))
+        return (self.gain * wav.unflatten(-1, (-1, 160)).pow(2).mean(-1))[..., None]
+registry.register("framepower", FramePower)
+from audiokit.streaming.adapters import ADAPTERS, TaskAdapter
+from audiokit.streaming.outputs import OutputSpec
+class PowerAdapter(TaskAdapter):
+    name, output = "power", OutputSpec.frames(100, (1,), ["power"])
+    def describe(self, out):
+        return f"power {out[0, -1, 0]:.6f}"
+ADAPTERS["power"] = PowerAdapter
 from audiokit.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -332,3 +348,28 @@ def test_save_without_a_suffix_is_wav_and_no_files_at_all_is_fine(device, tiny_m
                                     timeout=120)  # speakers only
     assert proc.returncode == 0 and "done:" in err, err
     assert len(played) > 1600
+
+
+@pytest.mark.slow
+def test_a_task_emitting_frames_shows_and_saves_them(device, tmp_path):
+    path = tmp_path / "framepower.safetensors"
+    save_pretrained(torch.nn.ParameterDict({"gain": torch.nn.Parameter(torch.tensor(2.0))}), path, "framepower",
+                    {"gain": 2.0})
+    rec, save = tmp_path / "rec.wav", tmp_path / "power.npz"
+    mic = voice(0.5, seed=3)
+    proc, err, played = device.play(["power", "--model", path, "--overload", "wait", "--duration", 0.5,
+                                     "--window-ms", 100, "--overlap-ms", 20, "--record", rec, "--save", save], mic)
+    assert proc.returncode == 0, err
+    assert played is None  # frames are not played: the device was opened for input only
+    recorded, _ = sf.read(rec, dtype="float32")
+    x = torch.from_numpy(recorded)
+    expected = 2 * torch.nn.functional.pad(x, (0, (-len(x)) % 160)).unflatten(-1, (-1, 160)).pow(2).mean(-1)
+    saved = np.load(save)
+    assert saved["frames"].shape == (1, len(expected), 1) and float(saved["frame_rate"]) == 100
+    assert list(saved["labels"]) == ["power"]
+    np.testing.assert_allclose(saved["frames"][0, :, 0], expected.numpy(), rtol=1e-4, atol=1e-9)
+    done = err[err.index("done:"):]
+    assert re.search(r"\| power \d\.\d{6} \|", done), done  # the task's own report, from the latest frames
+    proc, err, _ = device.play(["power", "--model", path, "--duration", 0.1, "--save", tmp_path / "p.wav"],
+                               voice(0.1), timeout=120)
+    assert proc.returncode == 1 and err.strip().splitlines()[-1].endswith("p.wav: frames are saved as .npz files")

@@ -173,8 +173,8 @@ def run(args: argparse.Namespace) -> int:
         previous = _hold_signals()  # finishing the files is not interrupted, by Ctrl-C or SIGTERM
         try:
             stream.close()
-            summary = (_report(engine, block / rate, overall=True) + f" | blocks {engine.counters.blocks} "
-                       f"processed {engine.counters.processed}")  # of the live part, before the tail
+            summary = (_report(engine, block / rate, adapter.describe(last_out[0]), overall=True)
+                       + f" | blocks {engine.counters.blocks} processed {engine.counters.processed}")  # the live part
             if taps is not None:
                 captured = engine.counters.blocks * block  # input samples
                 length = captured + latency if output.is_audio else math.ceil(captured * output.frame_rate / rate)

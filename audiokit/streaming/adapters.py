@@ -6,7 +6,9 @@ An adapter wraps a loaded model and offers
   input block, 1 for enhancement and the speakers for separation, or frames at a frame rate);
 * ``open()`` -> a fresh processor (see :mod:`audiokit.streaming.pipeline`) for one channel at ``sample_rate``:
   ``feed(x [1, n]) -> [S, 1, m, *shape]``, ``flush()``, ``latency_samples`` (and ``hop`` for hop-based streams);
-  by default the model through the streaming runtime (:class:`~audiokit.streaming.pipeline.ChannelStreams`);
+  by default the model through the streaming runtime (:class:`~audiokit.streaming.pipeline.ChannelStreams`):
+  exact for a causal model, else windows of the model's method named after the task (``model.enhance``,
+  ``model.classify``, ...);
 * ``bypass(block [B])``: what to play for a block the model could not process in time (``[S, B]``; no frames);
 * ``describe(out)`` -> a short text for the live report from the latest output (``[S, B]`` audio or
   ``[1, n, *shape]`` frames; a classifier will print its running top class).
@@ -40,7 +42,8 @@ class TaskAdapter:
         self.window, self.overlap = window, overlap
 
     def open(self):
-        return ChannelStreams(self.model, 1, window=self.window, overlap=self.overlap, output=self.output)
+        return ChannelStreams(self.model, 1, window=self.window, overlap=self.overlap, output=self.output,
+                              offline=getattr(self.model, self.name, None))
 
     def bypass(self, block: np.ndarray) -> np.ndarray:
         """The unprocessed block on every audio output, ``[B] -> [S, B]``; no frames ``[1, 0, *shape]``."""
