@@ -39,7 +39,7 @@ ModelSpec = Union[None, str, Path, nn.Module]
 
 
 class Enhancer:
-    """A model ready to enhance: ``open(channels)`` gives a block processor (``audiokit.blocks``).
+    """A model ready to enhance: ``open(channels)`` gives a block processor (``audiokit.streaming.pipeline``).
 
     ``model``: None (the default enhancer), a pretrained name or file, or a module with ``sample_rate``
     and ``enhance`` (or the streaming interface); ModelKindError for a separation model. ``stream``:
@@ -116,7 +116,8 @@ def _process_array(processor, wav, sample_rate: int, outputs: bool):
 
 def _separator(model: ModelSpec, shifts: int, device: str = "cpu") -> WindowedSeparator:
     """The separation model (None: the default) in 4 s windows overlapping by 1 s."""
-    module = model if isinstance(model, nn.Module) else load_model(str(model or default_model("separate")), device=device)
+    module = model if isinstance(model, nn.Module) else load_model(str(model or default_model("separate")),
+                                                                   device=device)
     return WindowedSeparator(module, device=device, shifts=shifts)
 
 

@@ -136,7 +136,7 @@ class OutputFiles:
                 self.write_file(k, block.T)
 
     def write_file(self, k: int, samples: np.ndarray) -> None:
-        """Onto file ``k``: audio ``[n]`` or ``[n, C]`` (clipped to [-1, 1]), or one channel's frames ``[n, *shape]``."""
+        """Onto file ``k``: audio ``[n]`` or ``[n, C]`` (clipped to [-1, 1]), or a channel's frames ``[n, *shape]``."""
         f = self.files[k]
         f.write(samples[None] if isinstance(f, FrameFile) else np.clip(samples, -1.0, 1.0))
 

@@ -87,7 +87,7 @@ def test_never_overwrites_without_force(make_wav, tmp_path, capsys):
 
 
 class CountingHalver:
-    """Processor factory (``audiokit.blocks``) halving its input, counting the files it is opened for;
+    """Processor factory (``audiokit.streaming.pipeline``) halving its input, counting the files it is opened for;
     with ``fail``, it breaks at the end of each file."""
 
     output = OutputSpec.audio(1)

@@ -91,7 +91,8 @@ class Device:
         if signal_int16 is not None:
             signal_int16.astype("<i2").tofile(self.infile)
         env = dict(os.environ, HOME=str(self.home), OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore",
-                   PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), **env_vars)  # this tree's audiokit
+                   PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),  # this tree's audiokit
+                   **env_vars)
         return subprocess.Popen([sys.executable, str(self.tmp / "runner.py"), "stream", *map(str, args)], env=env,
                                 cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -164,7 +164,8 @@ def _claim_outputs(path: Path, out_dir, suffix: str, force: bool, claimed: dict[
 
 
 class _WholeChannels:
-    """A processor (see ``audiokit.streaming.pipeline``) running a whole-channel ``process_fn`` on each channel at the end."""
+    """A processor (``audiokit.streaming.pipeline``) running a whole-channel ``process_fn`` on each channel at the
+    end."""
 
     def __init__(self, process_fn: ProcessFn, device, channels: int):
         self.process_fn, self.device, self.parts = process_fn, device, []

@@ -44,8 +44,9 @@ class BlockPipeline:
             self._held = self._primed()
 
     def _primed(self) -> Optional[torch.Tensor]:
-        """The audio output's first ``latency`` samples: zeros (live), or nothing."""
-        return torch.zeros(self.output.count, self.channels, self.latency) if self.latency else None
+        """The audio output's first ``latency`` samples: zeros (live audio), or nothing."""
+        live_audio = self.latency and self.output.is_audio
+        return torch.zeros(self.output.count, self.channels, self.latency) if live_audio else None
 
     def _open(self) -> None:
         self.processor = self.open_processor()

@@ -68,8 +68,9 @@ class BlockEngine:
         extra_load: seconds of extra (sleeping) work per block, to test overload.
     """
 
-    def __init__(self, process: Callable[[np.ndarray], np.ndarray], block: int, output: OutputSpec = OutputSpec.audio(1),
-                 delay_blocks: int = 2, policy: str = "bypass", bypass: Optional[Callable] = None,
+    def __init__(self, process: Callable[[np.ndarray], np.ndarray], block: int,
+                 output: OutputSpec = OutputSpec.audio(1), delay_blocks: int = 2, policy: str = "bypass",
+                 bypass: Optional[Callable] = None,
                  queue_blocks: int = 8, restart: Optional[Callable[[], None]] = None, extra_load: float = 0.0,
                  wait_timeout: float = 10.0):
         if policy not in POLICIES:

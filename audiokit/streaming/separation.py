@@ -11,7 +11,7 @@ each output has given out so far (:func:`voice_profile`). Only the current windo
 so memory does not grow with the length of the signal.
 
 :class:`WindowedSeparator` is the processor factory for ``audiokit.cli.batch.process_files`` and
-``audiokit.blocks`` (``open(channels)`` -> ``feed(x [C, n]) -> [S, C, m]``, ``flush()``).
+``audiokit.streaming.pipeline`` (``open(channels)`` -> ``feed(x [C, n]) -> [S, C, m]``, ``flush()``).
 """
 from __future__ import annotations
 
@@ -186,7 +186,7 @@ def refuse_separator(model) -> None:
 
 
 class WindowedSeparator:
-    """Processor factory for ``audiokit.blocks``/``process_files``: every channel of a file is
+    """Processor factory for ``audiokit.streaming.pipeline``/``process_files``: every channel of a file is
     separated on its own by :class:`WindowedSeparation` (channels as the batch).
 
     Args:
@@ -199,8 +199,9 @@ class WindowedSeparator:
             averaged (:func:`averaged_over_shifts` over the model's ``hop_length``; a model without
             one gets delays of 0, 1, 2, ... samples); 1: once.
 
-    Signals shorter than ``min_samples`` are zero-padded to it for the model (whose encoder needs a
-    few frames) and its outputs trimmed back.
+    ``output``: its speakers as audio outputs (their number None unless the model has ``num_spks``; the first
+    window tells). Signals shorter than ``min_samples`` are zero-padded to it for the model (whose encoder
+    needs a few frames) and its outputs trimmed back.
     """
 
     min_samples = 512
