@@ -15,7 +15,6 @@ the model in overlapping windows whose speakers are aligned (``audiokit.streamin
 """
 from __future__ import annotations
 
-import numbers
 from pathlib import Path
 from typing import Optional, Union
 
@@ -23,9 +22,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from audiokit.blocks import BLOCK_SECONDS, BlockPipeline, ChannelStreams, check_targets, output_paths, process_file
+from audiokit.audio.resample import rate_problem
+from audiokit.blocks import BLOCK_SECONDS, check_targets, output_paths, process_file
 from audiokit.errors import AudioError, ModelError
-from audiokit.hub.pretrained import DEFAULT_ENHANCER, DEFAULT_SEPARATOR, check_device, load_model
+from audiokit.hub.pretrained import check_device, load_model
+from audiokit.hub.registry import default_model
+from audiokit.streaming.outputs import OutputSpec
+from audiokit.streaming.pipeline import BlockPipeline, ChannelStreams
 from audiokit.streaming.separation import WindowedSeparator, refuse_separator
 
 __all__ = ["Enhancer", "enhance", "enhance_file", "load_model", "separate", "separate_file"]
@@ -36,7 +39,7 @@ ModelSpec = Union[None, str, Path, nn.Module]
 
 
 class Enhancer:
-    """A model ready to enhance: ``open(channels)`` gives a block processor (``audiokit.blocks``).
+    """A model ready to enhance: ``open(channels)`` gives a block processor (``audiokit.streaming.pipeline``).
 
     ``model``: None (the default enhancer), a pretrained name or file, or a module with ``sample_rate``
     and ``enhance`` (or the streaming interface); ModelKindError for a separation model. ``stream``:
@@ -44,12 +47,12 @@ class Enhancer:
     runtime's default window.
     """
 
-    num_outputs = 1  # one enhanced signal per input
+    output = OutputSpec.audio(1)  # one enhanced signal per input
 
     def __init__(self, model: ModelSpec = None, stream: bool = False, chunk_ms: Optional[float] = None,
                  device: str = "cpu"):
         check_device(device)
-        self.model = model if isinstance(model, nn.Module) else load_model(str(model or DEFAULT_ENHANCER),
+        self.model = model if isinstance(model, nn.Module) else load_model(str(model or default_model("enhance")),
                                                                            device=device)
         refuse_separator(self.model)
         self.sample_rate = int(getattr(self.model, "sample_rate", 16000))
@@ -73,20 +76,17 @@ def enhance(wav: Union[np.ndarray, torch.Tensor], sample_rate: int, model: Model
     return _process_array(enhancer, wav, sample_rate, outputs=False)
 
 
-MIN_SAMPLE_RATE = 1000
-
-
 def _checked_rate(sample_rate) -> int:
     """``sample_rate`` as an int; AudioError unless it is a whole number of Hz, at least ``MIN_SAMPLE_RATE``."""
-    if isinstance(sample_rate, (bool, np.bool_)) or not isinstance(sample_rate, (numbers.Real, np.number)) \
-            or not float(sample_rate).is_integer() or sample_rate < MIN_SAMPLE_RATE:
-        raise AudioError("input", f"sample_rate {sample_rate!r}: want a whole number of Hz, at least {MIN_SAMPLE_RATE}")
+    if (problem := rate_problem(sample_rate)) is not None:
+        raise AudioError("input", f"sample_rate {problem}")
     return int(sample_rate)
 
 
 def _process_array(processor, wav, sample_rate: int, outputs: bool):
-    """``wav`` [T] or [C, T] through ``processor`` (``open(channels)``, ``sample_rate``), in blocks:
-    the same shape back, or with ``outputs`` every output stacked in front ([S, T] or [S, C, T])."""
+    """``wav`` [T] or [C, T] through ``processor`` (``open(channels)``, ``sample_rate``, ``output``), in blocks:
+    audio of the same shape back, or with ``outputs`` every output stacked in front ([S, T] or [S, C, T]);
+    frames ``[N, *shape]`` or ``[C, N, *shape]``."""
     sample_rate = _checked_rate(sample_rate)
     if not isinstance(wav, (np.ndarray, torch.Tensor)):
         wav = np.asarray(wav)
@@ -98,13 +98,17 @@ def _process_array(processor, wav, sample_rate: int, outputs: bool):
     if not torch.isfinite(x).all():
         raise AudioError("input", "contains NaN or Inf samples")
     channels = x.detach().cpu().float().reshape(-1, x.shape[-1])
-    pipeline = BlockPipeline(processor.open(channels.shape[0]), sample_rate, processor.sample_rate)
+    count = channels.shape[0]
+    pipeline = BlockPipeline(lambda: processor.open(count), sample_rate, processor.sample_rate, processor.output, count)
     block = max(1, int(BLOCK_SECONDS * sample_rate))
     outs = [pipeline.feed(piece) for piece in channels.split(block, dim=-1)] + [pipeline.flush()]
-    out = torch.cat(outs, dim=-1)  # [S, C, T]
+    out = torch.cat(outs, dim=2)  # [S, C, T] or [1, C, N, *shape]
     if not torch.isfinite(out).all():
         raise ModelError("the model produced NaN or Inf samples")
-    out = out.reshape(out.shape[0], *x.shape) if outputs else out[0].reshape(x.shape)
+    if not processor.output.is_audio:
+        out = out[0] if x.ndim == 2 else out[0, 0]
+    else:
+        out = out.reshape(out.shape[0], *x.shape) if outputs else out[0].reshape(x.shape)
     if isinstance(wav, np.ndarray):
         return out.numpy().astype(wav.dtype if wav.dtype.kind == "f" else np.float32, copy=False)
     return out.to(device=x.device, dtype=x.dtype if x.is_floating_point() else torch.float32)
@@ -112,7 +116,8 @@ def _process_array(processor, wav, sample_rate: int, outputs: bool):
 
 def _separator(model: ModelSpec, shifts: int, device: str = "cpu") -> WindowedSeparator:
     """The separation model (None: the default) in 4 s windows overlapping by 1 s."""
-    module = model if isinstance(model, nn.Module) else load_model(str(model or DEFAULT_SEPARATOR), device=device)
+    module = model if isinstance(model, nn.Module) else load_model(str(model or default_model("separate")),
+                                                                   device=device)
     return WindowedSeparator(module, device=device, shifts=shifts)
 
 
@@ -147,7 +152,7 @@ def separate_file(path: Union[str, Path], out_dir: Union[str, Path, None] = None
         check_targets(targets, force, "use force=True")
         return targets
 
-    process_file(path, separator.open, separator.sample_rate, name_outputs, outputs=separator.num_outputs)
+    process_file(path, separator.open, separator.sample_rate, name_outputs, output=separator.output)
     return targets
 
 
@@ -167,5 +172,5 @@ def enhance_file(path: Union[str, Path], out_path: Union[str, Path, None] = None
         check_targets([target], force, "use force=True")
         return [target]
 
-    process_file(path, enhancer.open, enhancer.sample_rate, name_outputs, outputs=enhancer.num_outputs)
+    process_file(path, enhancer.open, enhancer.sample_rate, name_outputs, output=enhancer.output)
     return target

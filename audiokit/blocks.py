@@ -1,18 +1,13 @@
-"""Block-by-block processing of signals of any length, with memory bounded by the block size.
+"""Files processed block by block, with memory bounded by the block size.
 
-* :class:`ChunkedResampler`: ``resample`` of a whole signal, computed block by block (same result).
-* :class:`ChannelStreams`: a model on ``[C, n]`` blocks, one streaming-runtime Stream per channel.
-* :class:`BlockPipeline`: file-rate blocks -> model rate -> a processor -> file rate, aligned and trimmed
-  to the input length.
-* :func:`read_blocks` / :func:`process_file`: a file read block by block (checked like ``read_audio``)
-  and written as it goes to temporary files, renamed into place at the end.
-
-A *processor* has ``feed(x [C, n] at the model rate) -> [S, C, m]`` (S outputs, e.g. 1 enhanced signal
-or S speakers) and ``flush() -> [S, C, m]``; over a stream the outputs add up to about the input length.
+* :func:`open_blocks`: a file read block by block (checked like ``read_audio``).
+* :class:`OutputFiles`: audio files written block by block, and frame files (``.npz``), under temporary names
+  renamed into place at the end.
+* :func:`process_file`: a file through a :class:`~audiokit.streaming.pipeline.BlockPipeline` (the processor
+  interface is described there) into its output files.
 """
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
@@ -22,134 +17,12 @@ import soundfile as sf
 import torch
 
 from audiokit.audio.io import NOT_FINITE, TRUNCATED, format_of, open_audio, temporary_path
-from audiokit.audio.resample import resample
 from audiokit.errors import AudioError, ModelError
+from audiokit.streaming.outputs import OutputSpec
+from audiokit.streaming.pipeline import BlockPipeline
 
 BLOCK_SECONDS = 10.0
-
-
-class ChunkedResampler:
-    """``resample(x, orig_sr, new_sr)`` of a long signal fed as ``[C, n]`` blocks of any size.
-
-    The concatenated outputs equal the whole-signal result (float rounding aside): every block is
-    resampled with ``margin`` samples of context on both sides, more than the sinc kernel reaches.
-    """
-
-    def __init__(self, orig_sr: int, new_sr: int, lowpass_filter_width: int = 6, rolloff: float = 0.99):
-        gcd = math.gcd(orig_sr, new_sr)
-        self.orig_sr, self.new_sr = orig_sr, new_sr
-        self.step_in, self.step_out = orig_sr // gcd, new_sr // gcd
-        width = math.ceil(lowpass_filter_width * self.step_in / (min(self.step_in, self.step_out) * rolloff))
-        self.margin = self.step_in * (math.ceil((width + self.step_in) / self.step_in) + 1)  # input samples
-        self._buffer: Optional[torch.Tensor] = None  # starts `margin` samples before input sample `_done`
-        self._done = 0  # input samples whose outputs were returned (a multiple of step_in)
-        self._total = 0
-
-    def _outputs(self, segment: torch.Tensor, count: int) -> torch.Tensor:
-        """``count`` output samples for the input after the ``margin`` samples leading ``segment``."""
-        skip = self.margin // self.step_in * self.step_out
-        return resample(segment, self.orig_sr, self.new_sr)[..., skip:skip + count]
-
-    def feed(self, x: torch.Tensor) -> torch.Tensor:
-        """``[C, n]`` input samples in, the ``[C, m]`` output samples ready so far out."""
-        if self.orig_sr == self.new_sr:
-            return x
-        self._total += x.shape[-1]
-        if self._buffer is None:
-            self._buffer = x.new_zeros(x.shape[0], self.margin)  # the whole-signal zero padding
-        buffer = torch.cat([self._buffer, x], dim=-1)
-        usable = (buffer.shape[-1] - 2 * self.margin) // self.step_in * self.step_in
-        if usable <= 0:
-            self._buffer = buffer
-            return x[..., :0]
-        out = self._outputs(buffer[..., :usable + 2 * self.margin], usable // self.step_in * self.step_out)
-        self._buffer, self._done = buffer[..., usable:], self._done + usable
-        return out
-
-    def flush(self) -> torch.Tensor:
-        """The remaining ``[C, m]`` output samples (``ceil(T * new_sr / orig_sr)`` in all)."""
-        if self.orig_sr == self.new_sr or self._buffer is None:
-            return torch.zeros(0) if self._buffer is None else self._buffer[..., :0]
-        count = math.ceil(self._total * self.new_sr / self.orig_sr) - self._done // self.step_in * self.step_out
-        buffer = torch.nn.functional.pad(self._buffer, (0, self.margin + self.step_in))
-        self._buffer = None
-        return self._outputs(buffer, count)
-
-
-class ChannelStreams:
-    """A model on ``[C, n]`` blocks: one streaming-runtime Stream per channel, fed ``chunk`` samples at a time.
-
-    Exact for causal models; windowed overlap-add (``window`` samples, runtime default when None) otherwise.
-    Outputs are ``[1, C, m]`` float32 on the CPU.
-    """
-
-    def __init__(self, model: torch.nn.Module, channels: int, chunk: int, window: Optional[int] = None):
-        from audiokit.streaming.runtime import open_stream
-
-        self.chunk = chunk
-        self.device = next(model.parameters(), torch.zeros(0)).device
-        self.streams = [open_stream(model, 1, window=window) for _ in range(channels)]
-
-    def feed(self, x: torch.Tensor) -> torch.Tensor:
-        if not x.shape[-1]:
-            return x.new_zeros(1, len(self.streams), 0)
-        x = x.to(self.device, torch.float32)
-        with torch.inference_mode():
-            return _stack([torch.cat([stream.feed(piece) for piece in channel.split(self.chunk)])
-                           for stream, channel in zip(self.streams, x)])
-
-    def flush(self) -> torch.Tensor:
-        with torch.inference_mode():
-            return _stack([stream.flush() for stream in self.streams])
-
-
-def _stack(channels: list[torch.Tensor]) -> torch.Tensor:
-    """Per-channel outputs ``[T]`` as one ``[1, C, T]`` float32 CPU tensor."""
-    return torch.stack([c.detach().to("cpu", torch.float32).reshape(-1) for c in channels])[None]
-
-
-class BlockPipeline:
-    """``[C, n]`` blocks at ``rate`` -> ``processor`` at ``model_rate`` -> ``[S, C, m]`` blocks at ``rate``.
-
-    Over the stream the output has exactly as many samples as the input: the processor's output is
-    resampled back, then trimmed, or zero-padded at the end.
-    """
-
-    def __init__(self, processor, rate: int, model_rate: int):
-        self.processor = processor
-        self.to_model, self.back = ChunkedResampler(rate, model_rate), None
-        self.rate, self.model_rate = rate, model_rate
-        self._samples_in = self._samples_out = 0
-        self._held: Optional[torch.Tensor] = None  # output beyond the input so far
-
-    def _deliver(self, out, final: bool) -> torch.Tensor:
-        if not isinstance(out, torch.Tensor) or out.ndim != 3:
-            raise ModelError(f"the processor returned {getattr(out, 'shape', type(out).__name__)}, want [S, C, T]")
-        if self.back is None and not out.shape[-1] and not final:
-            return out  # the number of outputs is not known yet
-        if self.back is None:
-            self.back = [ChunkedResampler(self.model_rate, self.rate) for _ in range(out.shape[0])]
-        if len(self.back) != out.shape[0]:
-            raise ModelError(f"the number of outputs changed from {len(self.back)} to {out.shape[0]}")
-        step = (lambda r, o: torch.cat([r.feed(o), r.flush()], dim=-1)) if final else (lambda r, o: r.feed(o))
-        out = torch.stack([step(r, o) for r, o in zip(self.back, out)])
-        if self._held is not None:
-            out = torch.cat([self._held, out], dim=-1)
-        ready = self._samples_in - self._samples_out
-        if final:
-            out = torch.nn.functional.pad(out, (0, max(0, ready - out.shape[-1])))
-        self._held = out[..., ready:]
-        self._samples_out += min(ready, out.shape[-1])
-        return out[..., :ready]
-
-    def feed(self, x: torch.Tensor) -> torch.Tensor:
-        self._samples_in += x.shape[-1]
-        return self._deliver(self.processor.feed(self.to_model.feed(x)), final=False)
-
-    def flush(self) -> torch.Tensor:
-        tail = self.to_model.flush()
-        parts = [self.processor.feed(tail), self.processor.flush()]
-        return self._deliver(torch.cat([p for p in parts if p.shape[-1]] or parts[-1:], dim=-1), final=True)
+FRAMES_SUFFIX = ".npz"
 
 
 def open_blocks(path: Path, seconds: float = BLOCK_SECONDS) -> tuple[int, int, Iterator[torch.Tensor]]:
@@ -181,12 +54,18 @@ def open_blocks(path: Path, seconds: float = BLOCK_SECONDS) -> tuple[int, int, I
     return f.samplerate, f.channels, blocks()
 
 
-def output_paths(path: Path, folder: Path, suffix: str, count: int) -> list[Path]:
+def output_paths(path: Path, folder: Path, suffix: str, count: int, extension: str = ".wav") -> list[Path]:
     """Where the ``count`` outputs of input ``path`` go in ``folder``: ``<stem>_<suffix>.wav`` for one,
-    ``<stem>_s1.wav`` ... ``<stem>_s<count>.wav`` for several (e.g. one per speaker)."""
+    ``<stem>_s1.wav`` ... ``<stem>_s<count>.wav`` for several (e.g. one per speaker); frames get
+    ``extension=FRAMES_SUFFIX``."""
     if count == 1:
-        return [folder / f"{path.stem}_{suffix}.wav"]
-    return [folder / f"{path.stem}_s{k + 1}.wav" for k in range(count)]
+        return [folder / f"{path.stem}_{suffix}{extension}"]
+    return [folder / f"{path.stem}_s{k + 1}{extension}" for k in range(count)]
+
+
+def output_extension(output: OutputSpec) -> str:
+    """The file suffix of an output of this kind: ``.wav`` for audio, :data:`FRAMES_SUFFIX` for frames."""
+    return ".wav" if output.is_audio else FRAMES_SUFFIX
 
 
 def check_targets(targets: Sequence[Path], force: bool, force_hint: str = "use --force") -> None:
@@ -199,18 +78,44 @@ def check_targets(targets: Sequence[Path], force: bool, force_hint: str = "use -
             raise AudioError(target, "exists and is not a file; not overwritten")
 
 
+class FrameFile:
+    """Frames of one output collected and written on ``close`` as an ``.npz`` file: ``frames`` (float32
+    ``[C, N, *shape]``), ``frame_rate`` (Hz) and, when the output has them, ``labels``. The file is created
+    when the object is (so that a path that cannot be written shows at once)."""
+
+    def __init__(self, name: Path, output: OutputSpec, channels: int):
+        self.name, self.output = name, output
+        self.parts = [np.zeros((channels, 0, *output.shape), np.float32)]
+        self.file = open(name, "wb")
+
+    def write(self, frames: np.ndarray) -> None:
+        """``frames`` ``[C, n, *shape]``."""
+        self.parts.append(np.asarray(frames, np.float32))
+
+    def close(self) -> None:
+        if self.file.closed:
+            return
+        with self.file:
+            labels = {} if self.output.labels is None else {"labels": np.array(self.output.labels)}
+            np.savez(self.file, frames=np.concatenate(self.parts, axis=1), frame_rate=self.output.frame_rate,
+                     **labels)
+
+
 class OutputFiles:
-    """16-bit audio files (WAV, or FLAC, ... by the suffix) written block by block under temporary names;
+    """Output files written block by block under temporary names: 16-bit audio (WAV, or FLAC, ... by the
+    suffix) or, for the targets ending in :data:`FRAMES_SUFFIX`, the frames of ``output`` (:class:`FrameFile`).
     ``commit`` renames them into place, ``discard`` deletes them and the folders made for them. AudioError
     naming the file when one cannot be created or put in place (nothing is left behind then)."""
 
-    def __init__(self, targets: Sequence[Path], rate: int, channels: int):
+    def __init__(self, targets: Sequence[Path], rate: int, channels: int, output: OutputSpec = OutputSpec.audio()):
         self.targets, self.files, self.created = list(targets), [], []
         for target in self.targets:
             try:
-                kind = format_of(target)
+                frames = target.suffix.lower() == FRAMES_SUFFIX and not output.is_audio
+                kind = None if frames else format_of(target)
                 self.created += _make_folder(target.parent)
-                self.files.append(sf.SoundFile(temporary_path(target), "w", rate, channels, "PCM_16", format=kind))
+                self.files.append(FrameFile(temporary_path(target), output, channels) if frames else
+                                  sf.SoundFile(temporary_path(target), "w", rate, channels, "PCM_16", format=kind))
             except AudioError:
                 self.discard()
                 raise
@@ -220,16 +125,20 @@ class OutputFiles:
                 raise AudioError(target, f"{problem} ({_reason(exc)})") from None
 
     def write(self, out: torch.Tensor) -> None:
-        """``out`` ``[S, C, n]``: one block of each file."""
+        """``out`` ``[S, C, n, *shape]``: one block of each file."""
         data = out.numpy()
         if not np.isfinite(data).all():
             raise ModelError("the model produced NaN or Inf samples")
         for k, block in enumerate(data):
-            self.write_file(k, block.T)
+            if isinstance(self.files[k], FrameFile):
+                self.files[k].write(block)
+            else:
+                self.write_file(k, block.T)
 
     def write_file(self, k: int, samples: np.ndarray) -> None:
-        """``samples`` ``[n]`` or ``[n, C]`` (clipped to [-1, 1]) onto file ``k``."""
-        self.files[k].write(np.clip(samples, -1.0, 1.0))
+        """Onto file ``k``: audio ``[n]`` or ``[n, C]`` (clipped to [-1, 1]), or a channel's frames ``[n, *shape]``."""
+        f = self.files[k]
+        f.write(samples[None] if isinstance(f, FrameFile) else np.clip(samples, -1.0, 1.0))
 
     def commit(self) -> None:
         """Close every file and rename it into place (all discarded if one fails)."""
@@ -281,35 +190,37 @@ def _make_folder(folder: Path) -> list[Path]:
 
 def process_file(path: Path, open_processor: Callable[[int], object], model_rate: int,
                  name_outputs: Callable[[int], Sequence[Path]], block_seconds: float = BLOCK_SECONDS,
-                 on_progress: Callable[[int], None] | None = None, outputs: Optional[int] = None) -> float:
-    """Stream ``path`` through ``BlockPipeline(open_processor(channels))`` into the files that
-    ``name_outputs(S)`` names (S: number of outputs; it may raise to refuse them, e.g. when they exist).
+                 on_progress: Callable[[int], None] | None = None,
+                 output: OutputSpec = OutputSpec.audio(None)) -> float:
+    """Stream ``path`` through a ``BlockPipeline`` of ``open_processor(channels)``, which emits ``output``, into
+    the files that ``name_outputs(S)`` names (S: number of outputs; it may raise to refuse them, e.g. when they
+    exist; frames go to :data:`FRAMES_SUFFIX` files).
 
-    With ``outputs`` (S known beforehand, e.g. 1 for an enhancer) the names are asked for before any
+    When ``output.count`` is known beforehand (e.g. 1 for an enhancer) the names are asked for before any
     block is processed, so refused outputs cost no model time; otherwise on the first output samples.
     Returns the duration in seconds. ``on_progress(n)`` gets the number of input samples done after each
-    block. Memory is bounded by ``block_seconds``; on any error nothing is left behind (no temporary
-    files, and no output folders this call created).
+    block. Memory is bounded by ``block_seconds`` (frames, small, are collected); on any error nothing is
+    left behind (no temporary files, and no output folders this call created).
     """
-    targets = name_outputs(outputs) if outputs else None  # before the file is opened: nothing to close
+    targets = name_outputs(output.count) if output.count else None  # before the file is opened: nothing to close
     rate, channels, blocks = open_blocks(Path(path), block_seconds)
     writers: Optional[OutputFiles] = None
     samples = 0
 
     def write(out: torch.Tensor) -> None:
-        """``out`` [S, C, n] onto the outputs, opened (and named, unless already) on the first samples."""
+        """``out`` [S, C, n, *shape] onto the outputs, opened (and named, unless already) on the first samples."""
         nonlocal writers
-        if not out.shape[-1]:
+        if not out.shape[2]:
             return
         if writers is None:
             count = out.shape[0]
             if targets is not None and len(targets) != count:
                 raise ModelError(f"the model gave {count} outputs, expected {len(targets)}")
-            writers = OutputFiles(targets if targets is not None else name_outputs(count), rate, channels)
+            writers = OutputFiles(targets if targets is not None else name_outputs(count), rate, channels, output)
         writers.write(out)
 
     try:
-        pipeline = BlockPipeline(open_processor(channels), rate, model_rate)
+        pipeline = BlockPipeline(lambda: open_processor(channels), rate, model_rate, output, channels)
         for block in blocks:
             write(pipeline.feed(block))
             samples += block.shape[-1]

@@ -14,6 +14,7 @@ from audiokit.audio.io import read_audio
 from audiokit.cli.batch import process_files
 from audiokit.cli.main import main
 from audiokit.errors import ModelError
+from audiokit.streaming.outputs import OutputSpec
 
 
 def half(x: torch.Tensor) -> torch.Tensor:
@@ -86,10 +87,10 @@ def test_never_overwrites_without_force(make_wav, tmp_path, capsys):
 
 
 class CountingHalver:
-    """Processor factory (``audiokit.blocks``) halving its input, counting the files it is opened for;
+    """Processor factory (``audiokit.streaming.pipeline``) halving its input, counting the files it is opened for;
     with ``fail``, it breaks at the end of each file."""
 
-    num_outputs = 1
+    output = OutputSpec.audio(1)
 
     def __init__(self, fail: bool = False):
         self.opened, self.fail = 0, fail
@@ -165,10 +166,11 @@ def test_shared_batch_arguments():
     from audiokit.cli.batch import add_batch_arguments
 
     parser = argparse.ArgumentParser()
-    add_batch_arguments(parser, default_model="frcrn")
+    add_batch_arguments(parser, task="enhance")
     args = parser.parse_args(["a.wav", "dir", "-o", "out", "--device", "cuda", "--force"])
     assert args.inputs == ["a.wav", "dir"] and str(args.output_dir) == "out" and args.force
-    assert (args.model, args.checkpoint, args.device) == ("frcrn", None, "cuda")
+    assert (args.model, args.checkpoint, args.device) == (None, None, "cuda")  # None: the task's default model
+    assert "(default: frcrn_causal_small)" in " ".join(parser.format_help().split())
 
 
 @pytest.fixture

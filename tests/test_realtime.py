@@ -1,13 +1,15 @@
-"""The real-time block engine without a sound card: resampler, pipeline delay, overload and recovery."""
+"""The real-time block engine without a sound card: pipeline delay, overload and recovery."""
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
 
 from audiokit.models.frcrn import FRCRN
 from audiokit.streaming.adapters import EnhanceAdapter, SeparateAdapter
-from audiokit.streaming.realtime import BlockEngine, BlockPipeline, StreamingResampler, drive
+from audiokit.audio.resample import resample
+from audiokit.streaming.outputs import OutputSpec
+from audiokit.streaming.pipeline import BlockPipeline
+from audiokit.streaming.realtime import BlockEngine, drive
 
 torch.set_num_threads(1)
 
@@ -30,35 +32,19 @@ class TwoSpeakers(torch.nn.Module):
         return torch.stack([self.gain * wav, -wav], dim=1)
 
 
-@pytest.mark.parametrize("orig,new", [(48000, 16000), (16000, 48000), (44100, 16000), (16000, 22050)])
-def test_streaming_resampler_equals_whole_signal_resampling(orig, new):
-    rng = np.random.default_rng(orig + new)
-    x = torch.randn(2, 5003)
-    resampler, outs, pos = StreamingResampler(orig, new, channels=2), [], 0
-    while pos < x.shape[-1]:
-        size = int(rng.integers(1, 700))
-        outs.append(resampler.feed(x[:, pos:pos + size]))
-        pos += size
-    outs.append(resampler.flush())
-    expected = AF.resample(x, orig, new)
-    got = torch.cat(outs, dim=-1)
-    assert got.shape == expected.shape
-    assert (got - expected).abs().max() < 1e-4
-
-
 @pytest.mark.parametrize("device_rate,block", [(16000, 160), (16000, 100), (48000, 480)])
 def test_engine_output_is_offline_output_delayed_by_reported_latency(device_rate, block):
     model = tiny_causal_frcrn()
     adapter = EnhanceAdapter(model)
-    pipeline = BlockPipeline(adapter.open, 1, 16000, device_rate, block)
+    pipeline = BlockPipeline(adapter.open, device_rate, 16000, adapter.output, block=block)
     engine = BlockEngine(pipeline.process, block, policy="wait", restart=pipeline.reset).start()
     wav = np.random.default_rng(1).standard_normal(device_rate // 2).astype(np.float32) * 0.1
     latency = engine.delay + pipeline.latency
     out = drive(engine, wav, tail_blocks=latency // block + 1)
     engine.stop()
     with torch.no_grad():
-        x = AF.resample(torch.from_numpy(wav), device_rate, 16000)
-        expected = AF.resample(model.enhance(x[None])[0], 16000, device_rate).numpy()
+        x = resample(torch.from_numpy(wav), device_rate, 16000)
+        expected = resample(model.enhance(x[None])[0], 16000, device_rate).numpy()
     body = len(expected) - device_rate // 50  # the last 20 ms: offline ends the signal, the stream goes on
     assert pipeline.starved == 0 and engine.counters.underruns == 0
     assert np.abs(out[0, :latency]).max() == 0
@@ -67,9 +53,9 @@ def test_engine_output_is_offline_output_delayed_by_reported_latency(device_rate
 
 def test_separation_adapter_streams_every_speaker_with_constant_delay():
     adapter = SeparateAdapter(TwoSpeakers(), window=1600, overlap=400)
-    assert adapter.outputs == 2
-    pipeline = BlockPipeline(adapter.open, adapter.outputs, 16000, 16000, 160)
-    engine = BlockEngine(pipeline.process, 160, 2, policy="wait", restart=pipeline.reset).start()
+    assert adapter.output == OutputSpec.audio(2)
+    pipeline = BlockPipeline(adapter.open, 16000, 16000, adapter.output, block=160)
+    engine = BlockEngine(pipeline.process, 160, adapter.output, policy="wait", restart=pipeline.reset).start()
     wav = np.random.default_rng(2).standard_normal(8000).astype(np.float32) * 0.1
     latency = engine.delay + pipeline.latency
     out = drive(engine, wav, tail_blocks=latency // 160 + 1)
@@ -95,7 +81,7 @@ def test_live_separation_keeps_each_speaker_on_one_output():
     adapter = SeparateAdapter(ShufflingBands(), window=8000, overlap=2000)
     stream = adapter.open()
     mix = sources.sum(0)
-    out = torch.cat([stream.feed(chunk) for chunk in mix.split(80)] + [stream.flush()], -1)
+    out = torch.cat([stream.feed(chunk[None]) for chunk in mix.split(80)] + [stream.flush()], -1)[:, 0]
     assert out.shape == sources.shape
     _, perm = pit_si_snr(sources, out)
     pieces = sources.unflatten(-1, (20, -1))

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
 
+from audiokit.audio.resample import resample
 from audiokit.hub.pretrained import save_pretrained
 from audiokit.models.frcrn import FRCRN
 from audiokit.streaming.realtime import alsa_file_device
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.skipif(
 REPO = Path(__file__).resolve().parents[1]
 # registers a stand-in separation family, then runs the CLI (what a plugged-in MossFormer2 will look like)
 RUNNER = """import os, sys, time, torch
-from audiokit.hub import pretrained
+from audiokit.hub import registry
 class TwoSpeakers(torch.nn.Module):
     sample_rate = 16000
     def __init__(self, gain=0.25):
@@ -45,7 +45,23 @@ class TwoSpeakers(torch.nn.Module):
         if self.heard > int(os.environ.get("TWOSPEAKERS_BREAK_AFTER", "1000000")):
             raise RuntimeError("the model broke")
         return torch.stack([self.gain * wav, -wav], dim=1)
-pretrained.FAMILIES["twospeakers"] = TwoSpeakers
+registry.register("twospeakers", TwoSpeakers)
+class FramePower(torch.nn.Module):  # a task emitting frames: the power of every 10 ms, [B, T] -> [B, N, 1]
+    sample_rate = 16000
+    def __init__(self, gain=1.0):
+        super().__init__()
+        self.gain = torch.nn.Parameter(torch.tensor(gain))
+    def power(self, wav):
+        wav = torch.nn.functional.pad(wav, (0, (-wav.shape[-1]) % 160))
+        return (self.gain * wav.unflatten(-1, (-1, 160)).pow(2).mean(-1))[..., None]
+registry.register("framepower", FramePower)
+from audiokit.streaming.adapters import ADAPTERS, TaskAdapter
+from audiokit.streaming.outputs import OutputSpec
+class PowerAdapter(TaskAdapter):
+    name, output = "power", OutputSpec.frames(100, (1,), ["power"])
+    def describe(self, out):
+        return f"power {out[0, -1, 0]:.6f}"
+ADAPTERS["power"] = PowerAdapter
 from audiokit.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -74,7 +90,9 @@ class Device:
     def start(self, args, signal_int16: Optional[np.ndarray], **env_vars) -> subprocess.Popen:
         if signal_int16 is not None:
             signal_int16.astype("<i2").tofile(self.infile)
-        env = dict(os.environ, HOME=str(self.home), OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", **env_vars)
+        env = dict(os.environ, HOME=str(self.home), OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore",
+                   PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),  # this tree's audiokit
+                   **env_vars)
         return subprocess.Popen([sys.executable, str(self.tmp / "runner.py"), "stream", *map(str, args)], env=env,
                                 cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -162,7 +180,7 @@ def test_device_rate_differs_from_model_rate(device, tiny_model, tmp_path):
     assert rate == 48000
     x = torch.from_numpy(mic / 32768).float()
     with torch.no_grad():
-        expected = AF.resample(model.enhance(AF.resample(x, 48000, 16000)[None])[0], 16000, 48000).numpy()
+        expected = resample(model.enhance(resample(x, 48000, 16000)[None])[0], 16000, 48000).numpy()
     saved, sr = sf.read(save, dtype="float32")
     body = len(expected) - 960
     assert sr == 48000
@@ -285,7 +303,7 @@ def test_bad_options_and_outputs_are_one_line_errors_and_write_nothing(device, t
     cases = [(["--block-ms", "nan"], "--block-ms nan: must be a positive number"),
              (["--delay-blocks", "0"], "--delay-blocks 0: must be a positive number"),
              (["--input-device", "nosuch"], "--input-device nosuch: No input device matching"),
-             (["--device-rate", "44101"], "device rate 44101 Hz: too odd a ratio"),
+             (["--device-rate", "500"], "device rate 500: want a whole number of Hz, at least 1000"),
              (["--save", tmp_path / "a.wav", "--record", tmp_path / "a.wav"], "a.wav: named twice"),
              (["--save", tmp_path / "taken", "--force"], "taken: exists and is not a file"),
              (["--model", tmp_path / "missing.safetensors"], "missing.safetensors"),
@@ -331,3 +349,28 @@ def test_save_without_a_suffix_is_wav_and_no_files_at_all_is_fine(device, tiny_m
                                     timeout=120)  # speakers only
     assert proc.returncode == 0 and "done:" in err, err
     assert len(played) > 1600
+
+
+@pytest.mark.slow
+def test_a_task_emitting_frames_shows_and_saves_them(device, tmp_path):
+    path = tmp_path / "framepower.safetensors"
+    save_pretrained(torch.nn.ParameterDict({"gain": torch.nn.Parameter(torch.tensor(2.0))}), path, "framepower",
+                    {"gain": 2.0})
+    rec, save = tmp_path / "rec.wav", tmp_path / "power.npz"
+    mic = voice(0.5, seed=3)
+    proc, err, played = device.play(["power", "--model", path, "--overload", "wait", "--duration", 0.5,
+                                     "--window-ms", 100, "--overlap-ms", 20, "--record", rec, "--save", save], mic)
+    assert proc.returncode == 0, err
+    assert played is None  # frames are not played: the device was opened for input only
+    recorded, _ = sf.read(rec, dtype="float32")
+    x = torch.from_numpy(recorded)
+    expected = 2 * torch.nn.functional.pad(x, (0, (-len(x)) % 160)).unflatten(-1, (-1, 160)).pow(2).mean(-1)
+    saved = np.load(save)
+    assert saved["frames"].shape == (1, len(expected), 1) and float(saved["frame_rate"]) == 100
+    assert list(saved["labels"]) == ["power"]
+    np.testing.assert_allclose(saved["frames"][0, :, 0], expected.numpy(), rtol=1e-4, atol=1e-9)
+    done = err[err.index("done:"):]
+    assert re.search(r"\| power \d\.\d{6} \|", done), done  # the task's own report, from the latest frames
+    proc, err, _ = device.play(["power", "--model", path, "--duration", 0.1, "--save", tmp_path / "p.wav"],
+                               voice(0.1), timeout=120)
+    assert proc.returncode == 1 and err.strip().splitlines()[-1].endswith("p.wav: frames are saved as .npz files")

@@ -306,7 +306,8 @@ def tiny_separator(**changes):
 
 def test_pretrained_separator_round_trip_and_cli_errors(tmp_path, capsys):
     from audiokit.cli.main import main
-    from audiokit.hub.pretrained import family_of, load_model, save_pretrained
+    from audiokit.hub.pretrained import load_model, save_pretrained
+    from audiokit.hub.registry import family_of
 
     model = tiny_separator(num_blocks=2)  # two attention layers share one rotary table
     path = save_pretrained(model, tmp_path / "sep.safetensors", family_of(model), model.config)
@@ -351,7 +352,8 @@ def test_pretrained_separator_round_trip_and_cli_errors(tmp_path, capsys):
 def test_init_from_reads_pretrained_and_ddp_files(tmp_path):
     """init_from takes what the hub reader takes: a pretrained .safetensors and a DDP-prefixed torch file."""
     from audiokit.errors import CheckpointError
-    from audiokit.hub.pretrained import family_of, save_pretrained
+    from audiokit.hub.pretrained import save_pretrained
+    from audiokit.hub.registry import family_of
     from audiokit.tasks.train import load_initial_weights
 
     trained = tiny_separator()

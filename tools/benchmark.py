@@ -173,7 +173,7 @@ def measure(model_name: str, mode: str, threads: int, seconds: float, repeats: i
                           chunk_p50_ms=1000 * float(np.percentile(best[1], 50)),
                           chunk_p99_ms=1000 * float(np.percentile(best[1], 99)), chunk_max_ms=1000 * max(best[1]),
                           latency_ms=1000 * stream.latency_samples / rate,
-                          engine=getattr(stream.stream, "backend", "window"))
+                          engine=getattr(stream, "backend", "window"))
     result["peak_rss_mb"] = peak_rss_kb() / 1024
     return result
 

@@ -14,6 +14,7 @@ from typing import Callable, Iterable
 import numpy as np
 import soundfile as sf
 
+from audiokit.audio.resample import rate_problem
 from audiokit.errors import AudioError
 
 AUDIO_EXTENSIONS = frozenset(
@@ -65,6 +66,9 @@ def open_audio(path: str | os.PathLike) -> sf.SoundFile:
     if _wav_is_truncated(path):
         f.close()
         raise AudioError(path, TRUNCATED)
+    if (problem := rate_problem(f.samplerate)) is not None:
+        f.close()
+        raise AudioError(path, f"sample rate {problem}")
     return f
 
 

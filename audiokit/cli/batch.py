@@ -23,28 +23,33 @@ import torch
 from tqdm import tqdm
 
 from audiokit.audio.io import find_audio_files
-from audiokit.blocks import check_targets, output_paths, process_file
+from audiokit.blocks import check_targets, output_extension, output_paths, process_file
 from audiokit.errors import AudioError, FileError, ModelError, one_line
+from audiokit.hub.registry import DEFAULT_MODELS, default_model
+from audiokit.streaming.outputs import OutputSpec
 
 ProcessFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 class ProcessorFactory(Protocol):
-    """Makes a block processor (``audiokit.blocks``) for a file of ``channels`` channels. It may also
-    have ``num_outputs`` (int, or None when unknown): outputs per input, so they can be named up front."""
+    """Makes a block processor (``audiokit.streaming.pipeline``) for a file of ``channels`` channels. It may
+    also have ``output`` (an ``OutputSpec``; audio by default): its outputs per input (named up front when
+    the count is known) and whether they are audio or frames."""
 
     def open(self, channels: int): ...
 
 
-def add_batch_arguments(parser: argparse.ArgumentParser, default_model: str | None = None) -> None:
+def add_batch_arguments(parser: argparse.ArgumentParser, task: str | None = None) -> None:
     """Add the options every file-processing subcommand shares:
-    INPUT..., -o/--output-dir, --model, --checkpoint, --device, --force."""
+    INPUT..., -o/--output-dir, --model (None: ``task``'s default, see :func:`load_cli_model`), --checkpoint,
+    --device, --force."""
+    default = DEFAULT_MODELS.get(task) or "none shipped yet"
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="audio files, folders (searched recursively) or quoted glob patterns")
     parser.add_argument("-o", "--output-dir", type=Path, metavar="DIR",
                         help="write the results here (default: next to each input)")
-    parser.add_argument("--model", default=default_model, metavar="NAME|PATH",
-                        help="pretrained model name or .safetensors file" + (f" (default: {default_model})" if default_model else ""))
+    parser.add_argument("--model", metavar="NAME|PATH",
+                        help="pretrained model name or .safetensors file" + (f" (default: {default})" if task else ""))
     parser.add_argument("--checkpoint", type=Path, metavar="FILE", help="weights to load instead of the pretrained ones")
     parser.add_argument("--device", default="cpu", metavar="cpu|cuda", help="torch device to run the model on (default: cpu)")
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
@@ -59,10 +64,12 @@ def naming_model(name: str, errors: type = ModelError):
         raise FileError(name, str(exc)) from None
 
 
-def load_cli_model(args: argparse.Namespace) -> torch.nn.Module:
-    """``--model`` (weights from ``--checkpoint`` when given) on ``--device``; errors name the model."""
+def load_cli_model(args: argparse.Namespace, task: str) -> torch.nn.Module:
+    """``--model`` (weights from ``--checkpoint`` when given) on ``--device``; errors name the model. Without
+    ``--model``, ``task``'s default model (``args.model`` is set to its name; ModelError when none ships)."""
     from audiokit.hub.pretrained import load_model
 
+    args.model = args.model or default_model(task)
     with naming_model(args.model):
         return load_model(args.model, checkpoint=args.checkpoint, device=args.device)
 
@@ -86,7 +93,7 @@ def process_files(
     expression ``outputs_like``, e.g. ``_s\d+$`` for separated sources) are skipped. ``process_fn`` is either
 
     * a processor factory (anything with ``open(channels)``, e.g. ``audiokit.api.Enhancer``): each file
-      is streamed block by block through ``audiokit.blocks.BlockPipeline``, in bounded memory; or
+      is streamed block by block through ``audiokit.streaming.pipeline.BlockPipeline``, in bounded memory; or
     * a function on one whole channel: float32 tensor [T] at ``model_rate`` Hz on ``device`` -> [T]
       (one output) or [S, T] (S outputs, e.g. speakers).
 
@@ -112,7 +119,7 @@ def process_files(
     files = [f for f in find_audio_files(inputs, on_missing=report)
              if not output_stem.search(f.stem) or _named_explicitly(f, inputs)]
     open_processor = process_fn.open if hasattr(process_fn, "open") else partial(_WholeChannels, process_fn, device)
-    outputs = getattr(process_fn, "num_outputs", None)  # known up front: existing outputs refused before any work
+    output = getattr(process_fn, "output", OutputSpec.audio(None))  # a known count: existing outputs refused first
     claimed: dict[Path, Path] = {}  # output -> the input it belongs to, to catch name clashes in one run
     total_audio = total_wall = 0.0
     disable = None if progress is None else not progress
@@ -121,8 +128,9 @@ def process_files(
         try:
             with tqdm(desc=path.name, unit="s", leave=False, disable=disable) as bar:
                 audio_seconds = process_file(path, open_processor, model_rate,
-                                             partial(_claim_outputs, path, out_dir, suffix, force, claimed),
-                                             on_progress=lambda n: bar.update(n), outputs=outputs)
+                                             partial(_claim_outputs, path, out_dir, suffix, force, claimed,
+                                                     output_extension(output)),
+                                             on_progress=lambda n: bar.update(n), output=output)
         except Exception as exc:  # one bad file must not stop the batch
             report(exc, path)
             continue
@@ -142,10 +150,11 @@ def _named_explicitly(path: Path, inputs: Iterable[str | Path]) -> bool:
     return any(Path(item) == path for item in inputs)
 
 
-def _claim_outputs(path: Path, out_dir, suffix: str, force: bool, claimed: dict[Path, Path], count: int) -> list[Path]:
+def _claim_outputs(path: Path, out_dir, suffix: str, force: bool, claimed: dict[Path, Path], extension: str,
+                   count: int) -> list[Path]:
     """The ``count`` output paths of ``path``; AudioError when one exists (without ``force``) or was
     written for another input in this run. All are checked before any is written."""
-    targets = output_paths(path, Path(out_dir) if out_dir is not None else path.parent, suffix, count)
+    targets = output_paths(path, Path(out_dir) if out_dir is not None else path.parent, suffix, count, extension)
     for target in targets:
         if target in claimed:
             raise AudioError(target, f"would be written for both {claimed[target]} and {path}")
@@ -155,7 +164,8 @@ def _claim_outputs(path: Path, out_dir, suffix: str, force: bool, claimed: dict[
 
 
 class _WholeChannels:
-    """A processor (see ``audiokit.blocks``) running a whole-channel ``process_fn`` on each channel at the end."""
+    """A processor (``audiokit.streaming.pipeline``) running a whole-channel ``process_fn`` on each channel at the
+    end."""
 
     def __init__(self, process_fn: ProcessFn, device, channels: int):
         self.process_fn, self.device, self.parts = process_fn, device, []

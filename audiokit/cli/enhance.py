@@ -9,14 +9,14 @@ import argparse
 
 from audiokit.cli.batch import add_batch_arguments, load_cli_model, naming_model, process_files
 from audiokit.errors import ModelError, ModelKindError
-from audiokit.hub.pretrained import DEFAULT_ENHANCER, check_device
+from audiokit.hub.pretrained import check_device
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``enhance`` subcommand."""
     parser = subparsers.add_parser("enhance", help="remove noise from speech recordings",
                                    description=__doc__.split("\n\n")[1])
-    add_batch_arguments(parser, default_model=DEFAULT_ENHANCER)
+    add_batch_arguments(parser, task="enhance")
     parser.add_argument("--stream", action="store_true",
                         help="feed the model small chunks, as live audio would arrive (default: 10 s blocks)")
     parser.add_argument("--chunk-ms", type=float, metavar="N", help="chunk length with --stream (default: 20 ms)")
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     check_device(args.device, "--device ")
     if args.chunk_ms is not None and not args.stream:
         raise ModelError(f"--chunk-ms {args.chunk_ms:g}: only used with --stream")
-    model = load_cli_model(args)
+    model = load_cli_model(args, "enhance")
     with naming_model(args.model, ModelKindError):
         enhancer = Enhancer(model, stream=args.stream, chunk_ms=args.chunk_ms)
     return process_files(args.inputs, args.output_dir, "enhanced", enhancer, enhancer.sample_rate, args.force,

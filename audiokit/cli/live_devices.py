@@ -2,12 +2,10 @@
 open error turned into one line naming the option."""
 from __future__ import annotations
 
-import math
 from typing import Optional
 
+from audiokit.audio.resample import rate_problem
 from audiokit.errors import AudiokitError
-
-MAX_RESAMPLING_STEP = 1000  # device/model rate ratios whose reduced terms exceed this need huge sinc kernels
 
 
 def sounddevice_module():
@@ -32,14 +30,23 @@ def device_index(sd, value: Optional[str], kind: str) -> Optional[int]:
         raise AudiokitError(f"--{kind}-device {value}: {problem} (see --list-devices)") from None
 
 
-def device_rate(sd, args, devices, model_rate: int) -> int:
+def device_rate(sd, args, devices, model_rate: int, no_play: bool) -> int:
     """``--device-rate`` if both devices take it (AudiokitError otherwise), else the model's rate if they take
-    it, else the input device's default rate."""
+    it, else the input device's default rate; AudiokitError for a rate below ``MIN_SAMPLE_RATE``."""
+    rate = _chosen_rate(sd, args, devices, model_rate, no_play)
+    if (problem := rate_problem(rate)) is not None:
+        raise AudiokitError(f"device rate {problem}")
+    return rate
+
+
+def _chosen_rate(sd, args, devices, model_rate: int, no_play: bool) -> int:
     def supported(rate: int) -> None:
         sd.check_input_settings(devices[0], channels=1, dtype="int16", samplerate=rate)
-        if not args.no_play:
+        if not no_play:
             sd.check_output_settings(devices[1], channels=1, dtype="int16", samplerate=rate)
 
+    if args.device_rate and rate_problem(args.device_rate) is not None:
+        return args.device_rate  # refused by device_rate before any device is asked
     if args.device_rate:
         try:
             supported(args.device_rate)
@@ -51,14 +58,6 @@ def device_rate(sd, args, devices, model_rate: int) -> int:
         return model_rate
     except (ValueError, sd.PortAudioError):
         return int(sd.query_devices(devices[0], "input")["default_samplerate"])
-
-
-def check_rates(device_rate: int, model_rate: int) -> None:
-    """AudiokitError when resampling between the two rates would need an outsized kernel (e.g. 44101 Hz)."""
-    gcd = math.gcd(device_rate, model_rate)
-    if max(device_rate, model_rate) // gcd > MAX_RESAMPLING_STEP:
-        raise AudiokitError(f"device rate {device_rate} Hz: too odd a ratio to the model's {model_rate} Hz "
-                            f"(use --device-rate {model_rate}, or a common rate such as 48000)")
 
 
 def open_stream(sd, kind, rate, block, devices, no_play, callback, finished):

@@ -10,24 +10,29 @@ from typing import List, Optional
 import numpy as np
 
 from audiokit.audio.io import format_of
-from audiokit.blocks import OutputFiles, check_targets
+from audiokit.blocks import FRAMES_SUFFIX, OutputFiles, check_targets
 from audiokit.errors import AudioError
+from audiokit.streaming.outputs import OutputSpec
 
 
 class Taps:
     """Writer thread for --record (input blocks) and --save (output blocks): the callback only queues them.
 
-    All files are mono 16-bit at ``rate`` (WAV, or FLAC, ... by the suffix), written under temporary names
-    and put in place by ``close(keep=True)``. A write that fails (e.g. a full disk) is kept in ``error``;
+    All audio files are mono 16-bit at ``rate`` (WAV, or FLAC, ... by the suffix); a task emitting frames
+    (``output``) saves them to one ``.npz`` file. All are written under temporary names and put in place by
+    ``close(keep=True)``. A write that fails (e.g. a full disk) is kept in ``error``;
     the thread goes on draining the queue, and ``close`` then deletes the files and raises AudioError.
     """
 
-    def __init__(self, record: Optional[Path], saves: List[Path], rate: int, block: int):
-        self.files = OutputFiles(([record] if record else []) + saves, rate, 1)
+    def __init__(self, record: Optional[Path], saves: List[Path], rate: int, block: int,
+                 output: OutputSpec = OutputSpec.audio()):
+        self.files = OutputFiles(([record] if record else []) + saves, rate, 1, output)
         self.first_save = 1 if record else 0
         self.limits: List[Optional[int]] = [None] * len(self.files.targets)
         self.written = [0] * len(self.files.targets)
-        self.outputs, self.block, self.dropped, self._next = len(saves), block, 0, 0
+        self.block, self.dropped, self._next = block, 0, 0
+        # what the saves get for a block the writer lost: silence, or no frames
+        self.lost = np.zeros((len(saves), block) if output.is_audio else (1, 0, *output.shape), np.float32)
         self.error: Optional[BaseException] = None
         self._queue: queue.Queue = queue.Queue(maxsize=2000)
         self._thread = threading.Thread(target=self._write, name="audiokit-stream-writer", daemon=True)
@@ -49,7 +54,7 @@ class Taps:
             seq, block, out = item
             try:
                 for _ in range(self._next, seq):  # blocks the writer lost: keep the files aligned
-                    self._put(np.zeros(self.block, np.float32), np.zeros((self.outputs, self.block), np.float32))
+                    self._put(np.zeros(self.block, np.float32), self.lost)
                 self._next = seq + 1
                 self._put(block, out)
             except Exception as exc:  # noqa: BLE001 - reported by close()
@@ -68,7 +73,7 @@ class Taps:
         self.written[k] += len(samples)
 
     def limit_saves(self, length: int) -> None:
-        """Write at most ``length`` samples to each --save file (set before queueing past that)."""
+        """Write at most ``length`` samples (or frames) to each --save file (set before queueing past that)."""
         for k in range(self.first_save, len(self.limits)):
             self.limits[k] = length
 
@@ -85,15 +90,19 @@ class Taps:
             raise AudioError(self.files.targets[0], f"writing failed: {' '.join(str(self.error).split())}")
 
 
-def check_outputs(paths: List[Path], force: bool) -> None:
-    """AudioError for an output named twice, of a type that cannot be written, standing as a folder, or
-    existing (without ``force``)."""
-    seen = set()
+def check_outputs(saves: List[Path], record: Optional[Path], force: bool, output: OutputSpec) -> None:
+    """AudioError for an output named twice, of a type that cannot be written (frames: not ``.npz``), standing as
+    a folder, or existing (without ``force``)."""
+    paths, seen = saves + ([record] if record else []), set()
     for path in paths:
         if path.resolve() in seen:
             raise AudioError(path, "named twice among the --save and --record outputs")
         seen.add(path.resolve())
-        format_of(path)
+        if path != record and not output.is_audio:
+            if path.suffix.lower() != FRAMES_SUFFIX:
+                raise AudioError(path, f"frames are saved as {FRAMES_SUFFIX} files")
+        else:
+            format_of(path)
     check_targets(paths, force)
 
 

@@ -1,4 +1,5 @@
-"""``audiokit models``: the pretrained models shipped with audiokit and the official networks it loads."""
+"""``audiokit models``: the pretrained models shipped with audiokit, the default model of each task, the model
+families (``audiokit.hub.registry``) and the official networks it loads."""
 from __future__ import annotations
 
 import argparse
@@ -26,9 +27,10 @@ def describe(name: str, path) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print one row per pretrained model, then the ClearerVoice network names."""
+    """Print one row per pretrained model, the default of each task, the families, then the ClearerVoice names."""
     from audiokit.hub.clearvoice import clearvoice_names
-    from audiokit.hub.pretrained import DEFAULT_ENHANCER, available
+    from audiokit.hub.pretrained import available
+    from audiokit.hub.registry import DEFAULT_MODELS, FAMILIES
 
     status = 0
     print(f"{'pretrained':<24}{'family':<10}{'rate':>8}{'latency':>12}{'size':>10}{'params':>12}")
@@ -39,11 +41,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {one_line(exc, path)}", file=sys.stderr)
             status = 1
             continue
-        mark = " (default)" if name == DEFAULT_ENHANCER else ""
+        tasks = [task for task, default in DEFAULT_MODELS.items() if default == name]
+        mark = f" (default of {', '.join(tasks)})" if tasks else ""
         print(f"{name:<24}{row['family']:<10}{row['rate']:>8}{row['latency']:>12}"
               f"{row['size_mb']:>7.2f} MB{row['params']:>12,}{mark}")
     if not available():
         print("(none shipped yet)")
+    print("\ndefault model of each task:")
+    for task, name in DEFAULT_MODELS.items():
+        print(f"  {task:<10}{name or '(none shipped yet)'}")
+    print(f"\nmodel families: {', '.join(sorted(FAMILIES))}")
     print("\nofficial ClearerVoice networks (audiokit.hub.clearvoice.load_clearvoice):")
     for name in clearvoice_names():
         print(f"  {name}")

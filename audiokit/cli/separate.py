@@ -10,14 +10,14 @@ import argparse
 
 from audiokit.cli.batch import add_batch_arguments, load_cli_model, naming_model, process_files
 from audiokit.errors import FileError, ModelKindError
-from audiokit.hub.pretrained import DEFAULT_SEPARATOR, check_device
+from audiokit.hub.pretrained import check_device
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``separate`` subcommand."""
     parser = subparsers.add_parser("separate", help="split a recording of several talkers into one file per talker",
                                    description=__doc__.split("\n\n")[1])
-    add_batch_arguments(parser, default_model=DEFAULT_SEPARATOR)
+    add_batch_arguments(parser, task="separate")
     parser.add_argument("--num-speakers", type=int, metavar="N",
                         help="speakers to separate (must match the model; default: the model's)")
     parser.add_argument("--window", type=float, default=4.0, metavar="S", help="seconds per model call (default: 4)")
@@ -34,10 +34,10 @@ def run(args: argparse.Namespace) -> int:
     from audiokit.streaming.separation import WindowedSeparator
 
     check_device(args.device, "--device ")
-    model = load_cli_model(args)
+    model = load_cli_model(args, "separate")
     with naming_model(args.model, ModelKindError):
         separator = WindowedSeparator(model, args.window, args.overlap, device=args.device, shifts=args.shifts)
-    speakers = separator.num_outputs
+    speakers = separator.output.count
     if args.num_speakers is not None and speakers is not None and args.num_speakers != speakers:
         raise FileError(args.model, f"separates {speakers} speakers, not --num-speakers {args.num_speakers}")
     return process_files(args.inputs, args.output_dir, "separated", separator, separator.sample_rate, args.force,

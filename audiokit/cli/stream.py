@@ -19,15 +19,16 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from audiokit.cli.live_devices import check_rates, device_index, device_rate, open_stream, sounddevice_module
+from audiokit.cli.live_devices import device_index, device_rate, open_stream, sounddevice_module
 from audiokit.cli.live_files import Taps, check_outputs, save_paths
 from audiokit.cli.batch import naming_model
 from audiokit.errors import AudiokitError, ModelKindError
-from audiokit.hub.pretrained import DEFAULT_ENHANCER, DEFAULT_SEPARATOR, load_model
+from audiokit.hub.pretrained import load_model
+from audiokit.hub.registry import DEFAULT_MODELS, default_model
 from audiokit.streaming.adapters import ADAPTERS
-from audiokit.streaming.realtime import POLICIES, BlockEngine, BlockPipeline, delay_blocks_for, worst_block_seconds
+from audiokit.streaming.pipeline import BlockPipeline
+from audiokit.streaming.realtime import POLICIES, BlockEngine, delay_blocks_for, worst_block_seconds
 
-DEFAULT_MODELS = {"enhance": DEFAULT_ENHANCER, "separate": DEFAULT_SEPARATOR}
 MAX_BLOCK_MS = 1000.0
 
 
@@ -36,7 +37,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                               description=__doc__.split("\n\n")[0])
     p.add_argument("task", nargs="?", choices=sorted(ADAPTERS), help="what to do with the audio")
     p.add_argument("--model", metavar="NAME|PATH",
-                   help=f"pretrained model name or file (enhance: {DEFAULT_ENHANCER}; separate: {DEFAULT_SEPARATOR})")
+                   help="pretrained model name or file (default: " + "; ".join(
+                       f"{task}: {name}" for task, name in DEFAULT_MODELS.items() if task in ADAPTERS and name) + ")")
     p.add_argument("--checkpoint", type=Path, metavar="FILE", help="weights to load instead of the pretrained ones")
     p.add_argument("--list-devices", action="store_true", help="list the audio devices and exit")
     p.add_argument("--input-device", metavar="ID|NAME", help="capture device (default: the system default)")
@@ -92,33 +94,34 @@ def run(args: argparse.Namespace) -> int:
     if args.task is None:
         raise AudiokitError("name a task: " + ", ".join(sorted(ADAPTERS)))
     _check_options(args)
-    devices = (device_index(sd, args.input_device, "input"),
-               None if args.no_play else device_index(sd, args.output_device, "output"))
+    microphone = device_index(sd, args.input_device, "input")
     torch.set_num_threads(args.threads)
-    model_name = args.model or DEFAULT_MODELS[args.task]
+    model_name = args.model or default_model(args.task)
     model = load_model(model_name, checkpoint=args.checkpoint)
     rate_guess = int(getattr(model, "sample_rate", 16000))
     ms = lambda v: None if v is None else round(v * rate_guess / 1000)  # noqa: E731
     with naming_model(model_name, ModelKindError):
         adapter = ADAPTERS[args.task](model, window=ms(args.window_ms), overlap=ms(args.overlap_ms))
-    if not 1 <= args.play_speaker <= adapter.outputs:
-        raise AudiokitError(f"--play-speaker must be 1..{adapter.outputs}")
-    saves = save_paths(args.save, adapter.outputs)
-    check_outputs(saves + ([args.record] if args.record else []), args.force)
+    output = adapter.output
+    if output.is_audio and not 1 <= args.play_speaker <= output.count:
+        raise AudiokitError(f"--play-speaker must be 1..{output.count}")
+    no_play = args.no_play or not output.is_audio  # frames are shown and saved, not played
+    devices = (microphone, None if no_play else device_index(sd, args.output_device, "output"))
+    saves = save_paths(args.save, output.count)
+    check_outputs(saves, args.record, args.force, output)
 
-    rate = device_rate(sd, args, devices, adapter.sample_rate)
-    check_rates(rate, adapter.sample_rate)
+    rate = device_rate(sd, args, devices, adapter.sample_rate, no_play)
     block = max(1, round(rate * args.block_ms / 1000))
-    make_pipeline = lambda: BlockPipeline(adapter.open, adapter.outputs, adapter.sample_rate, rate, block)  # noqa: E731
+    make_pipeline = lambda: BlockPipeline(adapter.open, rate, adapter.sample_rate, output, block=block)  # noqa: E731
     pipeline = make_pipeline()
     worst = worst_block_seconds(make_pipeline, pipeline.latency + rate)  # also warms the model up
     delay_blocks = args.delay_blocks or delay_blocks_for(worst, block / rate)
-    engine = BlockEngine(pipeline.process, block, adapter.outputs, delay_blocks, args.overload,
+    engine = BlockEngine(pipeline.process, block, output, delay_blocks, args.overload,
                          adapter.bypass, queue_blocks=delay_blocks + 8, restart=pipeline.reset,
                          extra_load=args.extra_load_ms / 1000)
     latency = engine.delay + pipeline.latency
     limit = math.ceil(args.duration * rate / block) if args.duration else None
-    done, last_out = threading.Event(), [np.zeros((adapter.outputs, block), np.float32)]
+    done, last_out = threading.Event(), [engine.silence()]
     speaker = args.play_speaker - 1
     taps: Optional[Taps] = None
 
@@ -128,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
         seq = engine.counters.blocks
         block_in = indata[:, 0].astype(np.float32) / 32768  # 16-bit: what every device and the file plugin take
         out = engine.exchange(block_in)
-        last_out[0] = out
+        if output.is_audio or out.shape[1]:
+            last_out[0] = out  # the latest frames, for the report
         taps.put(seq, block_in, out)
         if outdata is not None:
             outdata[:, 0] = np.clip(np.rint(out[speaker] * 32768), -32768, 32767)
@@ -136,9 +140,9 @@ def run(args: argparse.Namespace) -> int:
             raise sd.CallbackStop
 
     try:
-        kind = sd.InputStream if args.no_play else sd.Stream
-        stream = open_stream(sd, kind, rate, block, devices[0] if args.no_play else devices, args.no_play, callback,
-                       done.set)  # the device is opened before any output file
+        kind = sd.InputStream if no_play else sd.Stream
+        stream = open_stream(sd, kind, rate, block, devices[0] if no_play else devices, no_play, callback,
+                             done.set)  # the device is opened before any output file
     except (ValueError, sd.PortAudioError) as exc:
         raise AudiokitError(f"audio device: {' '.join(str(exc).split())}") from None
     print(f"stream {args.task}: {rate} Hz (model {adapter.sample_rate} Hz), block {block} ({1e3 * block / rate:.1f} ms), "
@@ -147,17 +151,17 @@ def run(args: argparse.Namespace) -> int:
     interactive, interrupted, finished = sys.stderr.isatty(), False, False
     previous_term = _stop_on_sigterm()
     try:
-        taps = Taps(args.record, saves, rate, block)
+        taps = Taps(args.record, saves, rate, block, output)
         engine.start()
         with stream:
-            lat_in, lat_out = (stream.latency, 0.0) if args.no_play else stream.latency
+            lat_in, lat_out = (stream.latency, 0.0) if no_play else stream.latency
             print(f"device latency (PortAudio): input {1e3 * lat_in:.1f} ms, output {1e3 * lat_out:.1f} ms",
                   file=sys.stderr)
             try:
                 while not done.wait(0.5 if interactive else 2.0):
                     if engine.error is not None:
                         break
-                    line = _report(engine, block / rate, ADAPTERS[args.task].describe(adapter, last_out[0]))
+                    line = _report(engine, block / rate, adapter.describe(last_out[0]))
                     print(("\r" + line) if interactive else line, end="" if interactive else "\n",
                           file=sys.stderr, flush=True)
             except KeyboardInterrupt:
@@ -169,10 +173,12 @@ def run(args: argparse.Namespace) -> int:
         previous = _hold_signals()  # finishing the files is not interrupted, by Ctrl-C or SIGTERM
         try:
             stream.close()
-            summary = (_report(engine, block / rate, overall=True) + f" | blocks {engine.counters.blocks} "
-                       f"processed {engine.counters.processed}")  # of the live part, before the tail
+            summary = (_report(engine, block / rate, adapter.describe(last_out[0]), overall=True)
+                       + f" | blocks {engine.counters.blocks} processed {engine.counters.processed}")  # the live part
             if taps is not None:
-                _finish(engine, taps, saves, block, latency, keep=finished)
+                captured = engine.counters.blocks * block  # input samples
+                length = captured + latency if output.is_audio else math.ceil(captured * output.frame_rate / rate)
+                _finish(engine, taps, saves, block, latency, length, keep=finished)
         finally:
             engine.stop()
             _restore_signals(previous if previous_term is None else {**previous, signal.SIGTERM: previous_term})
@@ -185,12 +191,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _finish(engine: BlockEngine, taps: Taps, saves: List[Path], block: int, latency: int, keep: bool) -> None:
+def _finish(engine: BlockEngine, taps: Taps, saves: List[Path], block: int, latency: int, length: int,
+            keep: bool) -> None:
     """Complete the --save files with the delayed tail (the device is gone: the engine waits for the model),
-    then put every file in place (``keep``) or delete them."""
+    ``length`` samples or frames in all, then put every file in place (``keep``) or delete them."""
     captured = engine.counters.blocks
     engine.policy = "wait"
-    taps.limit_saves(captured * block + latency)
+    taps.limit_saves(length)
     if keep and saves:
         for i in range(math.ceil(latency / block)):
             if engine.error is not None:

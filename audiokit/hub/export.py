@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Optional
 
 from audiokit.errors import CheckpointError, ModelError
-from audiokit.hub.pretrained import family_of, save_pretrained
+from audiokit.hub.pretrained import save_pretrained
+from audiokit.hub.registry import family_of
 from audiokit.nn.checkpoint import load_strict, read_state_dict
 
 # recipe keys that would scan data folders or open logs; null while exporting

@@ -1,12 +1,13 @@
 """Pretrained models: the embedded defaults in ``pretrained/`` and user files.
 
 A pretrained file is a ``.safetensors`` file whose metadata holds
-``family`` (a key of :data:`FAMILIES`), ``config`` (the model constructor
+``family`` (a family of :mod:`audiokit.hub.registry`), ``config`` (the model constructor
 arguments, JSON) and ``card`` (JSON: data, recipe, steps, scores).  Loading
 runs no code from the file.  ``load_model(name_or_path)`` accepts
 
 * a name from :func:`available` (``frcrn_causal_small``, ...), the files in
-  the ``pretrained/`` folder shipped with audiokit;
+  the ``pretrained/`` folder shipped with audiokit (None: the default
+  enhancer, ``registry.default_model("enhance")``);
 * a path to such a ``.safetensors`` file;
 * a family name plus ``checkpoint=`` (a SpeechBrain ``model.ckpt`` or any
   state-dict file), built with the family's default configuration or the one
@@ -25,27 +26,14 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
+from ..audio.resample import rate_problem
 from ..errors import CheckpointError, ModelError
-from ..models.frcrn import FRCRN
-from ..models.mossformer2 import MossFormer2Enhancer, MossFormer2Separator
 from ..nn.checkpoint import load_strict, read_state_dict
-
-FAMILIES: Dict[str, type] = {"frcrn": FRCRN, "mossformer2_ss": MossFormer2Separator,
-                             "mossformer2_se": MossFormer2Enhancer}
+from .registry import FAMILIES, default_model, family_class
 #: our names of the official checkpoints that :func:`audiokit.hub.clearvoice.load_clearvoice` reads
 CLEARVOICE_NAMES = {"frcrn_se_16k": "FRCRN_SE_16K", "mossformer2_ss_16k": "MossFormer2_SS_16K",
                     "mossformer2_se_48k": "MossFormer2_SE_48K"}
 PRETRAINED_DIR = Path(__file__).resolve().parents[2] / "pretrained"
-DEFAULT_ENHANCER = "frcrn_causal_small"
-DEFAULT_SEPARATOR = "mossformer2_ss_8k_small"
-
-
-def family_of(model: nn.Module) -> str:
-    """The :data:`FAMILIES` key of ``model``'s class (for :func:`save_pretrained`)."""
-    for family, cls in FAMILIES.items():
-        if type(model) is cls:
-            return family
-    raise ModelError(f"{type(model).__name__} is not a known model family; known: {', '.join(sorted(FAMILIES))}")
 
 
 def available() -> Dict[str, Path]:
@@ -105,17 +93,16 @@ def check_device(device, option: str = "device=") -> None:
 
 def build(family: str, config: Optional[dict] = None) -> nn.Module:
     """A freshly initialised model of ``family`` with constructor arguments ``config``."""
-    if family not in FAMILIES:
-        raise ModelError(f"unknown model family {family!r}; known: {', '.join(sorted(FAMILIES))}")
+    cls = family_class(family)
     if config is not None and not isinstance(config, dict):
         raise ModelError(f"bad configuration for {family}: want a dict, got {type(config).__name__}")
     try:
-        return FAMILIES[family](**(config or {}))
+        return cls(**(config or {}))
     except (TypeError, ValueError, RuntimeError) as exc:
         raise ModelError(f"bad configuration for {family}: {' '.join(str(exc).split())}") from None
 
 
-def load_model(name_or_path: str = DEFAULT_ENHANCER, checkpoint=None, config: Optional[dict] = None,
+def load_model(name_or_path: Optional[str] = None, checkpoint=None, config: Optional[dict] = None,
                device: str = "cpu") -> nn.Module:
     """A model in eval mode on ``device`` (see the module docstring for what is accepted).
 
@@ -123,6 +110,7 @@ def load_model(name_or_path: str = DEFAULT_ENHANCER, checkpoint=None, config: Op
     the architecture comes from the pretrained file and the weights from
     ``checkpoint``.
     """
+    name_or_path = default_model("enhance") if name_or_path is None else name_or_path
     shipped = available()
     path = shipped.get(name_or_path)
     if path is None and str(name_or_path).endswith(".safetensors"):
@@ -153,4 +141,6 @@ def load_model(name_or_path: str = DEFAULT_ENHANCER, checkpoint=None, config: Op
     else:
         known = sorted(set(shipped) | set(FAMILIES) | set(CLEARVOICE_NAMES))
         raise ModelError(f"unknown model {name_or_path!r}; known: {', '.join(known)} or a .safetensors file")
+    if (problem := rate_problem(getattr(model, "sample_rate", 16000))) is not None:
+        raise CheckpointError(path or name_or_path, f"model sample_rate {problem}")
     return model.to(device).eval()

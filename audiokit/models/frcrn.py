@@ -62,7 +62,7 @@ class Stage(nn.Module):
     def forward(self, x) -> torch.Tensor:
         """``x``: a map, or (decoders) a list of maps taken as their :func:`complex_cat`."""
         conv = getattr(self, self._conv_name)
-        if self.training:
+        if self.training or conv.is_streaming:  # the fused path below is offline only
             return self.relu(self.bn(conv(x)))
         scale, shift = self.bn.affine(conv.complex_bias())  # bias and batch norm in one pass
         return self.relu(channel_affine(conv.unbiased(x), scale, shift))
@@ -244,9 +244,9 @@ class FRCRN(StreamingModule):
             self._frame_step_cache = {"key": key, "step": FRCRNFrameStep(self).eval()}
         return self._frame_step_cache["step"]
 
-    def stream_flush(self) -> torch.Tensor:
-        """The last ``win_len - win_inc`` output samples held by the stream ``[B, win_len - win_inc]``."""
-        return self.istft.flush(self._stream_state["istft"])
+    def flush(self, state: State) -> torch.Tensor:
+        """The last ``win_len - win_inc`` output samples held in a stream's ``state``, ``[B, win_len - win_inc]``."""
+        return self.istft.flush(state["istft"])
 
 
 class FrameUNet(nn.Module):

@@ -229,9 +229,9 @@ class MossFormer2Separator(StreamingModule):
                      "tail": out[..., out.shape[-1] - overlap:]}
         return out[..., :out.shape[-1] - overlap], new_state
 
-    def stream_flush(self) -> torch.Tensor:
-        """The last ``stream_lead`` output samples held by the stream ``[B, num_spks, stream_lead]``."""
-        return self._stream_state["tail"]
+    def flush(self, state: State) -> torch.Tensor:
+        """The last ``stream_lead`` output samples held in a stream's ``state``, ``[B, num_spks, stream_lead]``."""
+        return state["tail"]
 
 
 def deepen(model: MossFormer2Separator, trained: dict) -> int:

@@ -16,6 +16,14 @@ pattern of audiocraft/moshi's StreamingModule)::
     with streaming(model):
         for chunk in chunks:
             out = model(chunk)
+
+A stream can be stopped and resumed: :func:`stream_states` gives the state of
+every block by module name, and ``streaming(model, states)`` restores it.
+Restoring is strict: names that are not the model's streaming blocks, blocks
+left out, or a block state whose keys are not the ones its ``step`` keeps
+raise :class:`StreamStateError` (at the restore, or at the block's first step).
+At the end of a stream, :meth:`StreamingModule.flush` gives the output a state
+still holds.
 """
 from __future__ import annotations
 
@@ -28,6 +36,25 @@ from torch import nn
 State = Dict[str, torch.Tensor]
 
 
+class StreamStateError(ValueError):
+    """A restored streaming state does not fit the model: unknown or missing blocks or keys."""
+
+
+def _mismatch(given, expected, what: str) -> None:
+    """StreamStateError naming the ``what`` in ``given`` but not ``expected`` and the reverse."""
+    unknown, missing = sorted(set(given) - set(expected)), sorted(set(expected) - set(given))
+    if unknown or missing:
+        raise StreamStateError(f"{what} do not match: unknown {unknown}, missing {missing}")
+
+
+def state_keys(state, prefix: str = "") -> set:
+    """The keys of a (nested) state dict, nested ones as ``"outer.inner"``."""
+    keys = set()
+    for key, value in state.items():
+        keys |= state_keys(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key}
+    return keys
+
+
 class StreamingModule(nn.Module):
     """A block that can carry its time context from one chunk to the next.
 
@@ -37,17 +64,33 @@ class StreamingModule(nn.Module):
     """
 
     _streaming_active: bool = False
+    _restored: bool = False  # the state was restored: its keys are checked at the next step
     #: False for blocks whose sequence axis is not time (e.g. an FSMN run
     #: along frequency): they keep no state across chunks.
     streams_time: bool = True
+
+    @property
+    def is_streaming(self) -> bool:
+        """True inside :func:`streaming`: calling the block runs :meth:`step` with the state it keeps (a parent
+        must then call it, not a fused offline shortcut of it)."""
+        return self._streaming_active
 
     def step(self, x: torch.Tensor, state: Optional[State]) -> Tuple[torch.Tensor, State]:
         """Process one chunk; return the output chunk and the new state."""
         raise NotImplementedError
 
+    def flush(self, state: State) -> torch.Tensor:
+        """End of a stream: the output still held in ``state`` (the last one :meth:`step` returned), e.g. an
+        overlap-add tail. Whole models that hold output implement it (the runtime calls it last)."""
+        raise NotImplementedError(f"{type(self).__name__} holds no output to flush")
+
     def __call__(self, *args, **kwargs):
         if self._streaming_active:
-            y, self._stream_state = self.step(*args, self._stream_state, **kwargs)
+            old = self._stream_state
+            y, self._stream_state = self.step(*args, old, **kwargs)
+            if self._restored and old is not None:
+                _mismatch(state_keys(old), state_keys(self._stream_state), f"{type(self).__name__} state keys")
+            self._restored = False
             return y
         return super().__call__(*args, **kwargs)
 
@@ -63,7 +106,7 @@ def set_streaming(model: nn.Module, active: bool) -> None:
     """Switch every streaming block of ``model`` on or off; resets the state."""
     for module in streaming_modules(model):
         module._streaming_active = active and module.streams_time
-        module._stream_state = None
+        module._stream_state, module._restored = None, False
 
 
 @contextlib.contextmanager
@@ -71,14 +114,21 @@ def streaming(model: nn.Module, states: Optional[Dict[str, Optional[State]]] = N
     """Context in which ``model`` processes successive chunks of one stream.
 
     The state starts empty (zeros history) unless ``states`` (from
-    :func:`stream_states`) resumes an earlier stream; it is dropped on exit,
+    :func:`stream_states`) resumes an earlier stream: exactly the model's
+    streaming blocks, else :class:`StreamStateError`. It is dropped on exit,
     so a model outside the context always runs offline.
     """
     set_streaming(model, True)
-    if states:
-        for name, module in model.named_modules():
-            if name in states:
-                module._stream_state = states[name]
+    if states is not None:
+        active = {name: module for name, module in model.named_modules()
+                  if isinstance(module, StreamingModule) and module._streaming_active}
+        try:
+            _mismatch(states, active, "streaming blocks")
+        except StreamStateError:
+            set_streaming(model, False)
+            raise
+        for name, module in active.items():
+            module._stream_state, module._restored = states[name], True
     try:
         yield model
     finally:

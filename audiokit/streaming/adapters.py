@@ -2,11 +2,16 @@
 
 An adapter wraps a loaded model and offers
 
-* ``sample_rate`` (Hz) and ``outputs`` (S signals per input block: 1 for enhancement, speakers for separation);
-* ``open()`` -> a fresh runtime stream: ``feed(x [T])`` -> ready output ``[S, t]``, ``flush()``,
-  ``latency_samples`` (and ``hop`` for hop-based streams), see :mod:`audiokit.streaming.runtime`;
-* ``bypass(block [B])`` -> ``[S, B]``, what to play for a block the model could not process in time;
-* ``describe(out [S, B])`` -> a short text for the live report (classification will print its running top class).
+* ``sample_rate`` (Hz) and ``output`` (an :class:`~audiokit.streaming.outputs.OutputSpec`: S audio signals per
+  input block, 1 for enhancement and the speakers for separation, or frames at a frame rate);
+* ``open()`` -> a fresh processor (see :mod:`audiokit.streaming.pipeline`) for one channel at ``sample_rate``:
+  ``feed(x [1, n]) -> [S, 1, m, *shape]``, ``flush()``, ``latency_samples`` (and ``hop`` for hop-based streams);
+  by default the model through the streaming runtime (:class:`~audiokit.streaming.pipeline.ChannelStreams`):
+  exact for a causal model, else windows of the model's method named after the task (``model.enhance``,
+  ``model.classify``, ...);
+* ``bypass(block [B])``: what to play for a block the model could not process in time (``[S, B]``; no frames);
+* ``describe(out)`` -> a short text for the live report from the latest output (``[S, B]`` audio or
+  ``[1, n, *shape]`` frames; a classifier will print its running top class).
 
 A new task is one small subclass registered in :data:`ADAPTERS`.
 """
@@ -19,62 +24,48 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from .runtime import Stream, open_stream
+from .outputs import OutputSpec
+from .pipeline import ChannelStreams
 from .separation import WindowedSeparator, refuse_separator
 
 
-class ShapedStream:
-    """A runtime stream fed ``[T]`` whose output is always ``[S, t]``."""
-
-    def __init__(self, stream: Stream, outputs: int):
-        self.stream, self.outputs = stream, outputs
-        self.latency_samples = stream.latency_samples
-        if hasattr(stream, "hop"):
-            self.hop = stream.hop
-
-    def feed(self, chunk: torch.Tensor) -> torch.Tensor:
-        return self.stream.feed(chunk).reshape(self.outputs, -1)
-
-    def flush(self) -> torch.Tensor:
-        return self.stream.flush().reshape(self.outputs, -1)
-
-
 class TaskAdapter:
-    """Base adapter (see the module docstring); ``model`` has a ``sample_rate`` attribute (default 16 kHz)."""
+    """Base adapter (see the module docstring); ``model`` has a ``sample_rate`` attribute (default 16 kHz).
+    ``window``/``overlap``: samples of a windowed stream (the runtime's defaults when None)."""
 
     name = ""
-    outputs = 1
+    output = OutputSpec.audio(1)
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, window: Optional[int] = None, overlap: Optional[int] = None):
         self.model = model
         self.sample_rate = int(getattr(model, "sample_rate", 16000))
+        self.window, self.overlap = window, overlap
 
-    def open(self) -> ShapedStream:
-        raise NotImplementedError
+    def open(self):
+        return ChannelStreams(self.model, 1, window=self.window, overlap=self.overlap, output=self.output,
+                              offline=getattr(self.model, self.name, None))
 
     def bypass(self, block: np.ndarray) -> np.ndarray:
-        """The unprocessed block on every output: ``[B] -> [S, B]``."""
-        return np.repeat(block[None], self.outputs, axis=0)
+        """The unprocessed block on every audio output, ``[B] -> [S, B]``; no frames ``[1, 0, *shape]``."""
+        if self.output.is_audio:
+            return np.repeat(block[None], self.output.count, axis=0)
+        return np.zeros((1, 0, *self.output.shape), np.float32)
 
     def describe(self, out: np.ndarray) -> str:
-        """Extra live-report text for the latest output block ``[S, B]`` (none by default)."""
+        """Extra live-report text for the latest output (none by default)."""
         return ""
 
 
 class EnhanceAdapter(TaskAdapter):
-    """Speech enhancement: exact causal streaming for causal models, windowed for the rest (``[T] -> [1, t]``)."""
+    """Speech enhancement: exact causal streaming for causal models, windowed for the rest (one output)."""
 
     name = "enhance"
 
     def __init__(self, model: nn.Module, window: Optional[int] = None, overlap: Optional[int] = None):
-        super().__init__(model)
+        super().__init__(model, window, overlap)
         refuse_separator(model)
         if not hasattr(model, "enhance"):
             raise ModelError(f"{type(model).__name__} has no enhance(), which live enhancement needs")
-        self.window, self.overlap = window, overlap
-
-    def open(self) -> ShapedStream:
-        return ShapedStream(open_stream(self.model, 1, self.window, self.overlap), 1)
 
 
 class SeparateAdapter(TaskAdapter):
@@ -94,25 +85,10 @@ class SeparateAdapter(TaskAdapter):
         if probe.dim() != 3 or probe.shape[0] != 1 or probe.shape[-1] != self.window:
             raise ModelError(f"{type(model).__name__}.separate must map [B, T] to [B, S, T], "
                              f"got {tuple(probe.shape)} for [1, {self.window}]")
-        self.outputs = probe.shape[1]
+        self.output = self.separator.output = OutputSpec.audio(probe.shape[1])  # empty blocks have S outputs too
 
-    def open(self) -> ShapedStream:
-        return ShapedStream(_SeparationStream(self.separator), self.outputs)
-
-
-class _SeparationStream:
-    """One signal through a :class:`WindowedSeparator`: ``feed(x [T]) -> [S, 1, t]``, each speaker kept on
-    its output across windows (permutations aligned on the overlaps); latency one window."""
-
-    def __init__(self, separator: WindowedSeparator):
-        self.inner = separator.open(1)
-        self.latency_samples = separator.window
-
-    def feed(self, chunk: torch.Tensor) -> torch.Tensor:
-        return self.inner.feed(chunk.reshape(1, -1))  # [T] (or [1, T]) as a batch of one
-
-    def flush(self) -> torch.Tensor:
-        return self.inner.flush()
+    def open(self):
+        return self.separator.open(1)
 
 
 ADAPTERS: Dict[str, type] = {"enhance": EnhanceAdapter, "separate": SeparateAdapter}

@@ -1,21 +1,20 @@
-"""Real-time block engine: fixed-size blocks in, the same number of samples out, a constant delay apart.
+"""Real-time block engine: fixed-size blocks in, the same number of samples (or the frames ready) out, a constant
+delay apart.
 
-Three pieces, none of which knows about sound cards (``audiokit stream`` wires them to sounddevice; a file
-or a test can drive them just as well):
+It knows nothing about sound cards (``audiokit stream`` wires it to sounddevice; a file or a test can drive it
+just as well). The work per block is a live :class:`~audiokit.streaming.pipeline.BlockPipeline`: device-rate
+block ``[B]`` -> the model rate -> a task's processor -> ``[S, B]`` audio back at the device rate, the model
+output delayed by exactly ``latency`` device samples (or the ``[1, n, *shape]`` frames ready, for a task that
+emits frames).
 
-* :class:`StreamingResampler` - torchaudio's windowed-sinc resampler run chunk by chunk with carried context;
-  the concatenated output equals ``torchaudio.functional.resample`` on the whole signal.
-* :class:`BlockPipeline` - device-rate block ``[B]`` -> resample to the model rate -> a task's runtime stream
-  -> resample back -> ``[S, B]`` (S outputs, e.g. speakers).  A FIFO primed with ``latency`` zeros makes every
-  block come out whole, so pipeline output = model output delayed by exactly ``latency`` device samples.
-* :class:`BlockEngine` - the real-time part.  ``exchange(block)`` is what the audio callback calls: it only moves
-  blocks through two bounded queues (never runs the model); a worker thread runs the pipeline.  Output slot ``n``
-  plays the processed block ``n - delay_blocks``, so end to end the output is the input delayed by
-  ``delay_blocks * B + pipeline.latency`` samples, always.  Overload policy when a processed block is not ready
-  in time: ``"drop"`` plays silence, ``"bypass"`` plays the unprocessed input; stale input blocks are skipped
-  unprocessed (the pipeline is restarted after a gap) so the engine never drifts behind; ``"wait"`` never drops
-  (the caller waits for the worker: for unclocked devices such as files).  Everything is counted in
-  :class:`Counters`.
+:class:`BlockEngine` is the real-time part.  ``exchange(block)`` is what the audio callback calls: it only moves
+blocks through two bounded queues (never runs the model); a worker thread runs the pipeline.  Output slot ``n``
+plays the processed block ``n - delay_blocks``, so end to end the output is the input delayed by
+``delay_blocks * B + pipeline.latency`` samples, always.  Overload policy when a processed block is not ready
+in time: ``"drop"`` plays silence, ``"bypass"`` plays the unprocessed input (a task emitting frames gets none
+for that block); stale input blocks are skipped unprocessed (the pipeline is restarted after a gap) so the
+engine never drifts behind; ``"wait"`` never drops (the caller waits for the worker: for unclocked devices
+such as files).  Everything is counted in :class:`Counters`.
 """
 from __future__ import annotations
 
@@ -28,98 +27,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
-import torch
-import torchaudio
+from .outputs import OutputSpec
+from .pipeline import BlockPipeline
 
 POLICIES = ("drop", "bypass", "wait")
-
-
-class StreamingResampler:
-    """Chunked resampling ``orig_sr -> new_sr`` with torchaudio's kernel; exact w.r.t. whole-signal resampling.
-
-    ``feed(x [C, T])`` returns the output samples whose whole filter support has arrived; ``flush()`` the rest
-    (zero padded as torchaudio does), for ``ceil(T_total * new / orig)`` samples in all.  ``held`` is the most
-    input samples ever waiting (the resampler's contribution to latency, in input samples).
-    """
-
-    def __init__(self, orig_sr: int, new_sr: int, channels: int = 1):
-        transform = torchaudio.transforms.Resample(orig_sr, new_sr)
-        self.kernel, self.width = transform.kernel, transform.width
-        self.step_in, self.step_out = transform.orig_freq // transform.gcd, transform.new_freq // transform.gcd
-        self.support = self.kernel.shape[-1]  # input samples one output frame reads
-        self.held = self.support - self.width - 1
-        self._buffer = torch.zeros(channels, self.width)  # starts with torchaudio's left zero padding
-        self._frames = 0  # output frames emitted (step_out samples each)
-        self._samples_in = 0
-
-    def _frames_ready(self) -> torch.Tensor:
-        length = self._buffer.shape[-1]
-        count = (length - self.support) // self.step_in + 1 if length >= self.support else 0
-        if count <= 0:
-            return self._buffer[:, :0]
-        used = self._buffer[:, :(count - 1) * self.step_in + self.support]
-        out = torch.nn.functional.conv1d(used[:, None], self.kernel, stride=self.step_in)  # [C, step_out, count]
-        self._buffer = self._buffer[:, count * self.step_in:]
-        self._frames += count
-        return out.transpose(1, 2).reshape(out.shape[0], -1)
-
-    def feed(self, chunk: torch.Tensor) -> torch.Tensor:
-        """``[C, T]`` input samples in, ``[C, t]`` output samples out."""
-        self._samples_in += chunk.shape[-1]
-        self._buffer = torch.cat([self._buffer, chunk], dim=-1)
-        return self._frames_ready()
-
-    def flush(self) -> torch.Tensor:
-        """The remaining output ``[C, t]`` (end of signal)."""
-        total = math.ceil(self.step_out * self._samples_in / self.step_in)
-        self._buffer = torch.nn.functional.pad(self._buffer, (0, self.width + self.step_in))
-        out = self._frames_ready()
-        return out[:, :max(0, total - (self._frames * self.step_out - out.shape[-1]))]
-
-
-class BlockPipeline:
-    """Device-rate blocks through a task's runtime stream: ``process(block [B]) -> [S, B]``.
-
-    ``open_stream()`` makes a fresh runtime stream fed ``[T]`` at ``model_rate`` returning ``[S, t]`` (with
-    ``latency_samples`` and, for hop-based streams, ``hop``).  ``latency`` (device samples) is the constant delay
-    between input and output: resampler look-ahead both ways, the stream's latency plus hop buffering, rounded up.
-    """
-
-    def __init__(self, open_stream: Callable[[], object], outputs: int, model_rate: int, device_rate: int,
-                 block: int):
-        self.open_stream, self.outputs, self.block = open_stream, outputs, block
-        self.model_rate, self.device_rate = model_rate, device_rate
-        self.starved = 0  # blocks that came out short (would mean the latency bound is wrong)
-        self._open()
-        stream_bound = self._stream.latency_samples + getattr(self._stream, "hop", 1) - 1
-        down_held = self._down.held if self._down else 0
-        up_held = self._up.held if self._up else 0
-        self.latency = math.ceil(down_held + (stream_bound + up_held) * device_rate / model_rate)
-        self._fifo = torch.zeros(outputs, self.latency)
-
-    def _open(self) -> None:
-        resampled = self.model_rate != self.device_rate
-        self._stream = self.open_stream()
-        self._down = StreamingResampler(self.device_rate, self.model_rate) if resampled else None
-        self._up = StreamingResampler(self.model_rate, self.device_rate, self.outputs) if resampled else None
-
-    def reset(self) -> None:
-        """Start over (after a gap in the input): fresh stream and resamplers, FIFO primed with zeros."""
-        self._open()
-        self._fifo = torch.zeros(self.outputs, self.latency)
-
-    def _push(self, x: torch.Tensor) -> None:
-        y = self._stream.feed(self._down.feed(x[None])[0] if self._down else x)
-        self._fifo = torch.cat([self._fifo, self._up.feed(y) if self._up else y], dim=-1)
-
-    def process(self, block: np.ndarray) -> np.ndarray:
-        """``[B]`` float samples in, ``[S, B]`` out (the input ``latency`` samples ago, processed)."""
-        self._push(torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)))
-        out, self._fifo = self._fifo[:, :self.block], self._fifo[:, self.block:]
-        if out.shape[-1] < self.block:  # cannot happen if latency is a true bound; counted, never silent
-            self.starved += 1
-            out = torch.nn.functional.pad(out, (0, self.block - out.shape[-1]))
-        return out.numpy()
 
 
 @dataclass
@@ -146,25 +57,27 @@ class BlockEngine:
     """Bounded queues between an audio callback and a worker thread running ``process``.
 
     Args:
-        process: ``[B] -> [S, B]`` (a :meth:`BlockPipeline.process`), run on the worker thread only.
-        block: samples per block; ``outputs``: S.
+        process: ``[B] -> [S, B]`` audio or ``[1, n, *shape]`` frames (a live ``BlockPipeline.process``), run on
+            the worker thread only.
+        block: samples per block; ``output``: what ``process`` returns (S audio outputs, or frames).
         delay_blocks: output slot ``n`` plays processed block ``n - delay_blocks`` (the worker's time budget).
         policy: one of :data:`POLICIES` (see the module docstring).
-        bypass: ``[B] -> [S, B]`` played under the ``"bypass"`` policy when a block is missing.
+        bypass: ``[B] -> [S, B]`` played under the ``"bypass"`` policy when a block is missing (frames: no frames).
         queue_blocks: capacity of each queue.
         restart: called on the worker thread before processing a block that follows a gap.
         extra_load: seconds of extra (sleeping) work per block, to test overload.
     """
 
-    def __init__(self, process: Callable[[np.ndarray], np.ndarray], block: int, outputs: int = 1,
-                 delay_blocks: int = 2, policy: str = "bypass", bypass: Optional[Callable] = None,
+    def __init__(self, process: Callable[[np.ndarray], np.ndarray], block: int,
+                 output: OutputSpec = OutputSpec.audio(1), delay_blocks: int = 2, policy: str = "bypass",
+                 bypass: Optional[Callable] = None,
                  queue_blocks: int = 8, restart: Optional[Callable[[], None]] = None, extra_load: float = 0.0,
                  wait_timeout: float = 10.0):
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
         if delay_blocks < 1:
             raise ValueError("delay_blocks must be at least 1")
-        self.process, self.block, self.outputs = process, block, outputs
+        self.process, self.block, self.output = process, block, output
         self.delay_blocks, self.policy, self.extra_load = delay_blocks, policy, extra_load
         if policy == "bypass" and bypass is None:
             raise ValueError("the bypass policy needs a bypass function")
@@ -178,6 +91,12 @@ class BlockEngine:
         self._running = threading.Event()
         self._worker: Optional[threading.Thread] = None
         self.error: Optional[BaseException] = None
+
+    def silence(self) -> np.ndarray:
+        """An output slot with nothing in it: ``[S, B]`` zeros, or no frames ``[1, 0, *shape]``."""
+        if self.output.is_audio:
+            return np.zeros((self.output.count, self.block), dtype=np.float32)
+        return np.zeros((1, 0, *self.output.shape), dtype=np.float32)
 
     @property
     def delay(self) -> int:
@@ -245,7 +164,7 @@ class BlockEngine:
             c.overruns += 1
         target = seq - self.delay_blocks
         if target < 0:
-            return np.zeros((self.outputs, self.block), dtype=np.float32)
+            return self.silence()
         return self._take(target)
 
     def _take(self, target: int) -> np.ndarray:
@@ -270,7 +189,7 @@ class BlockEngine:
             for seq, block in self._recent:
                 if seq == target:
                     return self.bypass(block)
-        return np.zeros((self.outputs, self.block), dtype=np.float32)
+        return self.silence()
 
 
 def worst_block_seconds(make_pipeline: Callable[[], BlockPipeline], samples: int) -> float:
@@ -298,7 +217,8 @@ def delay_blocks_for(worst_seconds: float, block_seconds: float, margin: float =
 
 def drive(engine: BlockEngine, wav: np.ndarray, realtime: bool = False, rate: int = 16000,
           tail_blocks: int = 0) -> np.ndarray:
-    """Run ``wav`` ``[T]`` through a started engine block by block (as a device would): ``[S, n * B]``.
+    """Run ``wav`` ``[T]`` through a started engine block by block (as a device would): ``[S, n * B]`` audio, or the
+    frames ``[1, N, *shape]``.
 
     ``realtime`` paces the blocks at ``rate`` like a clocked device; ``tail_blocks`` zero blocks follow the signal.
     """
@@ -309,7 +229,7 @@ def drive(engine: BlockEngine, wav: np.ndarray, realtime: bool = False, rate: in
         if realtime:
             time.sleep(max(0.0, start + i * b / rate - time.perf_counter()))
         outs.append(engine.exchange(padded[i * b:(i + 1) * b]))
-    return np.concatenate(outs, axis=-1)
+    return np.concatenate(outs, axis=1)
 
 
 def alsa_file_device(infile, outfile) -> str:

@@ -11,7 +11,7 @@ each output has given out so far (:func:`voice_profile`). Only the current windo
 so memory does not grow with the length of the signal.
 
 :class:`WindowedSeparator` is the processor factory for ``audiokit.cli.batch.process_files`` and
-``audiokit.blocks`` (``open(channels)`` -> ``feed(x [C, n]) -> [S, C, m]``, ``flush()``).
+``audiokit.streaming.pipeline`` (``open(channels)`` -> ``feed(x [C, n]) -> [S, C, m]``, ``flush()``).
 """
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from audiokit.errors import ModelError, ModelKindError
+from audiokit.streaming.crossfade import crossfade
+from audiokit.streaming.outputs import OutputSpec
 
 SeparateFn = Callable[[torch.Tensor], torch.Tensor]  # [B, T] -> [B, S, T]
 
@@ -94,12 +96,6 @@ def averaged_over_shifts(separate: SeparateFn, shifts: int, hop: int) -> Separat
     return run
 
 
-def _fades(length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Complementary raised-cosine fade-out and fade-in [length] that sum to 1."""
-    fade_in = 0.5 - 0.5 * torch.cos(torch.pi * (torch.arange(length, device=device) + 0.5) / length)
-    return 1.0 - fade_in, fade_in
-
-
 class WindowedSeparation:
     """Streams ``[B, n]`` chunks of B independent signals through ``separate`` in windows.
 
@@ -144,8 +140,7 @@ class WindowedSeparation:
         self.num_spks = out.shape[1]
         if self.tail is not None:
             out = reorder(out, self._order(out))
-            fade_out, fade_in = _fades(self.overlap, out.device)
-            out = torch.cat((self.tail * fade_out + out[..., :self.overlap] * fade_in, out[..., self.overlap:]), -1)
+            out = torch.cat((crossfade(self.tail, out[..., :self.overlap]), out[..., self.overlap:]), -1)
         if out.shape[-1] >= 256:
             self.profile = voice_profile(out) + (0 if self.profile is None else self.profile)
         self.energy = self.energy + out.pow(2).sum((1, 2))
@@ -191,7 +186,7 @@ def refuse_separator(model) -> None:
 
 
 class WindowedSeparator:
-    """Processor factory for ``audiokit.blocks``/``process_files``: every channel of a file is
+    """Processor factory for ``audiokit.streaming.pipeline``/``process_files``: every channel of a file is
     separated on its own by :class:`WindowedSeparation` (channels as the batch).
 
     Args:
@@ -204,8 +199,9 @@ class WindowedSeparator:
             averaged (:func:`averaged_over_shifts` over the model's ``hop_length``; a model without
             one gets delays of 0, 1, 2, ... samples); 1: once.
 
-    Signals shorter than ``min_samples`` are zero-padded to it for the model (whose encoder needs a
-    few frames) and its outputs trimmed back.
+    ``output``: its speakers as audio outputs (their number None unless the model has ``num_spks``; the first
+    window tells). Signals shorter than ``min_samples`` are zero-padded to it for the model (whose encoder
+    needs a few frames) and its outputs trimmed back.
     """
 
     min_samples = 512
@@ -225,7 +221,7 @@ class WindowedSeparator:
         if not 0 < self.overlap < self.window:
             raise ModelError(f"overlap {overlap_seconds:g} s, window {window_seconds:g} s: need 0 < overlap < window "
                              f"(here {self.overlap} and {self.window} samples at {self.sample_rate} Hz)")
-        self.num_outputs = getattr(model, "num_spks", None)  # speakers, when the model says
+        self.output = OutputSpec.audio(getattr(model, "num_spks", None))  # speakers, when the model says
 
     def _separate(self, wav: torch.Tensor) -> torch.Tensor:
         length = wav.shape[-1]
@@ -234,14 +230,16 @@ class WindowedSeparator:
         return out[..., :length]
 
     def open(self, channels: int) -> "_ChannelsAsBatch":
-        return _ChannelsAsBatch(WindowedSeparation(self._separate, self.window, self.overlap, self.num_outputs))
+        return _ChannelsAsBatch(WindowedSeparation(self._separate, self.window, self.overlap, self.output.count))
 
 
 class _ChannelsAsBatch:
-    """``[C, n] -> [S, C, m]`` around a :class:`WindowedSeparation` working on ``[C, n] -> [C, S, m]``."""
+    """``[C, n] -> [S, C, m]`` around a :class:`WindowedSeparation` working on ``[C, n] -> [C, S, m]``
+    (latency: one window)."""
 
     def __init__(self, stream: WindowedSeparation):
         self.stream = stream
+        self.latency_samples = stream.window
 
     def feed(self, x: torch.Tensor) -> torch.Tensor:
         return self.stream.feed(x).transpose(0, 1)

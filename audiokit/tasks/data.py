@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
 
+from audiokit.audio.resample import resample
 from audiokit.tasks.augment import Mixer, coloured_noise, random_segment, rms, NOISE_COLOURS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -97,7 +97,7 @@ class AudioCache:
             data, rate = sf.read(str(path), dtype="float32", always_2d=True)
             wav = torch.from_numpy(data.mean(axis=1))
             if rate != self.sample_rate:
-                wav = AF.resample(wav, rate, self.sample_rate)
+                wav = resample(wav, rate, self.sample_rate)
             self._cache[path] = wav.contiguous()
         return self._cache[path]
 
