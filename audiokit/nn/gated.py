@@ -1,6 +1,7 @@
-"""Gated conv units and the gated dilated FSMN block of MossFormer2, and a position-wise gated linear unit.
+"""Gated units: a position-wise gated linear unit, and the gated conv units and gated dilated FSMN block of MossFormer2.
 
-All blocks map ``[B, T, D]`` sequences and take ``causal``: when True every
+All blocks map ``[B, T, D]`` sequences.  :class:`GatedLinearUnit` works on each frame alone.
+The others take ``causal``: when True every
 time filter reads only the past (left zero padding) and the block runs step
 by step (:meth:`step`, or the :func:`~audiokit.nn.state.streaming` context);
 when False the layout is MossFormer2's (centred filters) and ``step`` raises.

@@ -42,8 +42,7 @@ def hippo_matrices(measure: str, state_size: int) -> Tuple[torch.Tensor, torch.T
     outer = root[:, None] * root[None, :]
     row, col = n[:, None], n[None, :]
     if measure == "legs":
-        a = -torch.where(row > col, outer, torch.where(row == col, torch.diag(n + 1), torch.zeros_like(outer)))
-        return a, root.clone()
+        return torch.where(row > col, -outer, torch.zeros_like(outer)) - torch.diag(n + 1), root
     parity = 1 - 2 * ((row - col) % 2)  # (-1)^(n - k)
     a = -outer * torch.where(row >= col, parity, torch.ones_like(outer))
     return a, root * (1 - 2 * (n % 2))

@@ -30,7 +30,7 @@ from .state import State, StreamingModule
 
 #: effective step sizes (time units per sample) are clamped to this range: finite for any log_dt
 DT_LIMITS = (1e-6, 10.0)
-#: longest sub-chunk :meth:`LSSL.step` processes at once (longer chunks are split)
+#: longest sub-chunk :meth:`LSSL.step` processes at once (longer chunks are split); a power of two
 STEP_BLOCK = 256
 
 
@@ -151,31 +151,37 @@ class LSSL(StreamingModule):
             kernel  [H, S]      K[l]                       (S = STEP_BLOCK)
             inputs  [H, N, S]   dA^i dB                    (input i samples before a chunk's end -> state)
             readout [H, S, N]   C dA^(i+1)                 (state before a chunk -> output i)
-            powers  {t: dA^t [H, N, N]}                   (filled as chunk lengths come)
+            squares [K, H, N, N] dA^(2^k), 2^k <= S        (dA^t as a product of these: its binary digits)
         """
         d_a, d_b = self.discrete_system()
+        squares = [d_a]
+        while len(squares) < STEP_BLOCK.bit_length():
+            squares.append(squares[-1] @ squares[-1])
         c = self.C.double()
         inputs, _ = krylov(d_a, d_b, STEP_BLOCK)
         readout, _ = krylov(d_a.mT, (d_a.mT @ c[..., None])[..., 0], STEP_BLOCK)
         kernel = (c[:, None] @ inputs)[:, 0]
         dtype = self.C.dtype
-        return {"d_a": d_a, "kernel": kernel.to(dtype), "inputs": inputs.to(dtype),
-                "readout": readout.mT.contiguous().to(dtype), "powers": {}}
+        return {"kernel": kernel.to(dtype), "inputs": inputs.to(dtype), "readout": readout.mT.contiguous().to(dtype),
+                "squares": torch.stack(squares).to(dtype)}
 
     def _cached_chunk_system(self) -> dict:
-        """:meth:`_chunk_system`, kept while no parameter, buffer or the rate changes and gradients are off."""
+        """:meth:`_chunk_system`, kept while gradients are off and no parameter, buffer, device, dtype or the
+        rate changes."""
         if torch.is_grad_enabled():
             return self._chunk_system()
-        key = (self.rate, *((id(t), t._version) for t in (*self.parameters(), *self.buffers())))
+        key = (self.rate, self.C.device, self.C.dtype,
+               *((id(t), t._version) for t in (*self.parameters(), *self.buffers())))
         if self._step_cache.get("key") != key:
             self._step_cache = {"key": key, "system": self._chunk_system()}
         return self._step_cache["system"]
 
     def step(self, x: torch.Tensor, state: Optional[State]) -> Tuple[torch.Tensor, State]:
-        """Stream ``x [B, t, H]`` (any ``t >= 1``) from ``state`` (``None``: zeros): ``(y [B, t, H], state)``.
+        """Stream ``x [B, t, H]`` (any ``t``) from ``state`` (``None``: zeros): ``(y [B, t, H], state)``.
 
         ``state["state"]`` is ``s [B, H, N]`` after the last sample.  A chunk of ``t`` samples costs
-        about ``H (2N + N^2 / t)`` products per sample plus a length-``t`` FFT convolution.
+        about ``H (2N + b N^2 / t)`` products per sample (``b``: the ones among the binary digits of
+        ``t``) plus a length-``t`` FFT convolution.
         """
         system = self._cached_chunk_system()
         if state is None:
@@ -186,10 +192,12 @@ class LSSL(StreamingModule):
         for start in range(0, x.shape[1], STEP_BLOCK):
             u = x[:, start:start + STEP_BLOCK]
             t = u.shape[1]
-            if t not in system["powers"]:
-                system["powers"][t] = torch.linalg.matrix_power(system["d_a"], t).to(x.dtype)
             from_state = (system["readout"][:, :t] @ s).permute(2, 1, 0)  # [B, t, H]
             outputs.append(causal_convolve(u, system["kernel"]) + u * self.D + from_state)
-            s = system["powers"][t] @ s + system["inputs"][..., :t] @ u.flip(1).permute(2, 1, 0).contiguous()
+            from_inputs = system["inputs"][..., :t] @ u.flip(1).permute(2, 1, 0).contiguous()
+            for k in range(t.bit_length()):  # s <- dA^t s
+                if t >> k & 1:
+                    s = system["squares"][k] @ s
+            s = s + from_inputs
         y = torch.cat(outputs, dim=1) if outputs else x
         return y, {"state": s.permute(2, 0, 1)}
