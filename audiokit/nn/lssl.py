@@ -19,6 +19,7 @@ matrix powers in float64: ``dA^i dB`` for ``i`` below a block size ``b ~ sqrt(L)
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional, Tuple
 
@@ -32,6 +33,8 @@ from .state import State, StreamingModule
 DT_LIMITS = (1e-6, 10.0)
 #: longest sub-chunk :meth:`LSSL.step` processes at once (longer chunks are split); a power of two
 STEP_BLOCK = 256
+#: chunk lengths whose dA^t :meth:`LSSL.step` keeps
+KEPT_POWERS = 4
 
 
 def discretize(a: torch.Tensor, b: torch.Tensor, dt: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -146,24 +149,38 @@ class LSSL(StreamingModule):
         return causal_convolve(x, kernel) + x * self.D
 
     def _chunk_system(self) -> dict:
-        """What :meth:`step` needs for chunks of up to :data:`STEP_BLOCK` samples (in the layer's dtype)::
+        """What :meth:`step` needs for chunks of up to :data:`STEP_BLOCK` samples, in the layer's dtype and laid
+        out to multiply row vectors (states ``[H, B, N]``), the fast way round for small batches::
 
-            kernel  [H, S]      K[l]                       (S = STEP_BLOCK)
-            inputs  [H, N, S]   dA^i dB                    (input i samples before a chunk's end -> state)
-            readout [H, S, N]   C dA^(i+1)                 (state before a chunk -> output i)
-            squares [K, H, N, N] dA^(2^k), 2^k <= S        (dA^t as a product of these: its binary digits)
+            kernel   [H, S]        K[l]                  (S = STEP_BLOCK)
+            inputs   [H, S, N]     (dA^i dB)^T           (input i samples before a chunk's end -> state)
+            readout  [H, N, S]     (C dA^(i+1))^T        (state before a chunk -> output i)
+            squares  [K, H, N, N]  (dA^(2^k))^T, 2^k <= S
+            powers   {t: (dA^t)^T}         (the last few chunk lengths, from the squares)
         """
         d_a, d_b = self.discrete_system()
+        c = self.C.double()
         squares = [d_a]
         while len(squares) < STEP_BLOCK.bit_length():
             squares.append(squares[-1] @ squares[-1])
-        c = self.C.double()
         inputs, _ = krylov(d_a, d_b, STEP_BLOCK)
         readout, _ = krylov(d_a.mT, (d_a.mT @ c[..., None])[..., 0], STEP_BLOCK)
         kernel = (c[:, None] @ inputs)[:, 0]
         dtype = self.C.dtype
-        return {"kernel": kernel.to(dtype), "inputs": inputs.to(dtype), "readout": readout.mT.contiguous().to(dtype),
-                "squares": torch.stack(squares).to(dtype)}
+        return {"kernel": kernel.to(dtype), "inputs": inputs.mT.contiguous().to(dtype), "readout": readout.to(dtype),
+                "squares": torch.stack(squares).mT.contiguous().to(dtype), "powers": {}}
+
+    @staticmethod
+    def _power(system: dict, t: int) -> torch.Tensor:
+        """``(dA^t)^T [H, N, N]`` for ``1 <= t <= STEP_BLOCK``: the product of the squares of ``t``'s binary digits,
+        kept for the last :data:`KEPT_POWERS` lengths (a stream's chunks mostly have one length)."""
+        powers = system["powers"]
+        if t not in powers:
+            digits = [system["squares"][k] for k in range(t.bit_length()) if t >> k & 1]
+            if len(powers) >= KEPT_POWERS:
+                powers.pop(next(iter(powers)))
+            powers[t] = functools.reduce(torch.matmul, digits)
+        return powers[t]
 
     def _cached_chunk_system(self) -> dict:
         """:meth:`_chunk_system`, kept while gradients are off and no parameter, buffer, device, dtype or the
@@ -180,24 +197,21 @@ class LSSL(StreamingModule):
         """Stream ``x [B, t, H]`` (any ``t``) from ``state`` (``None``: zeros): ``(y [B, t, H], state)``.
 
         ``state["state"]`` is ``s [B, H, N]`` after the last sample.  A chunk of ``t`` samples costs
-        about ``H (2N + b N^2 / t)`` products per sample (``b``: the ones among the binary digits of
-        ``t``) plus a length-``t`` FFT convolution.
+        about ``H (2N + N^2 / t)`` products per sample plus a length-``t`` FFT convolution; the
+        chunk's matrices are built once (gradients off) and kept while the layer is unchanged.
         """
         system = self._cached_chunk_system()
         if state is None:
-            s = x.new_zeros(*self.C.shape, x.shape[0])  # [H, N, B]
+            s = x.new_zeros(self.C.shape[0], x.shape[0], self.C.shape[1])  # [H, B, N]
         else:
-            s = state["state"].permute(1, 2, 0).contiguous()
+            s = state["state"].transpose(0, 1).contiguous()
         outputs = []
         for start in range(0, x.shape[1], STEP_BLOCK):
             u = x[:, start:start + STEP_BLOCK]
             t = u.shape[1]
-            from_state = (system["readout"][:, :t] @ s).permute(2, 1, 0)  # [B, t, H]
+            from_state = (s @ system["readout"][..., :t]).permute(1, 2, 0)  # [B, t, H]
             outputs.append(causal_convolve(u, system["kernel"]) + u * self.D + from_state)
-            from_inputs = system["inputs"][..., :t] @ u.flip(1).permute(2, 1, 0).contiguous()
-            for k in range(t.bit_length()):  # s <- dA^t s
-                if t >> k & 1:
-                    s = system["squares"][k] @ s
-            s = s + from_inputs
+            from_inputs = u.flip(1).permute(2, 0, 1).contiguous() @ system["inputs"][:, :t]  # [H, B, N]
+            s = torch.baddbmm(from_inputs, s, self._power(system, t))  # dA^t s + inputs
         y = torch.cat(outputs, dim=1) if outputs else x
-        return y, {"state": s.permute(2, 0, 1)}
+        return y, {"state": s.transpose(0, 1)}
