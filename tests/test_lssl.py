@@ -294,3 +294,14 @@ def test_config_rebuilds_the_model():
 def test_too_short_input_is_refused():
     with pytest.raises(ValueError, match="at least 16 samples"):
         LSSLClassifier(**SMALL)(torch.randn(1, 10))
+
+
+@pytest.mark.parametrize("frontend", ["raw", "logmel"])
+def test_classifier_trains_end_to_end(frontend):
+    torch.manual_seed(0)
+    model = LSSLClassifier(frontend=frontend, **SMALL)
+    wav = 0.1 * torch.randn(2, 1600)
+    loss = torch.nn.functional.cross_entropy(model(wav), torch.tensor([3, 7]))
+    loss.backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert torch.isfinite(loss) and not missing

@@ -97,6 +97,11 @@ class LSSLClassifier(StreamingComposite):
         n_mels: mel bands of the ``"logmel"`` front end.
 
     ``config`` holds the constructor arguments, so a saved config rebuilds the model.
+
+    Streaming: ``step(chunk [B, t], state) -> (logits [B, n, num_classes], state)`` gives the running
+    posterior logits of the ``n`` frames the chunk completes (``n`` may be 0); under
+    :func:`~audiokit.nn.state.streaming`, calling the model on a chunk does the same with the state kept
+    inside.  Either way the frames equal those of :meth:`frame_logits` on the whole signal.
     """
 
     causal = True
