@@ -1,5 +1,6 @@
 """tools/benchmark.py runs and reports sane numbers (no timing assertions)."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,26 @@ def test_training_benchmark_names_a_missing_recipe(tmp_path, capsys):
     assert main([str(missing)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and str(missing) in err and "\n" not in err
+
+
+def test_lssl_section_formatting():
+    sys.path.insert(0, str(TOOL.parent))
+    from benchmark import format_lssl
+    report = {"kernel": [dict(length=1000, ms=33.3, cpu_ms=33.0, peak_mb=25.0, kernel_mb=1.0),
+                         dict(length=64000, ms=172.2, cpu_ms=141.4, peak_mb=187.7, kernel_mb=62.5)],
+              "step": dict(layer_chunk_1=7.2, layer_chunk_16=0.52, layer_chunk_160=0.344, classifier_chunk_160=1.2)}
+    lines = format_lssl(report).splitlines()
+    assert lines[2].split() == ["1000", "33.3", "33.0", "25.0", "1.0"] and lines[3].split()[0] == "64000"
+    assert "1: 7.200, 16: 0.520, 160: 0.344" in lines[4] and lines[4].endswith("1.200")
+
+
+@pytest.mark.slow
+def test_lssl_section_is_picked_by_models_and_reports_every_length():
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, str(TOOL), "--quick", "--json", "--models", "lssl"],
+                          capture_output=True, text=True, cwd=REPO, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["rows"] == [] and [r["length"] for r in report["lssl"]["kernel"]] == [1000, 4000, 16000, 64000]
+    assert all(r["ms"] > 0 and r["peak_mb"] > 0 for r in report["lssl"]["kernel"])
+    assert all(0 < v < 100 for v in report["lssl"]["step"].values())

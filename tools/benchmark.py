@@ -5,7 +5,14 @@ Models (``--models``, default all):
 * ``causal_small``: the shipped causal FRCRN (``pretrained/frcrn_causal_small``);
 * ``official``: FRCRN_SE_16K at the official size (parity checkpoint of ../shared, else random weights);
 * ``separator_small``: the shipped separator ``mossformer2_ss_8k_small`` (8 kHz);
-* ``se48k``: MossFormer2_SE_48K at the official size, random weights, at most 6 s of input.
+* ``se48k``: MossFormer2_SE_48K at the official size, random weights, at most 6 s of input;
+* ``lssl``: not a model but the Linear State-Space Layer (``audiokit.nn.lssl``, H=128 channels, N=64
+  states, random weights, 1 thread): the time and peak memory of its convolution kernel for
+  L = 1k, 4k, 16k and 64k samples (each length in a fresh subprocess; peak memory is the rise of
+  VmHWM over the resident memory before the computation, since torch's allocations escape
+  ``tracemalloc``), and its step mode's CPU time per second of 16 kHz audio fed in chunks of 1,
+  16 and 160 samples (chunks of 1 on a tenth of a second, scaled), beside the default
+  ``LSSLClassifier`` (raw 16 kHz, 6 blocks) streamed in 10 ms chunks.  About half a minute.
 
 For each model and each thread count it measures, each in a fresh subprocess (so that peak
 memory, VmHWM, belongs to that one measurement):
@@ -68,6 +75,10 @@ SMALL_CONFIG = dict(win_len=512, win_inc=256, fft_len=512, channels=16, fsmn_hid
 SEPARATOR_FILE = REPO / "pretrained" / "mossformer2_ss_8k_small.safetensors"
 SEPARATOR_CONFIG = dict(in_channels=64, out_channels=64, num_blocks=2, kernel_size=32, sample_rate=8000)
 MODELS = ("causal_small", "official", "separator_small", "se48k")
+#: what ``--models`` picks from: the models, and the LSSL layer's own section
+SECTIONS = MODELS + ("lssl",)
+LSSL_LENGTHS = (1000, 4000, 16000, 64000)
+LSSL_CHUNKS = (1, 16, 160)
 #: longest input (s) per model, for the slow ones
 MAX_SECONDS = {"se48k": 6.0}
 
@@ -287,6 +298,87 @@ def format_reference(ref: dict) -> str:
             f"(max |reference output| {ref['max_abs_reference']:.2e})")
 
 
+def _reset_peak_rss() -> None:
+    """Start VmHWM afresh from the current resident memory (Linux ``clear_refs``; no-op where refused)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        pass
+
+
+def _resident_kb() -> int:
+    with open("/proc/self/status") as status:
+        return int(next(line for line in status if line.startswith("VmRSS")).split()[1])
+
+
+def measure_lssl_kernel(length: int, repeats: int, channels: int = 128, state_size: int = 64) -> dict:
+    """Time (best of ``repeats``) and peak memory of one LSSL kernel ``[channels, length]``, 1 thread."""
+    from audiokit.nn.lssl import LSSL
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    layer = LSSL(channels, state_size)
+    with torch.no_grad():
+        layer.kernel(64)  # warm-up: libraries loaded before the baseline
+        _reset_peak_rss()
+        before = _resident_kb()
+        wall, cpu, kernel = _best_time(lambda: layer.kernel(length), repeats)
+        peak_mb = (peak_rss_kb() - before) / 1024
+    return dict(length=length, ms=1000 * wall, cpu_ms=1000 * cpu, peak_mb=peak_mb,
+                kernel_mb=kernel.numel() * kernel.element_size() / 2 ** 20)
+
+
+def measure_lssl_steps(repeats: int, rate: int = 16000) -> dict:
+    """CPU seconds per second of ``rate`` audio: one LSSL (H=128, N=64) stepped in chunks of each of
+    :data:`LSSL_CHUNKS` samples, and the default ``LSSLClassifier`` streamed in 10 ms chunks; 1 thread."""
+    from audiokit.models.lssl_classifier import LSSLClassifier
+    from audiokit.nn.lssl import LSSL
+    from audiokit.nn.state import streaming
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    layer = LSSL(128, 64).eval()
+    result = {}
+    with torch.no_grad():
+        for chunk in LSSL_CHUNKS:
+            samples = rate // 10 if chunk == 1 else rate
+            x = torch.randn(1, samples, 128)
+
+            def run(chunk=chunk, x=x):
+                state = None
+                for piece in x.split(chunk, dim=1):
+                    _, state = layer.step(piece, state)
+
+            layer.step(x[:, :chunk], None)  # warm-up (builds the cached chunk matrices)
+            _, cpu, _ = _best_time(run, repeats)
+            result[f"layer_chunk_{chunk}"] = cpu * rate / samples
+        model = LSSLClassifier().eval()
+        wav = test_signal(1.0, rate)
+
+        def stream():
+            with streaming(model):
+                for piece in wav.split(rate // 100, dim=-1):
+                    model(piece)
+
+        model.frame_logits(wav[:, :rate // 10])
+        stream()  # warm-up
+        _, cpu, _ = _best_time(stream, repeats)
+        result["classifier_chunk_160"] = cpu
+    return result
+
+
+def format_lssl(report: dict) -> str:
+    """Lines for the ``lssl`` section: ``{"kernel": [rows of measure_lssl_kernel], "step": measure_lssl_steps}``."""
+    lines = ["LSSL kernel, H=128, N=64, float64, 1 thread:",
+             f"{'length':>7} {'ms':>8} {'cpu ms':>8} {'peak MB':>8} {'kernel MB':>9}"]
+    lines += [f"{r['length']:>7} {r['ms']:8.1f} {r['cpu_ms']:8.1f} {r['peak_mb']:8.1f} {r['kernel_mb']:9.1f}"
+              for r in report["kernel"]]
+    step = report["step"]
+    chunks = ", ".join(f"{chunk}: {step[f'layer_chunk_{chunk}']:.3f}" for chunk in LSSL_CHUNKS)
+    lines.append(f"LSSL step mode, CPU s per s of 16 kHz audio (1 thread) by chunk length: {chunks}; "
+                 f"default LSSLClassifier streamed in 10 ms chunks: {step['classifier_chunk_160']:.3f}")
+    return "\n".join(lines)
+
+
 def _in_subprocess(task: dict) -> dict:
     proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(task)], cwd=REPO,
                           capture_output=True, text=True)
@@ -312,7 +404,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="short input, one repeat, 1 thread")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--threads", type=int, nargs="+", default=None, help="thread counts (default 1 2)")
-    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--models", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                        help="models to measure, and/or lssl for the LSSL layer's section (default all)")
     parser.add_argument("--seconds", type=float, default=None, help="input length (default 10, quick 1)")
     parser.add_argument("--engines", nargs="+", choices=("auto", "onnx", "torch"), default=["auto"],
                         help="frame engines for streaming causal models (default auto: ONNX Runtime when it works)")
@@ -327,7 +420,9 @@ def main(argv=None) -> int:
     if args.worker:
         task = json.loads(args.worker)
         kind = task.pop("kind")
-        print(json.dumps(compare_reference(**task) if kind == "reference" else measure(**task)))
+        workers = {"reference": compare_reference, "measure": measure, "lssl_kernel": measure_lssl_kernel,
+                   "lssl_steps": measure_lssl_steps}
+        print(json.dumps(workers[kind](**task)))
         return 0
     references = {family: getattr(args, family) for family in REFERENCES if getattr(args, family)}
     for family, code_dir in references.items():
@@ -337,22 +432,30 @@ def main(argv=None) -> int:
     threads = args.threads or ([1] if args.quick else [1, 2])
     repeats = 1 if args.quick else 3
     runs = [("offline", "auto")] + [("stream", engine) for engine in args.engines]
+    models = [m for m in args.models if m in MODELS]
     rows = [_in_subprocess(dict(kind="measure", model_name=m, mode=mode, engine=engine, threads=t, repeats=repeats,
                                 seconds=min(seconds, MAX_SECONDS.get(m, math.inf))))
-            for m in args.models for mode, engine in runs for t in threads]
+            for m in models for mode, engine in runs for t in threads]
     rows = [row for row in rows if row is not None]
     report = {"rows": rows, "references": {
         family: _in_subprocess(dict(kind="reference", family=family, code_dir=code_dir, seconds=seconds,
                                     repeats=repeats))
         for family, code_dir in references.items()}}
+    if "lssl" in args.models:
+        report["lssl"] = {"kernel": [_in_subprocess(dict(kind="lssl_kernel", length=length, repeats=repeats))
+                                     for length in LSSL_LENGTHS],
+                          "step": _in_subprocess(dict(kind="lssl_steps", repeats=repeats))}
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
-    for m in args.models:
+    for m in models:
         print(f"{m}: {next(r['weights'] for r in rows if r['model'] == m)}")
-    print(format_table(rows))
+    if rows:
+        print(format_table(rows))
     for ref in report["references"].values():
         print(format_reference(ref))
+    if "lssl" in report:
+        print(format_lssl(report["lssl"]))
     if args.e2e_latency:
         import stream_latency
         stream_latency.main(sorted(stream_latency.available()))

@@ -1,15 +1,22 @@
-"""Kaldi-style log-mel filterbank features with delta and delta-delta.
+"""Log-mel features.
 
-The front end of MossFormer2's 48 kHz enhancement model: per frame, the
-``num_mel_bins`` log-mel energies, then their first and second time
-derivatives (5-frame regression, edges replicated), concatenated.
-Everything is computed by torchaudio (``compliance.kaldi.fbank``,
-``functional.compute_deltas``).
+* :func:`fbank_with_deltas`: Kaldi-style log-mel filterbank with delta and delta-delta, the front
+  end of MossFormer2's 48 kHz enhancement model: per frame, the ``num_mel_bins`` log-mel energies,
+  then their first and second time derivatives (5-frame regression, edges replicated),
+  concatenated.  Computed by torchaudio (``compliance.kaldi.fbank``, ``functional.compute_deltas``).
+* :class:`CausalLogMel`: a log-mel spectrogram whose frames read only past samples, offline or
+  step by step (a streaming front end).
 """
 from __future__ import annotations
 
+import warnings
+from typing import Optional, Tuple
+
 import torch
 import torchaudio
+from torch import nn
+
+from .stft import ConvSTFT, State
 
 
 def fbank_with_deltas(wav: torch.Tensor, sample_rate: int, num_mel_bins: int = 60,
@@ -42,3 +49,63 @@ def fbank_with_deltas(wav: torch.Tensor, sample_rate: int, num_mel_bins: int = 6
         delta2 = torchaudio.functional.compute_deltas(delta)
         feats.append(torch.cat([fbank, delta.T, delta2.T], dim=1))
     return torch.stack(feats)
+
+
+class CausalLogMel(nn.Module):
+    """Causal log-mel spectrogram, ``wav [B, T] -> [B, T // hop, n_mels]`` (natural log of mel power + ``floor``).
+
+    Frame ``n`` covers samples ``(n + 1) hop - win .. (n + 1) hop - 1`` (zeros before the signal), so it
+    is complete once its last sample has arrived.  Analysis window: the square root of a periodic
+    Hann window (:class:`~audiokit.audio.stft.ConvSTFT`), FFT size the power of two at or above
+    ``win``; HTK mel bands from ``f_min`` to ``f_max`` Hz (default: half the sample rate).
+
+    :meth:`step` takes chunks of any length and returns the frames they complete; its state holds
+    the samples that later frames still read.  :meth:`set_rate` keeps the frame durations (in
+    seconds) and the mel bands (in Hz) at another sample rate: the frame rate does not change.
+    """
+
+    def __init__(self, sample_rate: int, n_mels: int = 40, win_seconds: float = 0.025,
+                 hop_seconds: float = 0.010, f_min: float = 20.0, f_max: Optional[float] = None,
+                 floor: float = 1e-6):
+        super().__init__()
+        self.n_mels, self.win_seconds, self.hop_seconds, self.floor = n_mels, win_seconds, hop_seconds, floor
+        self.f_min, self.f_max = f_min, sample_rate / 2 if f_max is None else f_max
+        self.set_rate(sample_rate)
+
+    def set_rate(self, sample_rate: int) -> None:
+        """Rebuild the STFT and the mel bands for ``sample_rate`` (window and hop must be whole samples there)."""
+        win, hop = (seconds * sample_rate for seconds in (self.win_seconds, self.hop_seconds))
+        if abs(win - round(win)) > 1e-6 or abs(hop - round(hop)) > 1e-6:
+            raise ValueError(f"a {self.win_seconds} s window and {self.hop_seconds} s hop are not whole "
+                             f"samples at {sample_rate} Hz")
+        win, hop = round(win), round(hop)
+        fft_len = 1 << (win - 1).bit_length()
+        device = self.mel_bands.device if hasattr(self, "mel_bands") else None
+        self.sample_rate = sample_rate
+        self.stft = ConvSTFT(win, hop, fft_len, "hann").to(device)
+        with warnings.catch_warnings():  # bands above a lower rate's Nyquist frequency are silent: kept on purpose
+            warnings.simplefilter("ignore", UserWarning)
+            bands = torchaudio.functional.melscale_fbanks(fft_len // 2 + 1, self.f_min, self.f_max, self.n_mels,
+                                                          sample_rate)
+        self.register_buffer("mel_bands", bands.to(device), persistent=False)  # [F, n_mels]
+
+    @property
+    def hop_length(self) -> int:
+        """Samples per frame."""
+        return self.stft.hop
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        return self.step(wav, None)[0]
+
+    def step(self, wav: torch.Tensor, state: Optional[State]) -> Tuple[torch.Tensor, State]:
+        """Frames completed by the chunk ``wav [B, t]``: ``([B, n, n_mels], state)``."""
+        context = self.stft.win_len - self.stft.hop
+        history = wav.new_zeros(wav.shape[0], context) if state is None else state["samples"]
+        full = torch.cat([history, wav], dim=-1)
+        frames = (full.shape[-1] - context) // self.stft.hop
+        if frames == 0:
+            return wav.new_zeros(wav.shape[0], 0, self.n_mels), {"samples": full}
+        spec = self.stft(full[:, :context + frames * self.stft.hop])  # [B, 2F, frames]
+        real, imag = spec.chunk(2, dim=1)
+        power = (real * real + imag * imag).transpose(1, 2)  # [B, frames, F]
+        return torch.log(power @ self.mel_bands + self.floor), {"samples": full[:, frames * self.stft.hop:]}

@@ -1,1 +1,1 @@
-"""Shared neural building blocks (FSMN, complex layers, gated conv units)."""
+"""Shared neural building blocks (FSMN, complex layers, gated units, linear state-space layers)."""

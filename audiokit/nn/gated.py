@@ -1,6 +1,7 @@
-"""Gated conv units and the gated dilated FSMN block of MossFormer2.
+"""Gated units: a position-wise gated linear unit, and the gated conv units and gated dilated FSMN block of MossFormer2.
 
-All blocks map ``[B, T, D]`` sequences and take ``causal``: when True every
+All blocks map ``[B, T, D]`` sequences.  :class:`GatedLinearUnit` works on each frame alone.
+The others take ``causal``: when True every
 time filter reads only the past (left zero padding) and the block runs step
 by step (:meth:`step`, or the :func:`~audiokit.nn.state.streaming` context);
 when False the layout is MossFormer2's (centred filters) and ``step`` raises.
@@ -19,11 +20,28 @@ from torch import nn
 
 from .dilated_fsmn import DilatedFSMN
 from .fsmn import FSMN
-from .inference import depthwise_conv, linear_silu, overwritable, pointwise
+from .inference import depthwise_conv, linear, linear_silu, overwritable, pointwise
 from .norms import ScaleNorm
 from .state import State, StreamingComposite, StreamingModule, call_offline, cat_history, require_causal
 
 NORMS = {"layernorm": nn.LayerNorm, "scalenorm": ScaleNorm}
+
+
+class GatedLinearUnit(nn.Module):
+    """Position-wise gated linear unit (Dauphin et al. 2017), ``[B, T, D_in] -> [B, T, D_out]``::
+
+        y = (W_v x + b_v) * sigmoid(W_g x + b_g)
+
+    Both maps are one ``Linear(D_in, 2 D_out)`` (values, then gates).  Each frame on its own,
+    so it is causal and needs no state for streaming.
+    """
+
+    def __init__(self, dim_in: int, dim_out: int):
+        super().__init__()
+        self.linear = nn.Linear(dim_in, 2 * dim_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.glu(linear(x, self.linear.weight, self.linear.bias), dim=-1)
 
 
 class Transpose(nn.Module):
