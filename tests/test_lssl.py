@@ -305,3 +305,31 @@ def test_classifier_trains_end_to_end(frontend):
     loss.backward()
     missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert torch.isfinite(loss) and not missing
+
+
+def test_sliding_running_mean_streams_and_forgets():
+    from audiokit.nn.pooling import RunningMean
+    torch.manual_seed(0)
+    x = torch.randn(2, 50, 3)
+    pool = RunningMean(window=8)
+    offline = pool(x)
+    assert torch.allclose(offline[:, 20], x[:, 13:21].mean(1), atol=1e-6)
+    assert torch.allclose(offline[:, 3], x[:, :4].mean(1), atol=1e-6)
+    state, parts = None, []
+    for chunk in x.split(7, dim=1):
+        y, state = pool.step(chunk, state)
+        parts.append(y)
+    assert torch.allclose(torch.cat(parts, 1), offline, atol=1e-6)
+
+
+def test_classifier_lengths_pick_each_items_last_frame():
+    from audiokit.models.lssl_classifier import LSSLClassifier
+    torch.manual_seed(0)
+    model = LSSLClassifier(num_classes=3, sample_rate=8000, frontend="logmel", channels=16, state_size=8,
+                           num_layers=2, pool_seconds=0.5).eval()
+    short, long = torch.randn(4000), torch.randn(8000)
+    batch = torch.stack([torch.nn.functional.pad(short, (0, 4000)), long])
+    with torch.no_grad():
+        both = model(batch, torch.tensor([4000, 8000]))
+        assert torch.allclose(both[0], model(short[None])[0], atol=1e-5)
+        assert torch.allclose(both[1], model(long[None])[0], atol=1e-5)

@@ -95,6 +95,8 @@ class LSSLClassifier(StreamingComposite):
         dropout: after each block's channel mixing.
         trainable_A: learn the LSSL state matrices.
         n_mels: mel bands of the ``"logmel"`` front end.
+        pool_seconds: the running mean covers the last ``pool_seconds`` of frames (a sliding window, for
+            spotting words in long streams); None: everything since the start.
 
     ``config`` holds the constructor arguments, so a saved config rebuilds the model.
 
@@ -110,7 +112,7 @@ class LSSLClassifier(StreamingComposite):
                  frontend: str = "raw", channels: int = 128, state_size: int = 64, num_layers: int = 6,
                  pool_strides: Optional[Sequence[int]] = None, measure: str = "legs",
                  memory_seconds: Tuple[float, float] = (0.002, 1.0), dropout: float = 0.1,
-                 trainable_A: bool = False, n_mels: int = 40):
+                 trainable_A: bool = False, n_mels: int = 40, pool_seconds: Optional[float] = None):
         super().__init__()
         if frontend not in FRONTENDS:
             raise ValueError(f"frontend must be one of {FRONTENDS}, got {frontend!r}")
@@ -123,7 +125,7 @@ class LSSLClassifier(StreamingComposite):
         self.config = dict(num_classes=num_classes, sample_rate=sample_rate, labels=labels and list(labels),
                            frontend=frontend, channels=channels, state_size=state_size, num_layers=num_layers,
                            pool_strides=list(pool_strides), measure=measure, memory_seconds=list(memory_seconds),
-                           dropout=dropout, trainable_A=trainable_A, n_mels=n_mels)
+                           dropout=dropout, trainable_A=trainable_A, n_mels=n_mels, pool_seconds=pool_seconds)
         self.num_classes, self.sample_rate, self.labels = num_classes, sample_rate, self.config["labels"]
         if frontend == "logmel":
             self.logmel: Optional[CausalLogMel] = CausalLogMel(sample_rate, n_mels, hop_seconds=LOGMEL_HOP_SECONDS)
@@ -141,7 +143,7 @@ class LSSLClassifier(StreamingComposite):
                 frame_rate /= stride
         self.layers = nn.ModuleList(layers)
         self.norm = nn.LayerNorm(channels)
-        self.running_mean = RunningMean()
+        self.running_mean = RunningMean(None if pool_seconds is None else max(1, round(pool_seconds * frame_rate)))
         self.head = nn.Linear(channels, num_classes)
 
     @property
@@ -161,11 +163,17 @@ class LSSLClassifier(StreamingComposite):
         """Running posterior logits of every complete frame: ``wav [B, T] -> [B, T // frame_samples, num_classes]``."""
         return self._run(wav, call_offline)
 
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        """Class logits ``[B, num_classes]`` of ``wav [B, T]`` (at least ``frame_samples`` samples)."""
+    def forward(self, wav: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Class logits ``[B, num_classes]`` of ``wav [B, T]`` (at least ``frame_samples`` samples) at its last
+        complete frame, or, with ``lengths [B]`` (samples) for a right-padded batch, at each item's own last
+        complete frame (the model is causal: the padding after it changes nothing)."""
         if wav.shape[-1] < self.frame_samples:
             raise ValueError(f"need at least {self.frame_samples} samples for one frame, got {wav.shape[-1]}")
-        return self.frame_logits(wav)[:, -1]
+        frames = self.frame_logits(wav)
+        if lengths is None:
+            return frames[:, -1]
+        last = (lengths.to(frames.device) // self.frame_samples - 1).clamp(0, frames.shape[1] - 1)
+        return frames[torch.arange(frames.shape[0], device=frames.device), last]
 
     def set_rate(self, sample_rate: int) -> None:
         """Run on audio at ``sample_rate`` (Hz) without retraining (see the module docstring)."""

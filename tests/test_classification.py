@@ -1,0 +1,93 @@
+"""Classification task: Speech Commands / FSDD layouts and splits, augmentation, a short recipe run."""
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audiokit.tasks.keyword_data import (SILENCE, SPEECH_COMMANDS_LABELS, UNKNOWN, ClipAugment, digit_clips,
+                                         digit_split, pad_collate, speech_commands_clips, speech_commands_set)
+from audiokit.tasks.train import train
+
+REPO = Path(__file__).resolve().parents[1]
+RATE = 16000
+SPEAKERS = [f"{i:08x}" for i in range(0x1a2b3c00, 0x1a2b3c00 + 40 * 7919, 7919)]
+
+
+def word(freq: float, seconds: float = 1.0, rate: int = RATE, seed: int = 0) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    envelope = np.exp(-((t - seconds / 2) / 0.15) ** 2)
+    noise = 0.01 * np.random.default_rng(seed).standard_normal(t.size)
+    return (0.3 * np.sin(2 * np.pi * freq * t) * envelope + noise).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def commands(tmp_path_factory):
+    """A Speech Commands layout: yes (300 Hz), no (900 Hz), an other word (unknown), background noise."""
+    root = tmp_path_factory.mktemp("speech_commands")
+    for folder, freq in (("yes", 300), ("no", 900), ("marvin", 2000)):
+        (root / folder).mkdir()
+        for k, speaker in enumerate(SPEAKERS):
+            sf.write(root / folder / f"{speaker}_nohash_0.wav", word(freq * (1 + 0.02 * (k % 5)), seed=k), RATE)
+    (root / "_background_noise_").mkdir()
+    sf.write(root / "_background_noise_/hum.wav", 0.05 * np.random.default_rng(1).standard_normal(5 * RATE), RATE)
+    return root
+
+
+def test_layout_labels_and_speaker_disjoint_splits(commands):
+    clips = speech_commands_clips(commands, silence_per_file=4)
+    labels = {SPEECH_COMMANDS_LABELS[c.label] for c in clips}
+    assert labels == {"yes", "no", UNKNOWN, SILENCE}  # marvin is unknown; silence cut from the background
+    sets = {split: speech_commands_set(commands, split, valid_fraction=0.2, test_fraction=0.2, silence_per_file=4)
+            for split in ("train", "valid", "test")}
+    speakers = {split: {c.speaker for c in ds.clips} for split, ds in sets.items()}
+    assert all(speakers.values())
+    assert not (speakers["train"] & speakers["test"] or speakers["train"] & speakers["valid"]
+                or speakers["valid"] & speakers["test"])
+    assert sum(len(ds) for ds in sets.values()) == len(clips)
+    item = sets["test"][0]
+    assert item["wav"].shape == (RATE,) and item["length"] == RATE
+
+
+def test_augmentation_is_reproducible_and_changes_the_clip(commands):
+    ds = speech_commands_set(commands, "train", augment=ClipAugment(), noise_folders=[commands / "_background_noise_"])
+    plain = speech_commands_set(commands, "train")
+    a, b = ds[0]["wav"], ds[0]["wav"]
+    assert torch.equal(a, b) and a.shape == plain[0]["wav"].shape
+    assert not torch.allclose(a, plain[0]["wav"], atol=1e-3)
+    ds.set_epoch(1)
+    assert not torch.equal(ds[0]["wav"], a)
+
+
+def test_fsdd_standard_and_leave_one_speaker_out(tmp_path):
+    for speaker in ("ann", "bob", "cid"):
+        for digit in range(10):
+            for index in range(8):
+                sf.write(tmp_path / f"{digit}_{speaker}_{index}.wav", word(200 + 50 * digit, 0.3, 8000), 8000)
+    clips = digit_clips(tmp_path)
+    test = digit_split(clips, "test")
+    assert len(test) == 3 * 10 * 5 and all(c.take < 5 for c in test)
+    train, valid = digit_split(clips, "train"), digit_split(clips, "valid")
+    assert len(train) + len(valid) == 3 * 10 * 3 and not {c.path for c in train} & {c.path for c in valid}
+    loso = digit_split(clips, "test", holdout_speaker="bob")
+    assert {c.speaker for c in loso} == {"bob"} and len(loso) == 80
+    assert "bob" not in {c.speaker for c in digit_split(clips, "train", holdout_speaker="bob")}
+    batch = pad_collate([{"wav": torch.ones(3), "label": 1, "length": 3}, {"wav": torch.ones(5), "label": 2, "length": 5}])
+    assert batch["wav"].shape == (2, 5) and batch["wav"][0, 3:].abs().sum() == 0 and batch["length"].tolist() == [3, 5]
+
+
+@pytest.mark.slow
+def test_recipe_learns_two_words_and_keeps_the_best_by_accuracy(commands, tmp_path):
+    out = train(REPO / "recipes/classification/lssl_speech_commands.yaml", [
+        "--output_folder", str(tmp_path / "run"), "--data_root", str(commands), "--noise_folders", "[]",
+        "--number_of_epochs", "4", "--batch_size", "8", "--num_workers", "0", "--valid_fraction", "0.2",
+        "--test_fraction", "0.2", "--lr", "0.005", "--noprogressbar", "--device", "cpu",
+        "--model", "!new:audiokit.models.lssl_classifier.LSSLClassifier {num_classes: 12, frontend: logmel, "
+                   "channels: 16, state_size: 8, num_layers: 2, pool_seconds: 1.0}"])
+    with open(out / "learning_curve.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
+    assert float(rows[-1]["valid_accuracy"]) > 0.6  # 4 classes: chance is 0.25
+    assert "accuracy:" in (sorted((out / "save").glob("CKPT+*"))[-1] / "CKPT.yaml").read_text()
