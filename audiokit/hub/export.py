@@ -2,12 +2,14 @@
 
 ``export_run(run_dir, out_path, card)`` rebuilds the model from ``<run_dir>/hyperparams.yaml`` (the
 datasets are overridden with null, so no data folder is scanned), loads the best checkpoint by
-validation SI-SNR (the latest when no checkpoint records one) strictly, and saves it with its config.
-With ``average=K`` it loads the mean of the weights of the K best checkpoints by validation SI-SNR
+the run's validation figure (its recipe's ``select_by``, else SI-SNR; the latest when no checkpoint records
+one) strictly, and saves it with its config.
+With ``average=K`` it loads the mean of the weights of the K best checkpoints by that figure
 instead (SpeechBrain's ``average_checkpoints``; keep them with the recipe's ``keep_checkpoints``).
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -43,16 +45,26 @@ def build_recipe_model(hparams_file: Path, output_folder: Path, keep: tuple[str,
     return hparams["model"], hparams
 
 
+def selection_key(run_dir: Path) -> str:
+    """The validation figure the run keeps its checkpoints by: its recipe's ``select_by`` (``si_snr``,
+    ``pesq``, ``accuracy``: higher is better), ``si_snr`` when the recipe names none."""
+    hparams = run_dir / "hyperparams.yaml"
+    found = re.search(r"^select_by:\s*(\w+)", hparams.read_text(encoding="utf-8"), re.M) if hparams.is_file() else None
+    return found[1] if found else "si_snr"
+
+
 def find_run_checkpoint(run_dir: Path) -> tuple[Path, dict]:
-    """``(folder, meta)`` of the checkpoint with the best ``si_snr`` in ``<run_dir>/save``, else the latest."""
+    """``(folder, meta)`` of the checkpoint in ``<run_dir>/save`` with the best :func:`selection_key`, else the
+    latest."""
     from speechbrain.utils.checkpoints import Checkpointer
 
     checkpointer = Checkpointer(run_dir / "save")
     found = checkpointer.list_checkpoints()
     if not found:
         raise CheckpointError(run_dir / "save", "holds no SpeechBrain checkpoint (CKPT+*)")
-    scored = [c for c in found if "si_snr" in c.meta]
-    ckpt = max(scored, key=lambda c: c.meta["si_snr"]) if scored else max(found, key=lambda c: c.meta["unixtime"])
+    key = selection_key(run_dir)
+    scored = [c for c in found if key in c.meta]
+    ckpt = max(scored, key=lambda c: c.meta[key]) if scored else max(found, key=lambda c: c.meta["unixtime"])
     return Path(ckpt.path), dict(ckpt.meta)
 
 
@@ -70,13 +82,14 @@ def average_run_checkpoints(run_dir: Path, count: int) -> tuple[dict, dict]:
     validation ``si_snr``; ``meta`` names them (``averaged``), with their ``epochs`` and ``si_snr`` values."""
     from speechbrain.utils.checkpoints import Checkpointer, average_checkpoints
 
-    found = Checkpointer(run_dir / "save").find_checkpoints(max_key="si_snr", max_num_checkpoints=count)
+    key = selection_key(run_dir)
+    found = Checkpointer(run_dir / "save").find_checkpoints(max_key=key, max_num_checkpoints=count)
     if len(found) < count:
-        raise CheckpointError(run_dir / "save", f"holds {len(found)} checkpoints with a validation SI-SNR, "
+        raise CheckpointError(run_dir / "save", f"holds {len(found)} checkpoints with a validation {key}, "
                                                 f"fewer than the {count} to average")
     state = average_checkpoints(found, "model", parameter_loader=lambda path, map_location: read_state_dict(path))
     meta = {"averaged": [Path(c.path).name for c in found], "epochs": [c.meta.get("epoch") for c in found],
-            "si_snr": [c.meta["si_snr"] for c in found]}
+            key: [c.meta[key] for c in found]}
     return state, meta
 
 

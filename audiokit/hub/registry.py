@@ -34,6 +34,7 @@ FAMILIES: Dict[str, Union[str, type]] = {
     "frcrn": "audiokit.models.frcrn:FRCRN",
     "mossformer2_ss": "audiokit.models.mossformer2:MossFormer2Separator",
     "mossformer2_se": "audiokit.models.mossformer2:MossFormer2Enhancer",
+    "lssl_classifier": "audiokit.models.lssl_classifier:LSSLClassifier",
 }
 
 DEFAULT_MODELS: Dict[str, Optional[str]] = {
