@@ -91,3 +91,37 @@ def test_recipe_learns_two_words_and_keeps_the_best_by_accuracy(commands, tmp_pa
     assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
     assert float(rows[-1]["valid_accuracy"]) > 0.6  # 4 classes: chance is 0.25
     assert "accuracy:" in (sorted((out / "save").glob("CKPT+*"))[-1] / "CKPT.yaml").read_text()
+
+
+class SignClassifier(torch.nn.Module):
+    """Stand-in: class 0 when the clip's mean is positive, else 1; remembers the rates it was set to."""
+
+    num_classes, sample_rate = 2, 8000
+
+    def __init__(self):
+        super().__init__()
+        self.rates = []
+
+    def set_rate(self, rate):
+        self.rates.append(rate)
+        self.sample_rate = rate
+
+    def forward(self, wav, lengths):
+        mean = torch.stack([w[:n].mean() for w, n in zip(wav, lengths)])
+        return torch.stack([mean, -mean], dim=1)
+
+
+class Clips(list):
+    sample_rate, labels = 8000, ("up", "down")
+
+
+def test_classification_scores_count_the_confusions_and_restore_the_rate():
+    from audiokit.metrics.classification import classification_scores
+    clips = Clips([{"wav": torch.full((800,), sign), "label": label, "length": 800}
+                   for sign, label in ((1.0, 0), (1.0, 0), (-1.0, 1), (1.0, 1))])  # the last one is wrong
+    model = SignClassifier()
+    scores = classification_scores(model, clips, batch_size=3)
+    assert scores["accuracy"] == 0.75 and scores["confusion"] == [[2, 0], [1, 1]]
+    assert scores["per_class"] == {"up": 1.0, "down": 0.5}
+    scores = classification_scores(model, clips, rate=16000)
+    assert scores["accuracy"] == 0.75 and model.rates == [16000, 8000] and model.sample_rate == 8000
