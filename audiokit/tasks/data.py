@@ -2,8 +2,8 @@
 
 Corpora are folders of wav/flac files (searched recursively, any sample rate, resampled
 to the recipe rate and cached in memory as float32 mono, since the corpora are small).
-Relative folder paths are resolved against the repository root (the folder holding
-``recipes/``), so recipes can say ``data_root: ../shared/data``.
+Relative folder paths are taken from the working directory, whether given on the command line or in the
+recipe (``data_root: ../shared/data`` means the ``shared`` folder beside a checkout run from its root).
 """
 from __future__ import annotations
 
@@ -18,16 +18,15 @@ import torch
 from audiokit.audio.resample import resample
 from audiokit.tasks.augment import Mixer, coloured_noise, random_segment, rms, NOISE_COLOURS
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 AUDIO_SUFFIXES = {".wav", ".flac"}
 #: folders that are evaluation data and must never be trained on
 FORBIDDEN_PARTS = {"noisy_dev"}
 
 
 def resolve_folder(folder: str | Path) -> Path:
-    """Absolute path of ``folder``; relative paths are taken from the repository root."""
-    path = Path(folder).expanduser()
-    return path if path.is_absolute() else (REPO_ROOT / path).resolve()
+    """Absolute path of ``folder``; a relative one is taken from the working directory (as ``--output_folder``
+    is), whether it comes from the command line or the recipe."""
+    return Path(folder).expanduser().resolve()
 
 
 def find_audio(*folder_lists, exclude=()) -> list[Path]:

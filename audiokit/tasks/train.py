@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from audiokit.errors import AudiokitError
+from audiokit.shipped import find_recipe, shipped_folder
 from audiokit.nn.checkpoint import load_strict, read_state_dict
 
 # speechbrain, HyperPyYAML and the Brains are imported where they are used: the ``audiokit`` command
@@ -154,9 +155,10 @@ def train(recipe_path: str | Path, overrides=None) -> Path:
     from audiokit.tasks.checkpoints import SafeCheckpointer
     from audiokit.tasks.enhancement import EnhancementBrain
 
-    recipe_path = Path(recipe_path)
+    recipe_path = find_recipe(recipe_path)
     if not recipe_path.is_file():
-        raise FileNotFoundError(f"{recipe_path}: recipe not found")
+        raise FileNotFoundError(f"{recipe_path}: recipe not found (a file, or a shipped recipe's name: "
+                                f"{', '.join(sorted(p.stem for p in shipped_folder('recipes').glob('*/*.yaml')))})")
     if os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "").lower() in ("1", "y", "yes", "true"):
         raise AudiokitError("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is set: loading checkpoints (resuming, averaging) "
                             "could run code from them; unset it")
@@ -190,7 +192,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``audiokit train RECIPE.yaml [--key value ...]``."""
     parser = subparsers.add_parser("train", help="train a model from a recipe YAML",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("recipe", help="HyperPyYAML recipe, e.g. recipes/enhancement/frcrn_causal_small.yaml")
+    parser.add_argument("recipe", help="HyperPyYAML recipe file, or a shipped recipe by name (e.g. frcrn_causal_small)")
     parser.add_argument("overrides", nargs=argparse.REMAINDER,
                         help="--key value pairs: recipe overrides or SpeechBrain run options")
     parser.set_defaults(func=run)
