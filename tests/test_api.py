@@ -131,25 +131,25 @@ def test_export_run_takes_the_best_checkpoint(tmp_path):
     checkpointer = Checkpointer(run / "save")
     for model, score in zip(models, [3.0, 7.5, 5.0]):
         checkpointer.add_recoverable("model", model)
-        checkpointer.save_checkpoint(meta={"si_snr": score})
+        checkpointer.save_checkpoint(meta={"pesq": score, "si_snr": 10 - score})  # recipe selects by PESQ
     out = export_run(run, tmp_path / "exported.safetensors", {"recipe": "frcrn_causal_small"})
     meta = read_metadata(out)
     assert meta["family"] == "frcrn" and meta["config"] == models[1].config
-    assert meta["card"]["recipe"] == "frcrn_causal_small" and meta["card"]["si_snr"] == 7.5
+    assert meta["card"]["recipe"] == "frcrn_causal_small" and meta["card"]["pesq"] == 7.5
     loaded = load_model(str(out))
     for key, value in models[1].state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
     from audiokit.hub.export import read_checkpoint_meta
-    chosen = sorted((run / "save").glob("CKPT+*"), key=lambda p: read_checkpoint_meta(p)["si_snr"])[0]
+    chosen = sorted((run / "save").glob("CKPT+*"), key=lambda p: read_checkpoint_meta(p)["pesq"])[0]
     out = export_run(run, tmp_path / "chosen.safetensors", {}, checkpoint=chosen)
-    assert read_metadata(out)["card"]["si_snr"] == 3.0
+    assert read_metadata(out)["card"]["pesq"] == 3.0
     chosen_state = load_model(str(out)).state_dict()
     for key, value in models[0].state_dict().items():
         assert torch.equal(chosen_state[key], value), key
     # the mean of the two best (7.5 and 5.0), named in the card
     out = export_run(run, tmp_path / "averaged.safetensors", {}, average=2)
     card = read_metadata(out)["card"]
-    assert card["si_snr"] == [7.5, 5.0] and len(card["averaged"]) == 2 and "checkpoint" not in card
+    assert card["pesq"] == [7.5, 5.0] and len(card["averaged"]) == 2 and "checkpoint" not in card
     averaged = load_model(str(out)).state_dict()
     for key, value in models[1].state_dict().items():
         if value.is_floating_point():

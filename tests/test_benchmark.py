@@ -14,7 +14,8 @@ TOOL = REPO / "tools" / "benchmark.py"
 def test_table_formatting():
     sys.path.insert(0, str(TOOL.parent))
     from benchmark import format_table
-    rows = [dict(model="causal_small", mode="stream", engine="onnx", threads=1, rtf=0.05, cpu_rtf=0.04, chunk_p50_ms=0.1,
+    rows = [dict(model="causal_small", mode="stream", engine="onnx", threads=1, rtf=0.05, cpu_rtf=0.04,
+                 chunk_p50_ms=0.1,
                  chunk_p99_ms=1.5, chunk_max_ms=2.5, latency_ms=32.0, peak_rss_mb=400.0),
             dict(model="official", mode="offline", threads=2, rtf=0.5, peak_rss_mb=900.0)]
     lines = format_table(rows).splitlines()

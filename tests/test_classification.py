@@ -7,8 +7,17 @@ import pytest
 import soundfile as sf
 import torch
 
-from audiokit.tasks.keyword_data import (SILENCE, SPEECH_COMMANDS_LABELS, UNKNOWN, ClipAugment, digit_clips,
-                                         digit_split, pad_collate, speech_commands_clips, speech_commands_set)
+from audiokit.tasks.keyword_data import (
+    SILENCE,
+    SPEECH_COMMANDS_LABELS,
+    UNKNOWN,
+    ClipAugment,
+    digit_clips,
+    digit_split,
+    pad_collate,
+    speech_commands_clips,
+    speech_commands_set,
+)
 from audiokit.tasks.train import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,7 +83,8 @@ def test_fsdd_standard_and_leave_one_speaker_out(tmp_path):
     loso = digit_split(clips, "test", holdout_speaker="bob")
     assert {c.speaker for c in loso} == {"bob"} and len(loso) == 80
     assert "bob" not in {c.speaker for c in digit_split(clips, "train", holdout_speaker="bob")}
-    batch = pad_collate([{"wav": torch.ones(3), "label": 1, "length": 3}, {"wav": torch.ones(5), "label": 2, "length": 5}])
+    batch = pad_collate([{"wav": torch.ones(3), "label": 1, "length": 3},
+                         {"wav": torch.ones(5), "label": 2, "length": 5}])
     assert batch["wav"].shape == (2, 5) and batch["wav"][0, 3:].abs().sum() == 0 and batch["length"].tolist() == [3, 5]
 
 

@@ -33,7 +33,8 @@ def test_folder_with_a_bad_file(make_wav, tmp_path, capsys):
     status = process_files([tmp_path / "in"], tmp_path / "out", "enhanced", half, 16000, progress=False)
     out, err = capsys.readouterr()
     assert status == 1
-    assert _error_lines(err) == [f"error: {tmp_path / 'in' / 'bad.wav'}: not a readable audio file (Format not recognised)"]
+    bad = tmp_path / "in" / "bad.wav"
+    assert _error_lines(err) == [f"error: {bad}: not a readable audio file (Format not recognised)"]
     assert "Traceback" not in err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_enhanced.wav", "b_enhanced.wav"]
     for source in (a, b):

@@ -4,10 +4,10 @@ import logging
 import numpy as np
 import pytest
 import torch
+from test_streaming import random_chunks, small_frcrn
 
 from audiokit.streaming import engines
 from audiokit.streaming.runtime import CausalStream
-from test_streaming import random_chunks, small_frcrn
 
 torch.set_num_threads(1)
 

@@ -1,7 +1,6 @@
 """tools/get_extra_speech.py against local git repositories (no network): sparse copy, flattening,
 folders already there left alone, a failing clone reported."""
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest

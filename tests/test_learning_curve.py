@@ -1,5 +1,4 @@
 """tools/learning_curve.py: Markdown tables from a run's learning_curve.csv; resumed epochs keep the last row."""
-import sys
 from pathlib import Path
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"

@@ -44,7 +44,8 @@ def test_recipe_trains_one_epoch(tmp_path):
     rng = np.random.default_rng(0)
     t = np.arange(16000) / 16000
     for i in range(3):
-        sf.write(tmp_path / f"speech/s{i}.wav", (0.1 * np.sin(2 * np.pi * (150 + 50 * i) * t)).astype(np.float32), 16000)
+        tone = 0.1 * np.sin(2 * np.pi * (150 + 50 * i) * t)
+        sf.write(tmp_path / f"speech/s{i}.wav", tone.astype(np.float32), 16000)
     sf.write(tmp_path / "noise/n.wav", (0.05 * rng.standard_normal(16000)).astype(np.float32), 16000)
     out = train(REPO / "recipes/enhancement/mossformer2_se_48k_small.yaml", [
         "--output_folder", str(tmp_path / "run"), "--number_of_epochs", "1",

@@ -7,11 +7,21 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import speechlike
 
 from audiokit.errors import AudioError
-from audiokit.metrics import (average_scores, match_estimates, pesq_nb, pesq_wb, pit_si_snr, score_folders,
-                              score_pair, sdr, si_snr, stoi)
-from conftest import speechlike
+from audiokit.metrics import (
+    average_scores,
+    match_estimates,
+    pesq_nb,
+    pesq_wb,
+    pit_si_snr,
+    score_folders,
+    score_pair,
+    sdr,
+    si_snr,
+    stoi,
+)
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
 RATE = 16000

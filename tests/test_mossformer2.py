@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import speechlike
 from torch import nn
 
 from audiokit.hub.clearvoice import clearvoice_pipeline
@@ -9,8 +10,6 @@ from audiokit.models.mossformer2 import MossFormer2Enhancer, MossFormer2Separato
 from audiokit.models.mossformer2_blocks import MossFormerAttention, RotaryEmbedding
 from audiokit.nn.state import streaming
 from audiokit.streaming.runtime import process
-
-from conftest import speechlike
 
 
 @pytest.fixture(autouse=True)

@@ -4,9 +4,9 @@ import pytest
 import soundfile as sf
 import torch
 
+from audiokit.audio.resample import resample
 from audiokit.models.frcrn import FRCRN
 from audiokit.streaming.adapters import EnhanceAdapter, SeparateAdapter
-from audiokit.audio.resample import resample
 from audiokit.streaming.outputs import OutputSpec
 from audiokit.streaming.pipeline import BlockPipeline
 from audiokit.streaming.realtime import BlockEngine, drive
@@ -74,8 +74,9 @@ class ShufflingBands(torch.nn.Module):
 
 
 def test_live_separation_keeps_each_speaker_on_one_output():
-    from audiokit.metrics import pit_si_snr, si_snr
     from test_separation import two_talkers
+
+    from audiokit.metrics import pit_si_snr, si_snr
     torch.manual_seed(0)
     sources = two_talkers(20)  # 8 kHz
     adapter = SeparateAdapter(ShufflingBands(), window=8000, overlap=2000)

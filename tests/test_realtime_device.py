@@ -332,10 +332,12 @@ def test_a_model_that_fails_mid_stream_leaves_no_files(device, tmp_path, windows
                     "twospeakers", {"gain": 0.25})
     out = tmp_path / "out"
     out.mkdir()
-    proc, err, _ = device.play(["separate", "--model", path, "--overload", "wait", "--duration", 1.0, "--window-ms", 200,
+    proc, err, _ = device.play(["separate", "--model", path, "--overload", "wait", "--duration", 1.0,
+                                "--window-ms", 200,
                                 "--record", out / "rec.wav", "--save", out / "sep.wav"], voice(1.0), timeout=120,
                                TWOSPEAKERS_BREAK_AFTER=str(windows))  # 1 s live: 6 windows of 0.2 s every 0.15 s
-    assert proc.returncode == 1 and err.strip().splitlines()[-1] == "error: model failed during streaming: the model broke"
+    assert proc.returncode == 1
+    assert err.strip().splitlines()[-1] == "error: model failed during streaming: the model broke"
     assert list(out.iterdir()) == []  # no outputs, no temporary files
 
 

@@ -10,9 +10,9 @@ import soundfile as sf
 import torch
 
 from audiokit.metrics import pit_si_snr, si_snr
+from audiokit.streaming.separation import WindowedSeparation, WindowedSeparator, align_sources
 from audiokit.tasks.augment import Mixer
 from audiokit.tasks.mixtures import SpeakerMixtureDataset, speaker_of
-from audiokit.streaming.separation import WindowedSeparation, WindowedSeparator, align_sources
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes/separation/mossformer2_ss_8k_small.yaml"
@@ -293,7 +293,8 @@ def test_separated_scoring_resamples_references_and_names_what_cannot_be_scored(
         score_separated_folders(tmp_path / "ref", tmp_path / "est")
     from audiokit.cli.main import main
     assert main(["evaluate", "--separated", "--clean", str(tmp_path / "ref"), "--estimate", str(tmp_path)]) == 1
-    assert capsys.readouterr().err == f"error: {tmp_path}: holds, or is inside, the --clean folder; the two must be apart\n"
+    assert capsys.readouterr().err == (f"error: {tmp_path}: holds, or is inside, the --clean folder; "
+                                       "the two must be apart\n")
 
 
 def tiny_separator(**changes):
@@ -346,7 +347,8 @@ def test_pretrained_separator_round_trip_and_cli_errors(tmp_path, capsys):
     assert "m_s1.wav: exists and is not a file" in capsys.readouterr().err
     assert (tmp_path / "out/m_s2.wav").read_bytes() == before
     assert main(["enhance", str(tmp_path / "m.wav"), "--model", str(path)]) == 1
-    assert f"error: {path}: MossFormer2Separator is a separation model, not an enhancer (use separate)\n" in capsys.readouterr().err
+    expected = f"error: {path}: MossFormer2Separator is a separation model, not an enhancer (use separate)\n"
+    assert expected in capsys.readouterr().err
 
 
 def test_init_from_reads_pretrained_and_ddp_files(tmp_path):
@@ -487,7 +489,8 @@ class Halves(torch.nn.Module):
         return torch.stack([wav * 0.5, wav * 0.5], 1)
 assert process_files([path], {str(tmp_path / 'out')!r}, "separated", WindowedSeparator(Halves(), 8.0, 1.0),
                      16000, progress=False) == 0
-print(int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]))  # this process's own high-water mark (ru_maxrss inherits pytest's)
+# this process's own high-water mark (ru_maxrss inherits pytest's)
+print(int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]))
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -510,8 +513,8 @@ def test_official_checkpoints_by_our_names():
                               ("mossformer2_ss_16k", "mossformer2_ss_16k_small", MossFormer2Separator)]:
         args = json.loads((PARITY / folder / "config.json").read_text())["constructor_args"]
         model = load_model(name, checkpoint=PARITY / folder / "checkpoint.pt", config=args)
-        reference = load_clearvoice({"mossformer2_se_48k": "MossFormer2_SE_48K",
-                                     "mossformer2_ss_16k": "MossFormer2_SS_16K"}[name], PARITY / folder / "checkpoint.pt", **args)
+        official = {"mossformer2_se_48k": "MossFormer2_SE_48K", "mossformer2_ss_16k": "MossFormer2_SS_16K"}[name]
+        reference = load_clearvoice(official, PARITY / folder / "checkpoint.pt", **args)
         assert isinstance(model, cls)
         for key, value in reference.state_dict().items():
             assert torch.equal(model.state_dict()[key], value), key
@@ -520,7 +523,8 @@ def test_official_checkpoints_by_our_names():
 def test_newbob_on_decibels_anneals_only_when_stalled():
     from audiokit.tasks.schedulers import DecibelNewBobScheduler
 
-    scheduler = DecibelNewBobScheduler(initial_value=1e-3, improvement_threshold=0.0025, annealing_factor=0.5, patient=0)
+    scheduler = DecibelNewBobScheduler(initial_value=1e-3, improvement_threshold=0.0025, annealing_factor=0.5,
+                                       patient=0)
     rates = [scheduler(-snr)[1] for snr in (1.0, 1.5, 2.0, 4.0)]  # SI-SNR rising: keep the rate
     assert rates == [1e-3] * 4
     assert scheduler(-4.0)[1] == 5e-4  # no gain: anneal

@@ -75,7 +75,8 @@ def overrides(data, out, epochs=1, epoch_size=4):
     return ["--output_folder", str(out), "--number_of_epochs", str(epochs),
             "--speech_folders", f"[{data / 'speech'}]", "--noise_folders", f"[{data / 'noise'}]",
             "--rir_folders", f"[{data / 'rir'}]", "--extra_speech", "[]",
-            "--segment_seconds", "[0.5, 0.8]", "--epoch_size", str(epoch_size), "--valid_size", "2", "--batch_size", "2",
+            "--segment_seconds", "[0.5, 0.8]", "--epoch_size", str(epoch_size), "--valid_size", "2",
+            "--batch_size", "2",
             "--num_workers", "0", "--pesq_items", "1", "--model", f"!new:{TinyEnhancer.__module__}.TinyEnhancer",
             "--noprogressbar", "--device", "cpu"]
 
@@ -137,13 +138,14 @@ def test_kept_checkpoints_average_into_one_model(data, tmp_path):
     ckpts = sorted((out / "save").glob("CKPT+*"))
     assert len(ckpts) == 4
     state, meta = average_run_checkpoints(out, 4)
-    assert sorted(meta["epochs"]) == [1, 2, 3, 4] and meta["si_snr"] == sorted(meta["si_snr"], reverse=True)
+    assert sorted(meta["epochs"]) == [1, 2, 3, 4] and meta["pesq"] == sorted(meta["pesq"], reverse=True)
     gains = [torch.load(c / "model.ckpt")["gain"] for c in ckpts]
     torch.testing.assert_close(state["gain"], sum(gains) / 4)
 
 
 def test_cli_parser_reports_missing_recipe(tmp_path, capsys):
     import argparse
+
     from audiokit.tasks.train import add_parser, run
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="command"))
@@ -165,7 +167,8 @@ def test_bad_overrides_and_mismatched_checkpoints_are_refused_before_writing(dat
     assert (out / "hyperparams.yaml").read_text() == saved               # the run folder is as it was
     valid_0 = [("0" if previous == "--valid_size" else item) for previous, item in
                zip([None] + overrides(data, tmp_path / "v"), overrides(data, tmp_path / "v"))]
-    for options, problem in ((overrides(data, tmp_path / "a") + ["--epoch_sizee", "2"], "unknown recipe key 'epoch_sizee'"),
+    for options, problem in ((overrides(data, tmp_path / "a") + ["--epoch_sizee", "2"],
+                              "unknown recipe key 'epoch_sizee'"),
                              (overrides(data, tmp_path / "b", epoch_size=1), "epoch_size 1 < batch_size 2"),
                              (valid_0, "valid_size 0: validation needs at least one item")):
         with pytest.raises(AudiokitError, match=problem):
@@ -211,7 +214,8 @@ def test_bf16_mixed_precision_trains_a_small_causal_frcrn(data, tmp_path):
                                        "channels: 4, fsmn_hidden: 4, causal: true}")
     out = train(RECIPE, args + ["--precision", "bf16"])
     weights = torch.load(sorted((out / "save").glob("CKPT+*"))[-1] / "model.ckpt")
-    assert all(w.dtype != torch.bfloat16 and torch.isfinite(w.float()).all() for w in weights.values())  # master weights
+    # master weights
+    assert all(w.dtype != torch.bfloat16 and torch.isfinite(w.float()).all() for w in weights.values())
     row = curve(out)[0]
     assert np.isfinite(float(row["train_loss"])) and np.isfinite(float(row["valid_si_snr"]))
 

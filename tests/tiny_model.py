@@ -1,4 +1,5 @@
-"""A tiny random-weight FRCRN saved as a pretrained file, for CLI/API tests (the shipped weights are trained elsewhere)."""
+"""A tiny random-weight FRCRN saved as a pretrained file, for CLI/API tests (the shipped weights are trained
+elsewhere)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -388,12 +388,13 @@ def _in_subprocess(task: dict) -> dict:
 
 
 def format_table(rows) -> str:
-    header = (f"{'model':<16} {'mode':<8} {'engine':<6} {'thr':>3} {'RTF':>7} {'cpuRTF':>7} {'p50 ms':>7} {'p99 ms':>7} "
-              f"{'max ms':>7} {'lat ms':>7} {'RSS MB':>7}")
+    header = (f"{'model':<16} {'mode':<8} {'engine':<6} {'thr':>3} {'RTF':>7} {'cpuRTF':>7} {'p50 ms':>7} "
+              f"{'p99 ms':>7} {'max ms':>7} {'lat ms':>7} {'RSS MB':>7}")
     lines = [header, "-" * len(header)]
     for r in rows:
         cell = lambda k, fmt="7.2f": f"{r[k]:{fmt}}" if k in r else f"{'-':>7}"  # noqa: E731
-        lines.append(f"{r['model']:<16} {r['mode']:<8} {r.get('engine', '-'):<6} {r['threads']:>3} {r['rtf']:7.3f} {cell('cpu_rtf', '7.3f')} "
+        lines.append(f"{r['model']:<16} {r['mode']:<8} {r.get('engine', '-'):<6} {r['threads']:>3} {r['rtf']:7.3f} "
+                     f"{cell('cpu_rtf', '7.3f')} "
                      f"{cell('chunk_p50_ms')} {cell('chunk_p99_ms')} {cell('chunk_max_ms')} {cell('latency_ms')} "
                      f"{r['peak_rss_mb']:7.0f}")
     return "\n".join(lines)

@@ -46,7 +46,8 @@ def main() -> None:
     if args.json:
         print(json.dumps({"files": rows, "mean": mean}, indent=1))
         return
-    print(f"{'file':12} {'PESQ noisy':>10} {'PESQ enh':>9} {'STOI noisy':>10} {'STOI enh':>9} {'SI-SNR n':>9} {'SI-SNR e':>9}")
+    print(f"{'file':12} {'PESQ noisy':>10} {'PESQ enh':>9} {'STOI noisy':>10} {'STOI enh':>9} "
+          f"{'SI-SNR n':>9} {'SI-SNR e':>9}")
     for name, r in list(rows.items()) + [("mean", mean)]:
         n, e = r["noisy"], r["enhanced"]
         print(f"{name:12} {n['pesq_wb']:10.3f} {e['pesq_wb']:9.3f} {n['stoi']:10.4f} {e['stoi']:9.4f} "

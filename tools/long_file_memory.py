@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-
 from benchmark import peak_rss_kb  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 

@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         models = args.models or [*available(), str(tiny_model(Path(tmp)))]
-        print(f"| model | block | engine latency (stated) | end-to-end (measured) | model time/block | RTF |")
+        print("| model | block | engine latency (stated) | end-to-end (measured) | model time/block | RTF |")
         print("|---|---|---|---|---|---|")
         for model in models:
             separator = model in available() and read_metadata(available()[model])["family"] == "mossformer2_ss"

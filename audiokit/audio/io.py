@@ -162,7 +162,8 @@ def find_audio_files(
         else:
             matches = []
         if not matches:
-            problem = "folder holds no audio files" if Path(text).is_dir() else "no such file, folder or matching pattern"
+            problem = ("folder holds no audio files" if Path(text).is_dir()
+                       else "no such file, folder or matching pattern")
             error = AudioError(text, problem)
             if on_missing is None:
                 raise error

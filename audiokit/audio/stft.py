@@ -31,7 +31,8 @@ def sqrt_window(win_type: Optional[str], win_len: int) -> np.ndarray:
     return get_window(_WINDOW_ALIASES.get(win_type, win_type), win_len, fftbins=True) ** 0.5
 
 
-def stft_kernels(win_len: int, fft_len: int, win_type: Optional[str]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def stft_kernels(win_len: int, fft_len: int,
+                 win_type: Optional[str]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Analysis kernel ``[2F, 1, win_len]``, synthesis kernel ``[2F, 1, win_len]`` and window ``[win_len]``."""
     window = sqrt_window(win_type, win_len)
     basis = np.fft.rfft(np.eye(fft_len))[:win_len]  # [win_len, F]

@@ -12,11 +12,9 @@ import re
 import sys
 import time
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Callable, Iterable
-
 from functools import partial
-from typing import Protocol
+from pathlib import Path
+from typing import Callable, Iterable, Protocol
 
 import numpy as np
 import torch
@@ -50,8 +48,10 @@ def add_batch_arguments(parser: argparse.ArgumentParser, task: str | None = None
                         help="write the results here (default: next to each input)")
     parser.add_argument("--model", metavar="NAME|PATH",
                         help="pretrained model name or .safetensors file" + (f" (default: {default})" if task else ""))
-    parser.add_argument("--checkpoint", type=Path, metavar="FILE", help="weights to load instead of the pretrained ones")
-    parser.add_argument("--device", default="cpu", metavar="cpu|cuda", help="torch device to run the model on (default: cpu)")
+    parser.add_argument("--checkpoint", type=Path, metavar="FILE",
+                        help="weights to load instead of the pretrained ones")
+    parser.add_argument("--device", default="cpu", metavar="cpu|cuda",
+                        help="torch device to run the model on (default: cpu)")
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
 
 
@@ -178,7 +178,8 @@ class _WholeChannels:
         with torch.inference_mode():
             channels = [self._run(channel) for channel in torch.cat(self.parts, dim=-1)]
         if len({tuple(c.shape) for c in channels}) > 1:
-            raise ModelError(f"the model gave outputs of shapes {[tuple(c.shape) for c in channels]} for one file's channels")
+            shapes = [tuple(c.shape) for c in channels]
+            raise ModelError(f"the model gave outputs of shapes {shapes} for one file's channels")
         result = torch.stack(channels, dim=-2)  # [C, T] or [S, C, T]
         return result[None] if result.ndim == 2 else result
 

@@ -19,9 +19,9 @@ from typing import List, Optional
 import numpy as np
 import torch
 
+from audiokit.cli.batch import naming_model
 from audiokit.cli.live_devices import device_index, device_rate, open_stream, sounddevice_module
 from audiokit.cli.live_files import Taps, check_outputs, save_paths
-from audiokit.cli.batch import naming_model
 from audiokit.errors import AudiokitError, ModelKindError
 from audiokit.hub.pretrained import load_model
 from audiokit.hub.registry import DEFAULT_MODELS, default_model
@@ -145,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
                              done.set)  # the device is opened before any output file
     except (ValueError, sd.PortAudioError) as exc:
         raise AudiokitError(f"audio device: {' '.join(str(exc).split())}") from None
-    print(f"stream {args.task}: {rate} Hz (model {adapter.sample_rate} Hz), block {block} ({1e3 * block / rate:.1f} ms), "
+    print(f"stream {args.task}: {rate} Hz (model {adapter.sample_rate} Hz), "
+          f"block {block} ({1e3 * block / rate:.1f} ms), "
           f"latency {latency} samples ({1e3 * latency / rate:.1f} ms) = queue {engine.delay} ({delay_blocks} blocks; "
           f"slowest block {1e3 * worst:.1f} ms) + model {pipeline.latency}", file=sys.stderr)
     interactive, interrupted, finished = sys.stderr.isatty(), False, False

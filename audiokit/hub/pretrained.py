@@ -28,9 +28,10 @@ from torch import nn
 
 from ..audio.resample import rate_problem
 from ..errors import CheckpointError, ModelError
-from ..shipped import shipped_folder
 from ..nn.checkpoint import load_strict, read_state_dict
+from ..shipped import shipped_folder
 from .registry import FAMILIES, default_model, family_class
+
 #: our names of the official checkpoints that :func:`audiokit.hub.clearvoice.load_clearvoice` reads
 CLEARVOICE_NAMES = {"frcrn_se_16k": "FRCRN_SE_16K", "mossformer2_ss_16k": "MossFormer2_SS_16K",
                     "mossformer2_se_48k": "MossFormer2_SE_48K"}

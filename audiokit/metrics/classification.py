@@ -17,8 +17,6 @@ def classification_scores(model: torch.nn.Module, dataset, batch_size: int = 64,
     """``{"accuracy", "per_class" {label: accuracy}, "confusion" [C, C] (rows: truth), "items"}`` of ``model``
     on ``dataset``. With ``rate`` (Hz), the clips are resampled from the dataset's rate to ``rate`` and the
     model runs there (its ``set_rate``, zero-shot), and is set back afterwards."""
-    from audiokit.tasks.keyword_data import pad_collate
-
     trained_rate = model.sample_rate
     if rate is not None:
         model.set_rate(rate)
@@ -31,9 +29,9 @@ def classification_scores(model: torch.nn.Module, dataset, batch_size: int = 64,
             if rate is not None and rate != dataset.sample_rate:
                 items = [{**item, "wav": resample(item["wav"], dataset.sample_rate, rate),
                           "length": -(-item["length"] * rate // dataset.sample_rate)} for item in items]
-            batch = pad_collate(items)
-            predicted = model(batch["wav"], batch["length"]).argmax(-1)
-            np.add.at(confusion, (batch["label"].numpy(), predicted.numpy()), 1)
+            wav = torch.nn.utils.rnn.pad_sequence([item["wav"] for item in items], batch_first=True)
+            predicted = model(wav, torch.tensor([item["length"] for item in items])).argmax(-1)
+            np.add.at(confusion, ([item["label"] for item in items], predicted.numpy()), 1)
     finally:
         if rate is not None:
             model.set_rate(trained_rate)

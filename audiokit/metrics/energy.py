@@ -51,6 +51,7 @@ def pit_si_snr(references, estimates) -> tuple[float, tuple[int, ...]]:
 
     refs, ests = _as_tensor(references), _as_tensor(estimates)
     if refs.ndim != 2 or refs.shape != ests.shape:
-        raise ValueError(f"want references and estimates [S, T] of one shape, got {tuple(refs.shape)}, {tuple(ests.shape)}")
+        raise ValueError(f"want references and estimates [S, T] of one shape, got {tuple(refs.shape)}, "
+                         f"{tuple(ests.shape)}")
     loss, perms = PitWrapper(cal_si_snr)(ests.T.unsqueeze(0), refs.T.unsqueeze(0))
     return -float(loss[0]), tuple(int(i) for i in perms[0])

@@ -21,10 +21,16 @@ import torch
 from torch import nn
 
 from ..audio.stft import ConvISTFT, ConvSTFT
-from ..nn.complex import (ComplexBatchNorm2d, ComplexConv2d, ComplexConvTranspose2d, ComplexFSMN,
-                          ComplexSqueezeExcite, channel_affine, complex_mul)
-from ..nn.complex_frame import (FrameConv, FrameFSMN, FrameSqueezeExcite, FrameTransposedConv,
-                                channel_order, dims)
+from ..nn.complex import (
+    ComplexBatchNorm2d,
+    ComplexConv2d,
+    ComplexConvTranspose2d,
+    ComplexFSMN,
+    ComplexSqueezeExcite,
+    channel_affine,
+    complex_mul,
+)
+from ..nn.complex_frame import FrameConv, FrameFSMN, FrameSqueezeExcite, FrameTransposedConv, channel_order, dims
 from ..nn.state import State, StreamingModule
 
 
@@ -283,7 +289,8 @@ class FrameUNet(nn.Module):
                 state.append(self.se_dec[i].initial_state(batch))
         return state
 
-    def forward(self, x: torch.Tensor, state: List[torch.Tensor], inv_frames: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+    def forward(self, x: torch.Tensor, state: List[torch.Tensor],
+                inv_frames: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         new: List[torch.Tensor] = []
         skips: List[torch.Tensor] = []
         for i, encoder in enumerate(self.encoders):
@@ -392,7 +399,8 @@ class FRCRNFrameStep(nn.Module):
         wav_sum = torch.cat([frame[:, :tail] + state[2], frame[:, tail:]], -1)
         norm = torch.cat([self.window_sq[:, :tail] + state[3], self.window_sq[:, tail:]], -1)
         out = wav_sum[:, :self.hop] / (norm[:, :self.hop] + 1e-8)
-        return out, [frames, full[:, dims(full)[-1] - tail:], wav_sum[:, self.hop:], norm[:, self.hop:]] + state1 + state2
+        carried = [frames, full[:, dims(full)[-1] - tail:], wav_sum[:, self.hop:], norm[:, self.hop:]]
+        return out, carried + state1 + state2
 
     @staticmethod
     def flush(state: List[torch.Tensor]) -> torch.Tensor:

@@ -24,8 +24,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .complex import (ComplexBatchNorm2d, ComplexConv2d, ComplexConvTranspose2d, ComplexFSMN,
-                      ComplexSqueezeExcite, _block_bias, _block_weight)
+from .complex import (
+    ComplexBatchNorm2d,
+    ComplexConv2d,
+    ComplexConvTranspose2d,
+    ComplexFSMN,
+    ComplexSqueezeExcite,
+    _block_bias,
+    _block_weight,
+)
 
 
 def _bn_affine(bn: Optional[ComplexBatchNorm2d], channels: int) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -222,7 +229,8 @@ class FrameFSMN(nn.Module):
                 self.register_buffer("lin_b", torch.stack(lin_b))
                 self.register_buffer("proj", torch.stack(proj).transpose(1, 2)[..., None, None].contiguous())
                 self.register_buffer("taps", torch.stack(taps)[:, :, None, None])  # [L, 4D, 1, 1, K]
-                self.register_buffer("out_w", torch.cat([mix, combine]).t()[..., None, None].contiguous())  # [2D, 6D, 1, 1]
+                # [2D, 6D, 1, 1]
+                self.register_buffer("out_w", torch.cat([mix, combine]).t()[..., None, None].contiguous())
             self.memory_dim = combine.shape[0]
 
     def _dense(self, x: torch.Tensor, k: int) -> torch.Tensor:
@@ -274,7 +282,8 @@ class FrameSqueezeExcite(nn.Module):
             self.register_buffer("b2", torch.cat([r2.bias, i2.bias]).repeat(2))
             self.register_buffer("combine", complex_combine(r1.in_features))
 
-    def forward(self, x: torch.Tensor, total: torch.Tensor, inv_frames: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, total: torch.Tensor,
+                inv_frames: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         total = total + x.sum(-1)
         h = F.relu_(torch.addmm(self.b1, total * inv_frames, self.w1))
         gates = torch.sigmoid_(torch.addmm(self.b2, h, self.w2))

@@ -26,8 +26,7 @@ from torch import nn
 
 from .inference import depthwise_conv, linear
 from .norms import CumulativeInstanceNorm
-from .state import (ChildSteps, State, StreamingComposite, StreamingModule, call_offline,
-                    cat_history, require_causal)
+from .state import ChildSteps, State, StreamingComposite, StreamingModule, call_offline, cat_history, require_causal
 
 
 class DilatedDenseNet(StreamingModule):

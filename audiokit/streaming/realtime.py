@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
+
 from .outputs import OutputSpec
 from .pipeline import BlockPipeline
 
@@ -149,7 +150,8 @@ class BlockEngine:
 
     # --- callback side ---------------------------------------------------------------------------------------------
     def exchange(self, block: np.ndarray) -> np.ndarray:
-        """Audio-callback side: queue input ``[B]`` (float), return the output slot ``[S, B]``.  Never runs the model."""
+        """Audio-callback side: queue input ``[B]`` (float), return the output slot ``[S, B]``.
+        Never runs the model."""
         c = self.counters
         seq = c.blocks
         c.blocks += 1

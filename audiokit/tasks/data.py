@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 
 from audiokit.audio.resample import resample
-from audiokit.tasks.augment import Mixer, coloured_noise, random_segment, rms, NOISE_COLOURS
+from audiokit.tasks.augment import NOISE_COLOURS, Mixer, coloured_noise, random_segment, rms
 
 AUDIO_SUFFIXES = {".wav", ".flac"}
 #: folders that are evaluation data and must never be trained on

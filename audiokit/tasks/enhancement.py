@@ -4,7 +4,8 @@ The model (``modules.model``) maps a noisy waveform ``[B, T]`` to an output with
 ``wav`` [B, T'], ``mask`` [B, 2F, N] and has ``stft(wav [B, T]) -> [B, 2F, N]``.
 Hyperparameters used: ``loss`` (an :class:`~audiokit.tasks.losses.FRCRNLoss`),
 ``epoch_counter``, optional ``lr_annealing`` (a NewBob-style ``scheduler(metric) -> (old, new)``),
-optional ``train_logger``, ``train_set`` (its ``set_epoch`` is called each epoch), ``pesq_items`` (PESQ on that many validation items, 0: off),
+optional ``train_logger``, ``train_set`` (its ``set_epoch`` is called each epoch), ``pesq_items`` (PESQ on that
+many validation items, 0: off),
 ``sample_rate``, ``output_folder`` (where ``learning_curve.csv`` is written) and ``select_by`` (the validation
 figure whose best checkpoints are kept: ``si_snr``, the default, or ``pesq``).
 """

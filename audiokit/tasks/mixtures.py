@@ -9,13 +9,13 @@ reverberated (each speaker in its own room) and with noise. Speakers are read fr
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from audiokit.tasks.augment import db_to_amplitude, rms, scale_to_snr, set_level
 from audiokit.tasks.data import NoisySpeechDataset, speaker_of
+
 
 class SpeakerMixtureDataset(NoisySpeechDataset):
     """A "virtual" dataset of ``epoch_size`` random multi-speaker mixtures.

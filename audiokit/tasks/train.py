@@ -15,17 +15,21 @@ from __future__ import annotations
 
 import argparse
 import os
-from contextlib import contextmanager
 import re
 import sys
+from contextlib import contextmanager
 from dataclasses import fields, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from audiokit.errors import AudiokitError
-from audiokit.shipped import find_recipe, shipped_folder
 from audiokit.nn.checkpoint import load_strict, read_state_dict
+from audiokit.shipped import find_recipe, shipped_folder
+
+if TYPE_CHECKING:
+    from speechbrain.utils.run_opts import RunOptions
 
 # speechbrain, HyperPyYAML and the Brains are imported where they are used: the ``audiokit`` command
 # line imports this module for its parser, and speechbrain takes about a second to import.
@@ -149,7 +153,6 @@ def train(recipe_path: str | Path, overrides=None) -> Path:
     """
     import speechbrain as sb
     from hyperpyyaml import load_hyperpyyaml
-
     from speechbrain.utils.checkpoints import Checkpointer
 
     from audiokit.tasks.checkpoints import SafeCheckpointer
