@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from audiokit.audio.dc import remove_dc
 from audiokit.audio.io import read_audio
 from audiokit.cli.batch import process_files
 from audiokit.cli.main import main
@@ -41,7 +42,8 @@ def test_folder_with_a_bad_file(make_wav, tmp_path, capsys):
         wav, _ = read_audio(source)
         result, rate = read_audio(tmp_path / "out" / f"{source.stem}_enhanced.wav")
         assert rate == 16000 and result.shape == wav.shape
-        np.testing.assert_allclose(result, 0.5 * wav, atol=1e-4)  # each channel processed on its own
+        # each channel processed on its own (DC removed first, as always)
+        np.testing.assert_allclose(result, 0.5 * remove_dc(wav, 16000), atol=1e-4)
     assert "RTF" in out and "overall RTF" in out
 
 
@@ -58,7 +60,7 @@ def test_resampled_to_model_rate_and_back(make_wav, tmp_path, capsys):
     result, rate = read_audio(tmp_path / "music_enhanced.wav")  # default: next to the input
     assert seen == [int(np.ceil(wav.shape[1] * 16000 / 44100))] * 2
     assert rate == 44100 and result.shape == wav.shape
-    np.testing.assert_allclose(result[:, 500:-500], wav[:, 500:-500], atol=0.02)
+    np.testing.assert_allclose(result[:, 500:-500], remove_dc(wav, 44100)[:, 500:-500], atol=0.02)
 
 
 def test_several_outputs_and_short_outputs(make_wav, tmp_path):
@@ -158,7 +160,8 @@ def test_same_stem_in_two_folders_is_not_overwritten(make_wav, tmp_path, capsys)
     assert process_files([first, second], tmp_path / "o", "e", half, 16000, force=True, progress=False) == 1
     assert _error_lines(capsys.readouterr().err) == [
         f"error: {tmp_path / 'o' / 'x_e.wav'}: would be written for both {first} and {second}"]
-    np.testing.assert_allclose(read_audio(tmp_path / "o" / "x_e.wav")[0], 0.5 * read_audio(first)[0], atol=1e-4)
+    np.testing.assert_allclose(read_audio(tmp_path / "o" / "x_e.wav")[0], 0.5 * remove_dc(read_audio(first)[0], 16000),
+                               atol=1e-4)
 
 
 def test_shared_batch_arguments():

@@ -21,6 +21,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from audiokit.audio.dc import remove_dc
 from audiokit.audio.resample import resample
 from audiokit.hub.pretrained import save_pretrained
 from audiokit.models.frcrn import FRCRN
@@ -154,7 +155,7 @@ def test_played_output_is_offline_output_delayed_by_reported_latency(device, tin
     recorded, _ = sf.read(rec, dtype="float32")
     np.testing.assert_array_equal(recorded, mic / 32768)  # the microphone path is bit exact
     with torch.no_grad():
-        offline = model.enhance(torch.from_numpy(recorded)[None])[0].numpy()
+        offline = model.enhance(remove_dc(torch.from_numpy(recorded)[None], 16000))[0].numpy()
     body = len(offline) - 320  # the offline run ends the signal (last window); the live stream goes on
     saved, _ = sf.read(save, dtype="float32")
     assert len(saved) == len(recorded) + latency
@@ -180,7 +181,7 @@ def test_device_rate_differs_from_model_rate(device, tiny_model, tmp_path):
     assert rate == 48000
     x = torch.from_numpy(mic / 32768).float()
     with torch.no_grad():
-        expected = resample(model.enhance(resample(x, 48000, 16000)[None])[0], 16000, 48000).numpy()
+        expected = resample(model.enhance(resample(remove_dc(x, 48000), 48000, 16000)[None])[0], 16000, 48000).numpy()
     saved, sr = sf.read(save, dtype="float32")
     body = len(expected) - 960
     assert sr == 48000
@@ -211,7 +212,7 @@ def test_separate_writes_one_file_per_speaker_and_plays_the_chosen_one(device, t
                                      "--window-ms", 200, "--play-speaker", 2, "--save", tmp_path / "sep.wav"], mic)
     assert proc.returncode == 0, err
     latency, _ = latencies(err)
-    x = mic / 32768
+    x = remove_dc(mic / 32768, 16000)  # what the model is given
     s1, _ = sf.read(tmp_path / "sep_s1.wav", dtype="float32")
     s2, _ = sf.read(tmp_path / "sep_s2.wav", dtype="float32")
     np.testing.assert_allclose(s1[latency:latency + len(x)], 0.25 * x, atol=1.5 / 32768)
@@ -290,6 +291,7 @@ def test_live_separation_keeps_up_on_a_clocked_device(device, tmp_path):
     assert c["skipped"] == c["restarts"] == c["underruns"] == 0, err
     latency, _ = latencies(err)
     x, _ = sf.read(tmp_path / "rec.wav", dtype="float32")
+    x = remove_dc(x, 16000)  # what the model is given
     s1, _ = sf.read(tmp_path / "sep_s1.wav", dtype="float32")
     s2, _ = sf.read(tmp_path / "sep_s2.wav", dtype="float32")
     assert len(x) == 24000 and len(s1) == len(x) + latency

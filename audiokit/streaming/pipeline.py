@@ -13,6 +13,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from ..audio.dc import DCBlocker
 from ..audio.resample import StreamResampler, held_samples
 from ..errors import ModelError
 from .outputs import OutputSpec
@@ -20,7 +21,14 @@ from .runtime import open_stream
 
 
 class BlockPipeline:
-    """``[C, n]`` blocks at ``rate`` -> resampled to ``model_rate`` -> a processor -> ``[S, C, m, *shape]`` blocks.
+    """``[C, n]`` blocks at ``rate`` -> DC removed -> resampled to ``model_rate`` -> a processor ->
+    ``[S, C, m, *shape]`` blocks.
+
+    A model with audio outputs (an enhancer, a separator) never sees a DC offset, which wrecks its output and is
+    not wanted back: a causal DC blocker (:class:`~audiokit.audio.dc.DCBlocker`, a 10 Hz one-pole high-pass) runs
+    on the input before it is resampled (so that no offset step reaches the resampler); being causal, it gives
+    files, arrays and live audio, in blocks of any size, the same result. Frames (a classifier's) are computed
+    from the input as it is, as the model was trained.
 
     Audio outputs are resampled back to ``rate`` and, over the whole stream, have exactly as many samples as
     the input (trimmed, or zero-padded at the end by :meth:`flush`). Frames are handed on as the processor
@@ -51,6 +59,7 @@ class BlockPipeline:
     def _open(self) -> None:
         self.processor = self.open_processor()
         self._down = StreamResampler(self.rate, self.model_rate, self.channels)
+        self._dc = DCBlocker(self.rate, self.channels) if self.output.is_audio else (lambda x: x)
         self._up: Optional[StreamResampler] = None  # audio only, made for the first output's [S, C]
         self._samples_in = self._samples_out = 0
         self._held = self._primed()  # audio resampled back beyond the input so far, [S, C, t]
@@ -91,7 +100,7 @@ class BlockPipeline:
     def feed(self, x: torch.Tensor) -> torch.Tensor:
         """``[C, n]`` input samples at ``rate``; the output ready so far, ``[S, C, m, *shape]``."""
         self._samples_in += x.shape[-1]
-        return self._deliver(self.processor.feed(self._down.feed(x)), final=False)
+        return self._deliver(self.processor.feed(self._down.feed(self._dc(x))), final=False)
 
     def flush(self) -> torch.Tensor:
         """End of the input: the rest of the output."""
