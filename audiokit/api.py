@@ -70,7 +70,8 @@ def enhance(wav: Union[np.ndarray, torch.Tensor], sample_rate: int, model: Model
             stream: bool = False, chunk_ms: Optional[float] = None) -> Union[np.ndarray, torch.Tensor]:
     """Enhance ``wav`` ([T] or [C, T], float, at ``sample_rate`` Hz): same type, shape and rate back.
 
-    Each channel is enhanced on its own. Raises AudioError for empty input or NaN/Inf samples.
+    Each channel is enhanced on its own. Raises AudioError for empty input, NaN/Inf samples, or more channels than
+    samples (channels last, ``[T, C]``: pass ``wav.T``).
     """
     enhancer = model if isinstance(model, Enhancer) else Enhancer(model, stream, chunk_ms)
     return _process_array(enhancer, wav, sample_rate, outputs=False)
@@ -92,9 +93,13 @@ def _process_array(processor, wav, sample_rate: int, outputs: bool):
         wav = np.asarray(wav)
     if not (wav.dtype.is_floating_point if isinstance(wav, torch.Tensor) else wav.dtype.kind == "f"):
         raise AudioError("input", f"{wav.dtype} samples, want floats in [-1, 1] (int16 PCM: divide by 32768)")
-    x = torch.as_tensor(np.asarray(wav, dtype=np.float32) if isinstance(wav, np.ndarray) else wav)
+    # (a copy when needed: a view with negative strides, e.g. wav[::-1], has no tensor of its own)
+    x = torch.as_tensor(np.ascontiguousarray(wav, dtype=np.float32) if isinstance(wav, np.ndarray) else wav)
     if x.ndim not in (1, 2) or x.shape[-1] == 0 or x.numel() == 0:
         raise AudioError("input", f"shape {tuple(x.shape)}, want [T] or [C, T] with C, T > 0")
+    if x.ndim == 2 and x.shape[0] > x.shape[1]:  # each channel is a stream of its own: T of them would run
+        raise AudioError("input", f"shape {tuple(x.shape)} reads as {x.shape[0]} channels of {x.shape[1]} samples; "
+                                  f"want [C, T], channels first (for [T, C] audio, as soundfile reads it, pass wav.T)")
     if not torch.isfinite(x).all():
         raise AudioError("input", "contains NaN or Inf samples")
     channels = x.detach().cpu().float().reshape(-1, x.shape[-1])
@@ -128,7 +133,7 @@ def separate(wav: Union[np.ndarray, torch.Tensor], sample_rate: int, model: Mode
 
     Any length, in bounded memory: 4 s windows overlapping by 1 s, each speaker kept on its output.
     ``shifts``: average that many passes on shifted frame grids (slower, better). Raises AudioError
-    for empty input or NaN/Inf samples.
+    for empty input, NaN/Inf samples, or more channels than samples (``[T, C]``: pass ``wav.T``).
     """
     return _process_array(_separator(model, shifts), wav, sample_rate, outputs=True)
 

@@ -207,3 +207,24 @@ def test_checkpoints_never_run_code_and_are_read_by_content(tmp_path):
     (tmp_path / "empty.wav").write_bytes(b"")
     with pytest.raises(AudioError, match="empty.wav: is empty"):
         audiokit.enhance_file(tmp_path / "empty.wav", model=tiny_frcrn())
+
+
+def test_array_layouts_strides_and_half_precision_are_handled():
+    """[T, C] (channels last) is refused before T streams are started; views with negative strides and
+    bf16/fp16 tensors are converted (issue 18)."""
+    model = tiny_frcrn()
+    stereo = 0.1 * np.random.default_rng(0).standard_normal((2, 1600)).astype(np.float32)
+    for wrong in (stereo.T, torch.from_numpy(stereo.T.copy())):
+        with pytest.raises(AudioError, match=r"input: shape \(1600, 2\) reads as 1600 channels of 2 samples.*wav\.T"):
+            audiokit.enhance(wrong, 16000, model)
+        with pytest.raises(AudioError, match="reads as 1600 channels"):
+            audiokit.separate(wrong, 16000, model=Halves())
+    expected = audiokit.enhance(stereo, 16000, model)
+    np.testing.assert_allclose(audiokit.enhance(stereo[:, ::-1], 16000, model), audiokit.enhance(
+        stereo[:, ::-1].copy(), 16000, model))
+    np.testing.assert_allclose(audiokit.enhance(stereo[::-1], 16000, model), expected[::-1])
+    assert audiokit.separate(stereo[0, ::-1], 16000, model=Halves()).shape == (2, 1600)
+    for dtype in (torch.bfloat16, torch.float16):
+        half = audiokit.enhance(torch.from_numpy(stereo).to(dtype), 16000, model)
+        assert half.dtype == dtype and half.shape == (2, 1600)
+        torch.testing.assert_close(half.float(), torch.from_numpy(expected), atol=0.02, rtol=0)
