@@ -228,3 +228,40 @@ def test_array_layouts_strides_and_half_precision_are_handled():
         half = audiokit.enhance(torch.from_numpy(stereo).to(dtype), 16000, model)
         assert half.dtype == dtype and half.shape == (2, 1600)
         torch.testing.assert_close(half.float(), torch.from_numpy(expected), atol=0.02, rtol=0)
+
+
+def test_model_files_nested_too_deeply_and_checkpoints_that_are_not(tmp_path, capsys):
+    """Deeply nested metadata is a CheckpointError, not a RecursionError; a text file or a folder given as
+    weights says what it is (issue 18)."""
+    from safetensors.torch import save_file
+
+    from audiokit.cli.main import main
+
+    weights = {k: v.contiguous() for k, v in tiny_frcrn().state_dict().items()}
+    for depth in (100_000, 100):  # beyond the JSON decoder's recursion, and within it
+        deep = tmp_path / f"deep{depth}.safetensors"
+        nested = "[" * depth + "]" * depth
+        save_file(weights, str(deep), metadata={"family": "frcrn", "config": "{}", "card": f'{{"x": {nested}}}'})
+        with pytest.raises(CheckpointError, match=f"deep{depth}.safetensors: metadata nested more than 32 levels"):
+            audiokit.load_model(str(deep))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("lr: 0.001\nepochs: 10\n")
+    run = tmp_path / "CKPT+2024"
+    run.mkdir()
+    (run / "model.ckpt").write_bytes(b"")
+    problems = {notes: "is a text file, not a checkpoint file (it starts 'lr: 0.001')",
+                run: f"is a folder, not a checkpoint file (a training checkpoint folder? its weights are {run}/"
+                     "model.ckpt)",
+                tmp_path: "is a folder, not a checkpoint file",
+                Path("/dev/null"): "not a regular file (a device, FIFO or socket)"}
+    for path, problem in problems.items():
+        with pytest.raises(CheckpointError) as caught:
+            audiokit.load_model("frcrn", checkpoint=path)
+        assert str(caught.value) == f"{path}: {problem}"
+    assert main(["enhance", str(tmp_path / "none.wav"), "--checkpoint", str(notes)]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert errors == [f"error: {notes}: is a text file, not a checkpoint file (it starts 'lr: 0.001')"]
+    renamed = tmp_path / "config.safetensors"
+    renamed.write_text('{"family": "frcrn"}')
+    with pytest.raises(CheckpointError, match="config.safetensors: is a text file, not a model file"):
+        audiokit.load_model(str(renamed))

@@ -28,7 +28,7 @@ from torch import nn
 
 from ..audio.resample import rate_problem
 from ..errors import CheckpointError, ModelError
-from ..nn.checkpoint import load_strict, read_state_dict
+from ..nn.checkpoint import load_strict, not_a_checkpoint, read_state_dict
 from ..shipped import shipped_folder
 from .registry import FAMILIES, default_model, family_class
 
@@ -36,6 +36,7 @@ from .registry import FAMILIES, default_model, family_class
 CLEARVOICE_NAMES = {"frcrn_se_16k": "FRCRN_SE_16K", "mossformer2_ss_16k": "MossFormer2_SS_16K",
                     "mossformer2_se_48k": "MossFormer2_SE_48K"}
 PRETRAINED_DIR = shipped_folder("pretrained")
+MAX_METADATA_DEPTH = 32  # levels of lists and objects in a pretrained file's config and card (the shipped files: 1)
 
 
 def available() -> Dict[str, Path]:
@@ -72,9 +73,26 @@ def read_metadata(path) -> dict:
                    "card": json.loads(meta.get("card", "{}"))}
     except json.JSONDecodeError:
         raise CheckpointError(path, "metadata is not valid JSON") from None
+    except RecursionError:  # the decoder recurses once per level
+        raise CheckpointError(path, f"metadata nested more than {MAX_METADATA_DEPTH} levels deep") from None
     if not isinstance(decoded["config"], dict) or not isinstance(decoded["card"], dict):
         raise CheckpointError(path, "metadata config and card must be JSON objects")
+    if max(_depth(decoded["config"]), _depth(decoded["card"])) > MAX_METADATA_DEPTH:
+        # what parses may still break whatever walks it recursively later (copies, printing, JSON again)
+        raise CheckpointError(path, f"metadata nested more than {MAX_METADATA_DEPTH} levels deep")
     return decoded
+
+
+def _depth(value) -> int:
+    """How deeply lists and dicts nest in decoded JSON ``value`` (0 for a scalar), found without recursion."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, level)
+            todo.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def check_device(device, option: str = "device=") -> None:
@@ -117,8 +135,8 @@ def load_model(name_or_path: Optional[str] = None, checkpoint=None, config: Opti
     path = shipped.get(name_or_path)
     if path is None and str(name_or_path).endswith(".safetensors"):
         path = Path(name_or_path)
-        if not path.is_file():
-            raise CheckpointError(path, "no such model file")
+        if (problem := not_a_checkpoint(path, "model")) is not None:
+            raise CheckpointError(path, problem)
     check_device(device)
     if path is not None:
         meta = read_metadata(path)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import Dict, Mapping
+from typing import Dict, Mapping, Optional
 
 import torch
 
@@ -23,8 +23,8 @@ _WRAPPERS = ("model", "state_dict", "model_state_dict")
 def read_state_dict(path) -> StateDict:
     """The bare state dict stored in ``path`` (``module.`` prefixes removed)."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(path, "no such checkpoint file")
+    if (problem := not_a_checkpoint(path)) is not None:
+        raise CheckpointError(path, problem)
     try:
         if path.suffix == ".safetensors" or _looks_like_safetensors(path):
             from safetensors.torch import load_file
@@ -47,6 +47,40 @@ def read_state_dict(path) -> StateDict:
     if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise CheckpointError(path, "does not contain a state dict of tensors")
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in data.items()}
+
+
+def not_a_checkpoint(path: Path, kind: str = "checkpoint") -> Optional[str]:
+    """Why ``path`` cannot be a ``kind`` file at all, before any reader tries it (None when it may be one): it is
+    missing, a folder (a training checkpoint folder: its ``model.ckpt`` is named), not a regular file, empty, or
+    text."""
+    if not path.exists():
+        return f"no such {kind} file"
+    if path.is_dir():
+        inner = path / "model.ckpt"
+        hint = f" (a training checkpoint folder? its weights are {inner})" if inner.is_file() else ""
+        return f"is a folder, not a {kind} file{hint}"
+    if not path.is_file():
+        return "not a regular file (a device, FIFO or socket)"
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if not head:
+        return "is empty (0 bytes)"
+    if _is_text(head):
+        first = head.decode("utf-8", "replace").strip().splitlines()[0][:60] if head.strip() else ""
+        return f"is a text file, not a {kind} file" + (f" (it starts {first!r})" if first else "")
+    return None
+
+
+def _is_text(head: bytes) -> bool:
+    """True when ``head`` (a file's first bytes) is UTF-8 text: no NUL, no control bytes but whitespace. Weights are
+    never that: a safetensors header starts with its length (NUL bytes), torch files are zip or pickle."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:  # not merely a character cut at the end of the sample
+            return False
+        text = head[:exc.start].decode("utf-8")
+    return not any(ord(c) < 32 and c not in "\t\n\r\f" for c in text)
 
 
 def _looks_like_safetensors(path: Path) -> bool:
