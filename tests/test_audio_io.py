@@ -51,6 +51,25 @@ def test_truncated_flac(make_wav):
     assert "truncated" in problem or "not a readable" in problem
 
 
+@pytest.mark.parametrize("suffix,subtype", [(".ogg", "VORBIS"), (".opus", "OPUS")])
+def test_truncated_ogg_and_opus(make_wav, tmp_path, suffix, subtype):
+    """libsndfile reads a cut Ogg stream up to the cut and reports that as its length (issue 18)."""
+    if subtype not in sf.available_subtypes("OGG"):
+        pytest.skip(f"this libsndfile cannot write Ogg {subtype}")
+    whole = tmp_path / f"whole{suffix}"
+    voice = read_audio(make_wav("v.wav", seconds=2.0, sample_rate=48000))[0].T
+    sf.write(whole, voice, 48000, format="OGG", subtype=subtype)
+    assert read_audio(whole)[0].shape == (1, 96000)
+    data = whole.read_bytes()
+    last_page = data.rfind(b"OggS")
+    cuts = {"half": len(data) // 2, "last page cut": len(data) - 10, "at a page boundary": last_page,
+            "in a page header": last_page + 10}
+    for name, cut in cuts.items():
+        path = tmp_path / f"{name}{suffix}"
+        path.write_bytes(data[:cut])
+        assert _problem(path) == "truncated (the file ends before its Ogg stream does)", name
+
+
 def test_empty_wav(tmp_path):
     path = tmp_path / "empty.wav"
     sf.write(path, np.zeros(0, np.float32), 16000)

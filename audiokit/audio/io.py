@@ -45,6 +45,7 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
 
 TRUNCATED = "truncated (the file ends before the audio data its header declares)"
+OGG_TRUNCATED = "truncated (the file ends before its Ogg stream does)"
 NOT_FINITE = "contains NaN or Inf samples"
 
 
@@ -58,14 +59,15 @@ def open_audio(path: str | os.PathLike) -> sf.SoundFile:
         raise AudioError(path, "is a folder, not an audio file")
     if path.stat().st_size == 0:
         raise AudioError(path, "is empty (0 bytes)")
+    if _wav_is_truncated(path):  # (checked first: the decoder may give a vaguer reason, or none)
+        raise AudioError(path, TRUNCATED)
+    if _ogg_is_truncated(path):
+        raise AudioError(path, OGG_TRUNCATED)
     try:
         f = sf.SoundFile(path)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         detail = getattr(exc, "error_string", None) or str(exc)
         raise AudioError(path, f"not a readable audio file ({detail.strip().rstrip('.')})") from exc
-    if _wav_is_truncated(path):
-        f.close()
-        raise AudioError(path, TRUNCATED)
     if (problem := rate_problem(f.samplerate)) is not None:
         f.close()
         raise AudioError(path, f"sample rate {problem}")
@@ -88,6 +90,33 @@ def _wav_is_truncated(path: Path) -> bool:
                 return size not in (0, 0xFFFFFFFF) and f.tell() + size > path.stat().st_size
             f.seek(size + (size & 1), os.SEEK_CUR)
     return False
+
+
+def _ogg_is_truncated(path: Path) -> bool:
+    """True when an Ogg file (Vorbis, Opus, FLAC in Ogg) breaks off: its last page is cut short, or the last
+    whole page does not close its stream (no end-of-stream flag).
+
+    (libsndfile then silently reads what is there, and reports that as the length.) The pages are walked from
+    the start by their headers (27 bytes and a segment table each), without reading their contents; a file
+    whose pages stop making sense before the end (not Ogg, or damaged inside) is left to the decoder: False.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        if f.read(4) != b"OggS":
+            return False
+        offset, flags = 0, 0
+        while offset < size:
+            f.seek(offset)
+            header = f.read(27)
+            if len(header) < 27:
+                return b"OggS".startswith(header[:4])  # a page header cut off
+            if header[:4] != b"OggS" or header[4] != 0:
+                return False
+            table = f.read(header[26])
+            if len(table) < header[26]:
+                return True
+            flags, offset = header[5], offset + 27 + len(table) + sum(table)
+        return offset > size or not flags & 0x04  # the last page cut short, or not the end of its stream
 
 
 def temporary_path(path: Path) -> Path:
