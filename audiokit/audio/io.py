@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import os
 import secrets
+import stat
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -54,11 +55,20 @@ def open_audio(path: str | os.PathLike) -> sf.SoundFile:
     every reader makes first: AudioError for a missing file, a folder, a non-audio or truncated file."""
     path = Path(path)
     if not path.exists():
-        raise AudioError(path, "no such file")
+        raise AudioError(path, "is a symbolic link to nothing (broken, or a loop)" if path.is_symlink()
+                         else "no such file")
     if path.is_dir():
         raise AudioError(path, "is a folder, not an audio file")
-    if path.stat().st_size == 0:
-        raise AudioError(path, "is empty (0 bytes)")
+    try:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):  # reading a FIFO or a device could wait, or go on, forever
+            raise AudioError(path, f"not a regular file (a {_file_kind(mode)})")
+        if path.stat().st_size == 0:
+            raise AudioError(path, "is empty (0 bytes)")
+        with open(path, "rb"):  # the cause of a failure (permission denied, ...), which libsndfile does not give
+            pass
+    except OSError as exc:
+        raise AudioError(path, f"cannot be read ({os_reason(exc)})") from None
     if _wav_is_truncated(path):  # (checked first: the decoder may give a vaguer reason, or none)
         raise AudioError(path, TRUNCATED)
     if _ogg_is_truncated(path):
@@ -72,6 +82,13 @@ def open_audio(path: str | os.PathLike) -> sf.SoundFile:
         f.close()
         raise AudioError(path, f"sample rate {problem}")
     return f
+
+
+def _file_kind(mode: int) -> str:
+    """What a file that is not a regular file is, from its ``st_mode``."""
+    kinds = {stat.S_ISFIFO: "FIFO", stat.S_ISCHR: "character device", stat.S_ISBLK: "block device",
+             stat.S_ISSOCK: "socket"}
+    return next((name for test, name in kinds.items() if test(mode)), "special file")
 
 
 def _wav_is_truncated(path: Path) -> bool:
@@ -174,31 +191,69 @@ def find_audio_files(
 ) -> list[Path]:
     """Expand files, folders (recursively, by AUDIO_EXTENSIONS) and glob patterns into audio file paths.
 
-    Order follows ``inputs`` (sorted within a folder or pattern), without repeats. An explicit file is
-    kept whatever its extension, so that reading it reports what is wrong. An input that matches
-    nothing is passed as an AudioError to ``on_missing`` (e.g. to print one error line and go on),
-    or raised when ``on_missing`` is None.
+    Order follows ``inputs`` (sorted within a folder or pattern), and each file comes once, under the first name
+    it was reached by: names that lead to one file (``a.wav``, ``./x/../a.wav``, a symbolic link to it) are one
+    input. Symbolic links to folders are not followed inside a folder or a ``**`` pattern, so a link loop is
+    never walked. An explicit name is kept whatever it is (an extension other than audio, a FIFO, a device), so
+    that reading it reports what is wrong. An input that matches nothing, ``-`` (standard input is not read),
+    and a subfolder that cannot be listed are passed as an AudioError to ``on_missing`` (e.g. to print one
+    error line and go on), or raised when ``on_missing`` is None.
     """
-    found: dict[Path, None] = {}
+    def report(error: AudioError) -> None:
+        if on_missing is None:
+            raise error
+        on_missing(error)
+
+    found: dict[str, Path] = {}  # real path -> the first name it was reached by
     for item in inputs:
         text = os.fspath(item)
-        if Path(text).is_file():
-            matches = [Path(text)]
-        elif Path(text).is_dir():
-            matches = sorted(p for p in Path(text).rglob("*") if _is_audio(p))
+        path = Path(text)
+        unreadable: list[AudioError] = []
+        if text == "-":
+            report(AudioError(text, "not a regular file (standard input is not read: name the audio file)"))
+            continue
+        if path.is_dir():
+            matches = sorted(p for p in _files_under(path, unreadable.append) if _is_audio(p))
+        elif os.path.lexists(text):  # a file, a FIFO, a device, a broken link: reading it says which
+            matches = [path]
         elif glob.has_magic(text):
-            matches = sorted(p for p in map(Path, glob.glob(text, recursive=True)) if _is_audio(p))
+            matches = sorted(p for p in _glob(text) if _is_audio(p))
         else:
             matches = []
-        if not matches:
-            problem = ("folder holds no audio files" if Path(text).is_dir()
-                       else "no such file, folder or matching pattern")
-            error = AudioError(text, problem)
-            if on_missing is None:
-                raise error
-            on_missing(error)
-        found.update(dict.fromkeys(matches))
-    return list(found)
+        for error in unreadable:
+            report(error)
+        if not matches and not (unreadable and unreadable[0].path == path):  # (an unreadable folder: said)
+            report(AudioError(text, "folder holds no audio files" if path.is_dir()
+                              else "no such file, folder or matching pattern"))
+        for match in matches:
+            found.setdefault(os.path.realpath(match), match)
+    return list(found.values())
+
+
+def _files_under(folder: Path, on_error: Callable[[AudioError], None]) -> Iterable[Path]:
+    """Every file under ``folder`` (symbolic links to folders not followed); a folder that cannot be listed is
+    passed to ``on_error``."""
+    def unlistable(exc: OSError) -> None:
+        on_error(AudioError(exc.filename or folder, f"folder cannot be read ({os_reason(exc)}); its files are "
+                                                    "not processed"))
+
+    for parent, _, names in os.walk(folder, onerror=unlistable):
+        yield from (Path(parent) / name for name in names)
+
+
+def _glob(pattern: str) -> Iterable[Path]:
+    """What glob ``pattern`` matches (``**``: any folders), without following symbolic links to folders under
+    ``**`` (``glob.glob`` does, and walks a link loop until the path is too long)."""
+    parts = Path(pattern).parts
+    fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    root = Path(*parts[:fixed]) if fixed else Path()
+    return (p for p in root.glob(str(Path(*parts[fixed:]))) if not p.name.startswith("."))
+
+
+def os_reason(exc: OSError) -> str:
+    """The plain cause of an OS error, e.g. "permission denied", "read-only file system"."""
+    reason = exc.strerror or str(exc)
+    return reason[:1].lower() + reason[1:]
 
 
 def _is_audio(path: Path) -> bool:
