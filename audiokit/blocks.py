@@ -16,8 +16,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from audiokit.audio.io import NOT_FINITE, TRUNCATED, format_of, open_audio, temporary_path
-from audiokit.errors import AudioError, ModelError
+from audiokit.audio.io import NOT_FINITE, TRUNCATED, AudioWriter, format_of, open_audio, temporary_path
+from audiokit.errors import AudioError, ModelError, os_reason
 from audiokit.streaming.outputs import OutputSpec
 from audiokit.streaming.pipeline import BlockPipeline
 
@@ -112,17 +112,18 @@ class OutputFiles:
         for target in self.targets:
             try:
                 frames = target.suffix.lower() == FRAMES_SUFFIX and not output.is_audio
-                kind = None if frames else format_of(target)
+                if not frames:
+                    format_of(target)  # an extension that cannot be written: said before any folder is made
                 self.created += _make_folder(target.parent)
                 self.files.append(FrameFile(temporary_path(target), output, channels) if frames else
-                                  sf.SoundFile(temporary_path(target), "w", rate, channels, "PCM_16", format=kind))
+                                  AudioWriter(temporary_path(target), rate, channels, target=target))
             except AudioError:
                 self.discard()
                 raise
             except (sf.LibsndfileError, OSError, RuntimeError) as exc:
                 self.discard()
                 problem = "its folder is not a folder" if _blocked_by_file(target.parent) else "cannot be written"
-                raise AudioError(target, f"{problem} ({_reason(exc)})") from None
+                raise AudioError(target, f"{problem} ({os_reason(exc)})") from None
 
     def write(self, out: torch.Tensor) -> None:
         """``out`` ``[S, C, n, *shape]``: one block of each file."""
@@ -144,32 +145,33 @@ class OutputFiles:
         """Close every file and rename it into place (all discarded if one fails)."""
         target = self.targets[0] if self.targets else None
         try:
-            for f in self.files:
+            for f, target in zip(self.files, self.targets):
                 f.close()
             for f, target in zip(self.files, self.targets):
                 os.replace(f.name, target)
+        except AudioError:
+            self.discard()
+            raise
         except (sf.LibsndfileError, OSError, RuntimeError) as exc:
             self.discard()
-            raise AudioError(target, f"cannot be written ({_reason(exc)})") from None
+            raise AudioError(target, f"cannot be written ({os_reason(exc)})") from None
 
     def discard(self) -> None:
         """Delete the temporary files, and the folders made for them if they are empty again."""
         for f in self.files:
             try:
                 f.close()
-            except (sf.LibsndfileError, OSError, RuntimeError):
+            except (AudioError, sf.LibsndfileError, OSError, RuntimeError):
                 pass  # deleted below all the same
-            Path(f.name).unlink(missing_ok=True)
+            try:
+                Path(f.name).unlink(missing_ok=True)
+            except OSError:
+                pass  # (e.g. on a file system that became read-only: there is nothing more to do)
         for folder in self.created:  # deepest first
             try:
                 folder.rmdir()
             except OSError:  # not empty: something else was written there meanwhile
                 break
-
-
-def _reason(exc: BaseException) -> str:
-    """The plain reason inside a libsndfile or OS error, on one line."""
-    return " ".join(str(getattr(exc, "error_string", None) or getattr(exc, "strerror", None) or exc).split())
 
 
 def _blocked_by_file(folder: Path) -> bool:

@@ -48,3 +48,10 @@ def one_line(exc: BaseException, path: str | PathLike | None = None) -> str:
     if not isinstance(exc, AudiokitError):
         text = f"{type(exc).__name__}: {text}"
     return f"{path}: {text}" if path is not None else text
+
+
+def os_reason(exc: BaseException) -> str:
+    """The plain cause of an OS error, e.g. "permission denied", "no space left on device", "read-only file
+    system" (its ``strerror``; the whole message, on one line, for other exceptions)."""
+    reason = getattr(exc, "strerror", None) or " ".join(str(exc).split()) or type(exc).__name__
+    return reason[:1].lower() + reason[1:]

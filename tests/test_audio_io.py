@@ -105,12 +105,13 @@ def test_write_refuses_overwrite_without_force(tmp_path):
 
 
 def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
-    def broken_write(file, *args, **kwargs):
-        with open(file, "wb") as f:
-            f.write(b"RIFF half")
+    real_write = sf.SoundFile.write
+
+    def broken_write(self, data):
+        real_write(self, data[:10])  # half written
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(sf, "write", broken_write)
+    monkeypatch.setattr(sf.SoundFile, "write", broken_write)
     with pytest.raises(AudioError, match="disk full"):
         write_audio(tmp_path / "x.wav", np.zeros(160), 16000)
     assert list(tmp_path.iterdir()) == []

@@ -5,6 +5,7 @@ Every problem with a file raises ``AudioError(path, problem)``.
 """
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import secrets
@@ -16,7 +17,7 @@ import numpy as np
 import soundfile as sf
 
 from audiokit.audio.resample import rate_problem
-from audiokit.errors import AudioError
+from audiokit.errors import AudioError, os_reason
 
 AUDIO_EXTENSIONS = frozenset(
     {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".caf", ".w64", ".rf64"}
@@ -143,6 +144,85 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(f".{stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
 
 
+class _Sink:
+    """A new binary file that libsndfile writes through (soundfile's virtual I/O). A failed write keeps its
+    ``OSError`` in ``error`` (libsndfile, writing a file itself, says only "System error") and tells libsndfile
+    that nothing was written."""
+
+    def __init__(self, path: Path):
+        self.file = open(path, "xb", buffering=0)  # unbuffered: a write fails where it is made, not later
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        view, done = memoryview(data), 0
+        try:
+            while done < len(view) and (count := self.file.write(view[done:])):
+                done += count
+        except OSError as exc:
+            self.error = self.error or exc
+        return done
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self.file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.file.tell()
+
+
+class AudioWriter:
+    """A new audio file at ``path`` (created, never replaced), written block by block by libsndfile: ``write``
+    ``[n]`` or ``[n, C]`` float samples, then ``close``. Any failure is an AudioError naming ``target`` (the
+    final name, by default ``path``) with its cause: "cannot be written (no space left on device)",
+    "(permission denied)", "(read-only file system)", ...; a file that could not be created is not left behind
+    (a half-written one is the caller's to delete, e.g. by :func:`temporary_path` and rename)."""
+
+    def __init__(self, path: Path, rate: int, channels: int, subtype: str = "PCM_16",
+                 target: Path | None = None):
+        self.name, self.target = Path(path), Path(target or path)
+        kind = format_of(self.target)
+        try:
+            self._sink = _Sink(self.name)
+        except OSError as exc:
+            problem = "its folder is not a folder" if exc.errno == errno.ENOTDIR else "cannot be written"
+            raise AudioError(self.target, f"{problem} ({os_reason(exc)})") from None
+        try:
+            self._sound = sf.SoundFile(self._sink, "w", rate, channels, subtype, format=kind)
+        except BaseException as exc:
+            self._sink.file.close()
+            self.name.unlink(missing_ok=True)
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException):
+        """AudioError for ``exc`` naming the target, with the OS's cause when a write had one."""
+        if self._sink.error is None and not isinstance(exc, (sf.LibsndfileError, OSError, RuntimeError,
+                                                             AssertionError, ValueError, TypeError)):
+            raise exc
+        raise AudioError(self.target, f"cannot be written ({os_reason(self._sink.error or exc)})") from None
+
+    def write(self, samples: np.ndarray) -> None:
+        try:
+            self._sound.write(samples)
+        except BaseException as exc:
+            self._fail(exc)
+        if self._sink.error is not None:  # (libsndfile may take a short write quietly)
+            self._fail(self._sink.error)
+
+    def close(self) -> None:
+        """Complete the file (its header is written now) and close it; may be called again."""
+        try:
+            self._sound.close()
+        except BaseException as exc:
+            self._fail(exc)
+        finally:
+            self._sink.file.close()
+        if self._sink.error is not None:
+            self._fail(self._sink.error)
+
+    @property
+    def closed(self) -> bool:
+        return self._sink.file.closed
+
+
 def write_audio(path: str | os.PathLike, wav, sample_rate: int, force: bool = False, subtype: str = "PCM_16") -> Path:
     """Write ``wav`` (array or tensor [channels, samples] or [samples], float in [-1, 1]) atomically.
 
@@ -162,16 +242,27 @@ def write_audio(path: str | os.PathLike, wav, sample_rate: int, force: bool = Fa
         raise AudioError(path, "refusing to write NaN or Inf samples")
     if subtype.startswith("PCM"):
         data = np.clip(data, -1.0, 1.0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # not mkstemp: its 0600 mode would stick to the result; sf.write creates the file with the umask
+    format_of(path)  # an extension that cannot be written: said before anything is made
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AudioError(path, f"cannot be written ({os_reason(exc)})") from None
+    # not mkstemp: its 0600 mode would stick to the result; open() creates the file with the umask
     tmp = temporary_path(path)
     try:
-        sf.write(tmp, data.T, sample_rate, subtype=subtype, format=format_of(path))
+        writer = AudioWriter(tmp, sample_rate, data.shape[0], subtype, target=path)
+        try:
+            writer.write(data.T)
+        finally:
+            writer.close()
         os.replace(tmp, path)
     except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, (sf.LibsndfileError, RuntimeError, OSError, ValueError, TypeError)):
-            raise AudioError(path, f"cannot write ({' '.join(str(exc).split())})") from exc
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # (a read-only file system refuses even that; nothing was made there)
+        if isinstance(exc, OSError):
+            raise AudioError(path, f"cannot be written ({os_reason(exc)})") from None
         raise
     return path
 
@@ -248,12 +339,6 @@ def _glob(pattern: str) -> Iterable[Path]:
     fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
     root = Path(*parts[:fixed]) if fixed else Path()
     return (p for p in root.glob(str(Path(*parts[fixed:]))) if not p.name.startswith("."))
-
-
-def os_reason(exc: OSError) -> str:
-    """The plain cause of an OS error, e.g. "permission denied", "read-only file system"."""
-    reason = exc.strerror or str(exc)
-    return reason[:1].lower() + reason[1:]
 
 
 def _is_audio(path: Path) -> bool:

@@ -86,6 +86,8 @@ class Taps:
             self.files.commit()
             return
         self.files.discard()
+        if keep and isinstance(self.error, AudioError):  # it names the file and the cause
+            raise self.error
         if keep:
             raise AudioError(self.files.targets[0], f"writing failed: {' '.join(str(self.error).split())}")
 

@@ -14,6 +14,7 @@ the model starts from, all keys checked; a resumed run's checkpoint replaces it.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import re
 import sys
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from audiokit.errors import AudiokitError
+from audiokit.errors import AudiokitError, os_reason
 from audiokit.nn.checkpoint import load_strict, read_state_dict
 from audiokit.shipped import find_recipe, shipped_folder
 
@@ -98,8 +99,21 @@ def _recipe_errors(recipe_path: Path):
         yield
     except (AudiokitError, FileNotFoundError):
         raise
+    except OSError as exc:
+        if (problem := _unwritable_run_folder(exc)) is not None:
+            raise AudiokitError(problem) from None
+        raise AudiokitError(f"{recipe_path}: {_recipe_problem(exc)}") from None
     except Exception as exc:
         raise AudiokitError(f"{recipe_path}: {_recipe_problem(exc)}") from None
+
+
+def _unwritable_run_folder(exc: OSError) -> str | None:
+    """The line for a run folder that cannot be made or written (read-only, no permission, full), or None for
+    another OS error. A permission error on a path that does not exist is a folder that could not be made."""
+    refused = exc.errno in (errno.EACCES, errno.EPERM) and exc.filename and not os.path.exists(exc.filename)
+    if exc.errno in (errno.EROFS, errno.ENOSPC, errno.EDQUOT) or refused:
+        return f"{exc.filename}: cannot be made or written ({os_reason(exc)}); see --output_folder"
+    return None
 
 
 def _recipe_problem(exc: Exception) -> str:
@@ -180,8 +194,13 @@ def train(recipe_path: str | Path, overrides=None) -> Path:
     output_folder = Path(hparams["output_folder"]).resolve()
     if output_folder.exists() and not output_folder.is_dir():
         raise AudiokitError(f"{output_folder}: --output_folder names a file, not a folder")
-    sb.create_experiment_directory(str(output_folder), hyperparams_to_save=str(recipe_path),
-                                   overrides=recipe_overrides)
+    try:
+        sb.create_experiment_directory(str(output_folder), hyperparams_to_save=str(recipe_path),
+                                       overrides=recipe_overrides)
+    except OSError as exc:
+        if (problem := _unwritable_run_folder(exc)) is None:
+            raise
+        raise AudiokitError(problem) from None
     brain_class = hparams.get("brain_class") or EnhancementBrain
     brain = brain_class(modules=hparams["modules"], opt_class=hparams["opt_class"],
                              hparams=hparams, run_opts=run_opts, checkpointer=hparams["checkpointer"])
