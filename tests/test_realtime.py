@@ -146,3 +146,21 @@ def test_stream_files_are_deleted_when_a_write_fails(tmp_path):
     good.put(0, None, np.full((1, 160), 0.5, np.float32))
     good.close()
     assert sf.info(tmp_path / "a.flac").format == "FLAC" and sf.info(tmp_path / "a.flac").frames == 160
+
+
+def test_stream_options_beyond_the_machine_are_refused(capsys):
+    """--threads above the cores (100000 crashed torch) and a --delay-blocks queue beyond 10 s (a billion blocks
+    hung) are one-line errors, before any device or model is touched (issue 18)."""
+    import os
+
+    from audiokit.cli.main import main
+
+    cores = len(os.sched_getaffinity(0))
+    cases = {("--threads", "100000"): f"error: --threads 100000: this machine has {cores} cores for it",
+             ("--delay-blocks", "1000000"): "error: --delay-blocks 1000000: 1000000 blocks of 10 ms is more than 10 s "
+                                            "of delay",
+             ("--delay-blocks", "101", "--block-ms", "100"): "error: --delay-blocks 101: 101 blocks of 100 ms is more "
+                                                             "than 10 s of delay"}
+    for options, line in cases.items():
+        assert main(["stream", "enhance", *options]) == 1
+        assert capsys.readouterr().err == line + "\n"

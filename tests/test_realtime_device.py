@@ -319,6 +319,38 @@ def test_bad_options_and_outputs_are_one_line_errors_and_write_nothing(device, t
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".wav") == []
 
 
+def _stream_without_a_device(home: Path, *args: str) -> subprocess.CompletedProcess:
+    """``audiokit stream ARGS`` with ``home`` as HOME (its ALSA configuration)."""
+    env = dict(os.environ, HOME=str(home), OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore",
+               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-m", "audiokit.cli.main", "stream", *args], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_no_sound_system_or_no_device_is_one_line(tmp_path):
+    """A broken ~/.asoundrc (PortAudio cannot start) and a machine with no audio device at all: one line, status
+    1, for the device list as for a stream (issue 18)."""
+    broken, empty = tmp_path / "broken", tmp_path / "empty"
+    for home in (broken, empty):
+        home.mkdir()
+    (broken / ".asoundrc").write_text("pcm.!default { type")  # cut off
+    (empty / ".asoundrc").write_text("")
+    done = _stream_without_a_device(broken, "--list-devices")
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith("error: the sound system cannot start (check its configuration, e.g. "
+                                  "~/.asoundrc): Error initializing PortAudio") and done.stderr.count("\n") == 1
+    probe = subprocess.run([sys.executable, "-c", "import sounddevice; print(len(sounddevice.query_devices()))"],
+                           env=dict(os.environ, HOME=str(empty)), capture_output=True, text=True, timeout=60)
+    if probe.stdout.strip() != "0":
+        pytest.skip("this machine has audio devices (an ALSA configuration cannot hide its sound cards)")
+    for args in (["--list-devices"], ["enhance", "--duration", "0.1"]):
+        done = _stream_without_a_device(empty, *args)
+        assert done.returncode == 1 and done.stdout == "", args
+        assert done.stderr == ("error: no audio devices found (no sound card, or the sound system's configuration, "
+                               "e.g. ~/.asoundrc, defines none)\n"), args
+
+
 def test_wrong_model_kind_names_the_model(device, tiny_model):
     _, path = tiny_model
     proc, err, _ = device.play(["separate", "--model", path, "--duration", 0.1], voice(0.1), timeout=120)

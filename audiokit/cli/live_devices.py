@@ -9,19 +9,37 @@ from audiokit.errors import AudiokitError
 
 
 def sounddevice_module():
-    """The sounddevice module; AudiokitError saying what to install when it or PortAudio is missing."""
+    """The sounddevice module; AudiokitError saying what to install when it or PortAudio is missing, or that the
+    sound system cannot start (PortAudio fails to initialise, e.g. on a broken ``~/.asoundrc``)."""
     try:
         import sounddevice
     except (ImportError, OSError) as exc:
         raise AudiokitError(f"live audio needs PortAudio and sounddevice (apt-get install libportaudio2; "
                             f"pip install 'audiokit[mic]'): {exc}") from None
+    except Exception as exc:  # sounddevice.PortAudioError, raised while the module initialises PortAudio
+        detail = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+        raise AudiokitError(f"the sound system cannot start (check its configuration, e.g. ~/.asoundrc): "
+                            f"{' '.join(detail.split())}") from None
     return sounddevice
+
+
+def check_devices(sd) -> None:
+    """AudiokitError when PortAudio finds no audio device at all (no sound card, or a configuration that
+    defines none)."""
+    if len(sd.query_devices()) == 0:
+        raise AudiokitError("no audio devices found (no sound card, or the sound system's configuration, e.g. "
+                            "~/.asoundrc, defines none)")
 
 
 def device_index(sd, value: Optional[str], kind: str) -> Optional[int]:
     """The index of the ``kind`` ("input"/"output") device named by ``--<kind>-device`` (None: the default);
-    AudiokitError naming the option when there is none such."""
+    AudiokitError naming the option when there is none such, or when there is no default ``kind`` device."""
     if value is None:
+        try:
+            sd.query_devices(kind=kind)
+        except (ValueError, sd.PortAudioError):
+            raise AudiokitError(f"no default {kind} device (choose one with --{kind}-device; see "
+                                "--list-devices)") from None
         return None
     try:
         return int(sd.query_devices(int(value) if value.isdigit() else value, kind)["index"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import signal
 import sys
 import threading
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from audiokit.cli.batch import naming_model
-from audiokit.cli.live_devices import device_index, device_rate, open_stream, sounddevice_module
+from audiokit.cli.live_devices import check_devices, device_index, device_rate, open_stream, sounddevice_module
 from audiokit.cli.live_files import Taps, check_outputs, save_paths
 from audiokit.errors import AudiokitError, ModelKindError
 from audiokit.hub.pretrained import load_model
@@ -30,6 +31,7 @@ from audiokit.streaming.pipeline import BlockPipeline
 from audiokit.streaming.realtime import POLICIES, BlockEngine, delay_blocks_for, worst_block_seconds
 
 MAX_BLOCK_MS = 1000.0
+MAX_DELAY_SECONDS = 10.0  # queue delay: beyond it a live stream is not live (and its tail is that long)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -75,6 +77,16 @@ def _check_options(args) -> None:
             raise AudiokitError(f"--{name.replace('_', '-')} {value:g}: must be a positive number")
     if args.block_ms > MAX_BLOCK_MS:
         raise AudiokitError(f"--block-ms {args.block_ms:g}: at most {MAX_BLOCK_MS:g}")
+    if args.delay_blocks is not None and args.delay_blocks * args.block_ms > 1000 * MAX_DELAY_SECONDS:
+        raise AudiokitError(f"--delay-blocks {args.delay_blocks}: {args.delay_blocks} blocks of {args.block_ms:g} ms "
+                            f"is more than {MAX_DELAY_SECONDS:g} s of delay")
+    if args.threads > (cores := _cores()):
+        raise AudiokitError(f"--threads {args.threads}: this machine has {cores} cores for it")
+
+
+def _cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _report(engine: BlockEngine, block_s: float, extra: str = "", overall: bool = False) -> str:
@@ -87,13 +99,22 @@ def _report(engine: BlockEngine, block_s: float, extra: str = "", overall: bool 
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.list_devices:
+        if args.task is None:
+            raise AudiokitError("name a task: " + ", ".join(sorted(ADAPTERS)))
+        _check_options(args)
     sd = sounddevice_module()
-    if args.list_devices:
-        print(sd.query_devices())
-        return 0
-    if args.task is None:
-        raise AudiokitError("name a task: " + ", ".join(sorted(ADAPTERS)))
-    _check_options(args)
+    try:
+        check_devices(sd)
+        if args.list_devices:
+            print(sd.query_devices())
+            return 0
+        return _stream(sd, args)
+    except sd.PortAudioError as exc:  # whatever PortAudio refuses, wherever: one line
+        raise AudiokitError(f"audio device: {' '.join(str(exc).split())}") from None
+
+
+def _stream(sd, args: argparse.Namespace) -> int:
     microphone = device_index(sd, args.input_device, "input")
     torch.set_num_threads(args.threads)
     model_name = args.model or default_model(args.task)
@@ -116,6 +137,9 @@ def run(args: argparse.Namespace) -> int:
     pipeline = make_pipeline()
     worst = worst_block_seconds(make_pipeline, pipeline.latency + rate)  # also warms the model up
     delay_blocks = args.delay_blocks or delay_blocks_for(worst, block / rate)
+    if delay_blocks * block / rate > MAX_DELAY_SECONDS:
+        raise AudiokitError(f"the model's slowest block took {worst:.2f} s: too slow for live audio (its queue "
+                            f"delay would exceed {MAX_DELAY_SECONDS:g} s)")
     engine = BlockEngine(pipeline.process, block, output, delay_blocks, args.overload,
                          adapter.bypass, queue_blocks=delay_blocks + 8, restart=pipeline.reset,
                          extra_load=args.extra_load_ms / 1000)
