@@ -246,3 +246,42 @@ def test_console_script(eval_folders):
     broken = subprocess.run([exe, "evaluate", "--clean", str(clean / "missing"), "--estimate", str(est)],
                             capture_output=True, text=True, timeout=120)
     assert broken.returncode == 1 and broken.stderr.strip().startswith("error: ") and "Traceback" not in broken.stderr
+
+
+def test_evaluate_refuses_silent_references_names_orphans_and_averages_the_same_files(eval_folders, tmp_path,
+                                                                                      capsys):
+    """issue 18: a silent reference is an error per file (as --separated has it), an estimate without a reference
+    is named, and a file with an undefined score (PESQ of a silent estimate) is left out of every column alike."""
+    from conftest import speechlike
+
+    clean, est = eval_folders
+    sf.write(clean / "quiet.wav", np.zeros(24000, np.float32), 16000)
+    sf.write(est / "quiet_enhanced.wav", speechlike(1.5, 16000, seed=7), 16000)
+    sf.write(est / "orphan_enhanced.wav", speechlike(1.5, 16000, seed=8), 16000)
+    sf.write(est / "utt1_enhanced.wav", np.zeros(24000, np.float32), 16000)  # the model lost everything
+    assert main(["evaluate", "--clean", str(clean), "--estimate", str(est), "--json"]) == 1
+    out, err = capsys.readouterr()
+    assert _error_lines(err) == [
+        f"error: {clean / 'quiet.wav'}: is silent: SI-SNR, SDR and PESQ against it are undefined",
+        f"error: {est / 'orphan_enhanced.wav'}: no clean file <stem>.* for it in {clean}; not scored"]
+    report = json.loads(out)
+    assert sorted(report["files"]) == ["utt0", "utt1"] and report["averaged"] == 1
+    assert set(report["left_out"]) == {"utt1"} and {"pesq_wb", "pesq_nb"} <= set(report["left_out"]["utt1"])
+    assert "note: utt1: pesq_wb, pesq_nb" in err
+    for metric, value in report["average"].items():  # every column: utt0 alone
+        assert value == pytest.approx(report["files"]["utt0"][metric]), metric
+
+
+def test_evaluate_separated_names_estimates_without_references(tmp_path, capsys):
+    from conftest import speechlike
+
+    for folder, stems in (("ref", ["mix"]), ("est", ["mix", "other"])):
+        (tmp_path / folder).mkdir()
+        for stem in stems:
+            for k in (1, 2):
+                sf.write(tmp_path / folder / f"{stem}_s{k}.wav", speechlike(1.0, 8000, seed=k), 8000)
+    assert main(["evaluate", "--separated", "--clean", str(tmp_path / "ref"), "--estimate", str(tmp_path / "est")]) == 1
+    out, err = capsys.readouterr()
+    assert _error_lines(err) == [f"error: {tmp_path / 'est' / 'other_s1.wav'}: no references other_s*.* for it in "
+                                 f"{tmp_path / 'ref'}; not scored"]
+    assert out.splitlines()[1].startswith("mix")

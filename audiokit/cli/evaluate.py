@@ -2,7 +2,9 @@
 score estimates against references.
 
 Per file (matched by stem, ``<stem>_enhanced.wav`` fits ``<stem>.wav``): PESQ wb/nb, STOI, SI-SNR (dB),
-SDR (dB, plain energy ratio) and optionally DNSMOS SIG/BAK/OVRL of the estimate, then the averages.
+SDR (dB, plain energy ratio) and optionally DNSMOS SIG/BAK/OVRL of the estimate, then the averages, every column
+over the same files (a file with an undefined score, e.g. PESQ finding no speech, is named and left out of all).
+A silent reference, and an estimate that fits no reference, are errors.
 With ``--separated``: per mixture, references ``<stem>_s1.wav, <stem>_s2.wav, ...`` in --clean against the
 ``audiokit separate`` outputs ``<stem>_s1.wav, ...`` in --estimate, in whichever order fits best
 (permutation-invariant SI-SNR, SDR; SI-SNR improvement when --mixture holds ``<stem>.wav``).
@@ -37,7 +39,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Score the folders, print a table (or JSON) on stdout and error lines on stderr; 1 if any file failed."""
     # imported here: the metrics pull in scipy.signal (most of a second) that other commands never need
-    from audiokit.metrics.scoring import average_scores, score_folders
+    from audiokit.metrics.scoring import average_scores, score_folders, undefined_scores
     from audiokit.metrics.separation import score_separated_folders
 
     if args.mixture is not None and not args.separated:
@@ -62,9 +64,13 @@ def run(args: argparse.Namespace) -> int:
         scores = score_separated_folders(args.clean, args.estimate, args.mixture, on_error=report)
     else:
         scores = score_folders(args.clean, args.estimate, dnsmos=dnsmos, on_error=report)
-    average = average_scores(scores)
+    average, left_out = average_scores(scores), undefined_scores(scores)
+    for name, metrics in left_out.items():  # every column averages the same files
+        print(f"note: {name}: {', '.join(metrics)} undefined (e.g. no speech found); left out of every average",
+              file=sys.stderr)
     if args.json:
-        print(json.dumps(_json_safe({"files": scores, "average": average}), indent=2))
+        print(json.dumps(_json_safe({"files": scores, "average": average, "averaged": len(scores) - len(left_out),
+                                     "left_out": left_out}), indent=2))
     else:
         print(format_table(scores, average))
     return 1 if errors or not scores else 0

@@ -4,7 +4,6 @@ Signals are mono [T] float in [-1, 1]; scores are floats (PESQ in MOS, STOI 0..1
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -71,12 +70,15 @@ def score_folders(
 
     Multi-channel files are scored on their channel mean; the estimate is resampled to the clean file's
     rate. ``dnsmos`` (e.g. ``metrics.dnsmos.Dnsmos(dir)``) adds its non-intrusive scores of the estimate.
-    A clean file with no, several or an unreadable estimate is passed as an error to ``on_error`` and
-    skipped (raised when ``on_error`` is None).
+    A clean file with no, several or an unreadable estimate, a silent clean file (every score against it is
+    undefined), and an estimate that fits no clean file are passed as errors to ``on_error`` and skipped
+    (raised when ``on_error`` is None).
     """
     clean_files = find_audio_files([clean_dir])
     repeated = {f.stem for f in clean_files if [g.stem for g in clean_files].count(f.stem) > 1}
-    matches = match_estimates(clean_files, find_audio_files([estimate_dir]))
+    estimate_files = find_audio_files([estimate_dir])
+    matches = match_estimates(clean_files, estimate_files)
+    matched = {e for found in matches.values() for e in found}
     scores: dict[str, dict[str, float]] = {}
     for clean_path, estimates in matches.items():
         try:
@@ -86,6 +88,8 @@ def score_folders(
                 found = ", ".join(e.name for e in estimates) or "none"
                 raise AudioError(clean_path, f"want one estimate <stem>[_suffix].* in {estimate_dir}, found {found}")
             clean, rate = _mono_at(clean_path, None)
+            if not np.any(clean):
+                raise AudioError(clean_path, SILENT_REFERENCE)
             estimate, _ = _mono_at(estimates[0], rate)
             check_length(estimates[0], len(estimate), len(clean), rate)
             row = score_pair(clean, estimate, rate)
@@ -96,12 +100,30 @@ def score_folders(
             if on_error is None:
                 raise
             on_error(exc if isinstance(exc, AudiokitError) else AudioError(clean_path, one_line(exc)))
+    for estimate in estimate_files:
+        if estimate not in matched:
+            error = AudioError(estimate, f"no clean file <stem>.* for it in {clean_dir}; not scored")
+            if on_error is None:
+                raise error
+            on_error(error)
     return scores
 
 
+SILENT_REFERENCE = "is silent: SI-SNR, SDR and PESQ against it are undefined"
+
+
 def average_scores(scores: dict[str, dict[str, float]]) -> dict[str, float]:
-    """Mean of each metric over files (NaN entries, e.g. PESQ of silence, left out)."""
-    names = dict.fromkeys(name for row in scores.values() for name in row)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a column of NaN only: its mean is NaN
-        return {n: float(np.nanmean([row.get(n, np.nan) for row in scores.values()])) for n in names}
+    """Mean of each metric over the same files: those whose every score is defined (:func:`undefined_scores`
+    names the others, e.g. PESQ finding no speech); NaN when there are none."""
+    names = list(dict.fromkeys(name for row in scores.values() for name in row))
+    left_out = undefined_scores(scores)
+    rows = [row for file, row in scores.items() if file not in left_out]
+    return {n: float(np.mean([row[n] for row in rows])) if rows else float("nan") for n in names}
+
+
+def undefined_scores(scores: dict[str, dict[str, float]]) -> dict[str, list[str]]:
+    """``{file: [metric, ...]}`` of the files with a score that is undefined (NaN, or missing from their row):
+    :func:`average_scores` leaves them out of every average."""
+    names = list(dict.fromkeys(name for row in scores.values() for name in row))
+    missing = {file: [n for n in names if not np.isfinite(row.get(n, np.nan))] for file, row in scores.items()}
+    return {file: metrics for file, metrics in missing.items() if metrics}

@@ -59,8 +59,8 @@ def score_separated_folders(reference_dir, estimate_dir, mixture_dir=None,
     ``reference_dir``, keyed by stem; estimates ``<stem>_s<k>.*`` under ``estimate_dir`` (resampled to
     the first reference's rate, as are the other references); ``si_snri`` when ``mixture_dir`` holds
     ``<stem>.*``. A mixture whose estimates are missing or numbered unlike its references, or with a
-    silent reference, and a ``reference_dir`` without references, are passed as errors to ``on_error``
-    (raised when None)."""
+    silent reference, estimates without references, and a ``reference_dir`` without references, are passed as
+    errors to ``on_error`` (raised when None)."""
     scores: dict[str, dict[str, float]] = {}
     try:
         references = group_sources(find_audio_files([reference_dir]))
@@ -73,6 +73,11 @@ def score_separated_folders(reference_dir, estimate_dir, mixture_dir=None,
         on_error(error)
         return scores
     mixtures = {f.stem: f for f in find_audio_files([mixture_dir])} if mixture_dir is not None else {}
+    for stem in sorted(set(estimates) - set(references)):
+        error = AudioError(estimates[stem][0], f"no references {stem}_s*.* for it in {reference_dir}; not scored")
+        if on_error is None:
+            raise error
+        on_error(error)
     for stem, ref_files in references.items():
         try:
             est_files = estimates.get(stem, [])
