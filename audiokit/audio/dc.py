@@ -14,7 +14,6 @@ from typing import Optional
 
 import numpy as np
 import torch
-import torchaudio.functional as AF
 
 DC_CUTOFF_HZ = 10.0
 
@@ -27,23 +26,29 @@ class DCBlocker:
         self.pole = math.exp(-2 * math.pi * cutoff_hz / rate)
         self.gain = (1 + self.pole) / 2
         self.channels = channels
-        self._last_in: Optional[torch.Tensor] = None  # [C] float64: the previous input sample
-        self._last_out: Optional[torch.Tensor] = None  # [C] float64: the previous output sample
+        # the recursion runs in stretches short enough that pole^-k stays below e^10 (float64 keeps 1e-12)
+        stretch = max(1, int(10 / -math.log(self.pole)))
+        k = np.arange(stretch, dtype=np.float64)
+        self._up, self._down = self.pole ** -k, self.pole ** k
+        self._last_in: Optional[np.ndarray] = None  # [C]: the previous input sample
+        self._last_out: Optional[np.ndarray] = None  # [C]: the previous output sample
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if not x.shape[-1]:
             return x
-        x64 = x.detach().to("cpu", torch.float64)
+        x64 = x.detach().to("cpu", torch.float64).numpy()
         if self._last_in is None:  # as if the signal had always been at its first sample: no step
-            self._last_in, self._last_out = x64[:, 0].clone(), torch.zeros(x64.shape[0], dtype=torch.float64)
-        step = self.gain * torch.diff(x64, dim=-1, prepend=self._last_in[:, None])
-        # the recursion from rest, plus what the previous output still contributes (p^k y[-1])
-        y = AF.lfilter(step, torch.tensor([1.0, -self.pole], dtype=torch.float64),
-                       torch.tensor([1.0, 0.0], dtype=torch.float64), clamp=False)
-        decay = self.pole ** torch.arange(1, x64.shape[-1] + 1, dtype=torch.float64)
-        y = y + self._last_out[:, None] * decay
-        self._last_in, self._last_out = x64[:, -1].clone(), y[:, -1].clone()
-        return y.to(device=x.device, dtype=x.dtype)
+            self._last_in, self._last_out = x64[:, 0].copy(), np.zeros(x64.shape[0])
+        step = self.gain * np.diff(x64, axis=-1, prepend=self._last_in[:, None])
+        y, last = np.empty_like(step), self._last_out
+        stretch = len(self._up)
+        for start in range(0, step.shape[-1], stretch):  # y[k] = p^k (p y[-1] + sum_{j<=k} step[j] p^-j)
+            piece = step[:, start:start + stretch]
+            m = piece.shape[-1]
+            y[:, start:start + m] = self._down[:m] * (self.pole * last[:, None] + np.cumsum(piece * self._up[:m], -1))
+            last = y[:, start + m - 1]
+        self._last_in, self._last_out = x64[:, -1].copy(), last.copy()
+        return torch.from_numpy(y).to(device=x.device, dtype=x.dtype)
 
 
 def remove_dc(wav, rate: int, cutoff_hz: float = DC_CUTOFF_HZ):
