@@ -32,6 +32,13 @@ def test_dc_blocker_streams_exactly_and_keeps_speech():
     pieces = torch.cat([blocker(p) for p in x.split(333, dim=-1)], dim=-1)
     torch.testing.assert_close(pieces, whole, atol=1e-7, rtol=0)
     assert whole.mean().abs() < 0.01 and whole[:, 0].abs().max() < 1e-6  # the offset is gone from the first sample
+    for low in (1000, 16000):  # the recursion itself, over many of its stretches at 1 kHz
+        pole = np.exp(-2 * np.pi * 10 / low)
+        signal, expected, before, out = x[0].double().numpy(), [], x[0, 0].item(), 0.0
+        for sample in signal:
+            out, before = (1 + pole) / 2 * (sample - before) + pole * out, sample
+            expected.append(out)
+        np.testing.assert_allclose(remove_dc(signal, low), expected, atol=1e-12)
     t = np.arange(rate) / rate
     for hz in (100, 1000, 7000):  # speech passes (a 10 Hz cut-off)
         tone = np.sin(2 * np.pi * hz * t).astype(np.float32)
