@@ -70,15 +70,16 @@ def open_audio(path: str | os.PathLike) -> sf.SoundFile:
             pass
     except OSError as exc:
         raise AudioError(path, f"cannot be read ({os_reason(exc)})") from None
-    if _wav_is_truncated(path):  # (checked first: the decoder may give a vaguer reason, or none)
-        raise AudioError(path, TRUNCATED)
-    if _ogg_is_truncated(path):
+    if _ogg_is_truncated(path):  # (before the decoder, which calls a cut Ogg stream "malformed", if anything)
         raise AudioError(path, OGG_TRUNCATED)
     try:
         f = sf.SoundFile(path)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         detail = getattr(exc, "error_string", None) or str(exc)
         raise AudioError(path, f"not a readable audio file ({detail.strip().rstrip('.')})") from exc
+    if _wav_is_truncated(path):
+        f.close()
+        raise AudioError(path, TRUNCATED)
     if (problem := rate_problem(f.samplerate)) is not None:
         f.close()
         raise AudioError(path, f"sample rate {problem}")
