@@ -447,7 +447,7 @@ def test_deepened_run_starts_from_the_trained_separator(corpus, tmp_path):
     assert grow([str(shallow), str(tmp_path / "odd.ckpt"), "--channels", "24"]) == 1
     assert not list(tmp_path.glob("odd.ckpt*"))
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="junk.ckpt: not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match="junk.ckpt: is a text file, not a checkpoint file"):
         load_initial_weights(one, tmp_path / "junk.ckpt")
 
     deep = run(tmp_path / "deep", "--num_blocks", "2", "--init_from", str(tmp_path / "deep.ckpt"))
