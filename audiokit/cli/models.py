@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from audiokit.hub.registry import DEFAULT_MODELS, FAMILIES
 
     status = 0
-    print(f"{'pretrained':<24}{'family':<10}{'rate':>8}{'latency':>12}{'size':>10}{'params':>12}")
+    print(f"{'pretrained':<24}{'family':<16}{'rate':>8}{'latency':>12}{'size':>10}{'params':>12}")
     for name, path in available().items():
         try:
             row = describe(name, path)
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         tasks = [task for task, default in DEFAULT_MODELS.items() if default == name]
         mark = f" (default of {', '.join(tasks)})" if tasks else ""
-        print(f"{name:<24}{row['family']:<10}{row['rate']:>8}{row['latency']:>12}"
+        print(f"{name:<24}{row['family']:<16}{row['rate']:>8}{row['latency']:>12}"
               f"{row['size_mb']:>7.2f} MB{row['params']:>12,}{mark}")
     if not available():
         print("(none shipped yet)")

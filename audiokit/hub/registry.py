@@ -40,7 +40,7 @@ FAMILIES: Dict[str, Union[str, type]] = {
 DEFAULT_MODELS: Dict[str, Optional[str]] = {
     "enhance": "frcrn_causal_small",
     "separate": "mossformer2_ss_8k_small",
-    "classify": None,
+    "classify": "lssl_speech_commands",
     "dance": None,
 }
 
