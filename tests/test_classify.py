@@ -329,3 +329,19 @@ def test_stream_classify_saves_the_offline_posteriors_and_prints_the_detections(
     printed = [json.loads(line) for line in proc.out.splitlines()]
     assert detections and printed == [{**d, "prob": pytest.approx(d["prob"], abs=1e-6)} for d in detections]
     assert re.search(r"\| (go|stop|_unknown_|_silence_) \d\.\d\d \|", err[err.index("done:"):])
+
+
+def test_a_shipped_default_classifier_is_listed_and_used(monkeypatch, tmp_path, capsys):
+    import audiokit.hub.pretrained as pretrained
+
+    save_tiny_lssl(tmp_path / "keywords.safetensors")
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path)
+    monkeypatch.setitem(registry.DEFAULT_MODELS, "classify", "keywords")
+    assert main(["models"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("keywords"))
+    assert re.search(r"lssl_classifier\s+16000\s+1\.0 ms .*\(default of classify\)$", row), row
+    clip = write(tmp_path / "a.wav", 0.1 * np.random.default_rng(0).standard_normal(4000).astype(np.float32))
+    assert main(["classify", str(clip)]) == 0
+    expected = audiokit.classify(clip, model=tiny_lssl())
+    assert capsys.readouterr().out.strip() == f"{clip}: {expected.label} ({expected.prob:.2f})"
+    assert audiokit.classify(clip) == expected
