@@ -80,8 +80,9 @@ def check_targets(targets: Sequence[Path], force: bool, force_hint: str = "use -
 
 class FrameFile:
     """Frames of one output collected and written on ``close`` as an ``.npz`` file: ``frames`` (float32
-    ``[C, N, *shape]``), ``frame_rate`` (Hz) and, when the output has them, ``labels``. The file is created
-    when the object is (so that a path that cannot be written shows at once)."""
+    ``[C, N, *shape]``), ``frame_rate`` (Hz), ``times`` (``[N]``, the time in seconds at which each frame ends:
+    ``(n + 1) / frame_rate``) and, when the output has them, ``labels``. The file is created when the object is
+    (so that a path that cannot be written shows at once)."""
 
     def __init__(self, name: Path, output: OutputSpec, channels: int):
         self.name, self.output = name, output
@@ -97,8 +98,9 @@ class FrameFile:
             return
         with self.file:
             labels = {} if self.output.labels is None else {"labels": np.array(self.output.labels)}
-            np.savez(self.file, frames=np.concatenate(self.parts, axis=1), frame_rate=self.output.frame_rate,
-                     **labels)
+            frames = np.concatenate(self.parts, axis=1)
+            times = np.arange(1, frames.shape[1] + 1) / self.output.frame_rate
+            np.savez(self.file, frames=frames, frame_rate=self.output.frame_rate, times=times, **labels)
 
 
 class OutputFiles:
