@@ -13,6 +13,14 @@ Models (``--models``, default all):
   ``tracemalloc``), and its step mode's CPU time per second of 16 kHz audio fed in chunks of 1,
   16 and 160 samples (chunks of 1 on a tenth of a second, scaled), beside the default
   ``LSSLClassifier`` (raw 16 kHz, 6 blocks) streamed in 10 ms chunks.  About half a minute.
+* ``kws``: the shipped keyword spotter ``lssl_speech_commands`` on 1 thread: training throughput of its
+  convolution mode (forward and backward, batches of 32 one-second clips, clips per CPU second),
+  inference real-time factor in convolution mode (10 s at once) and in step mode (10 ms chunks), and the
+  detection latency of ``--spot``: 20 held-out Speech Commands words (test speakers of the recipe's split,
+  ``../shared/data/speech_commands``; skipped without it) 1.5 s apart, spotted as ``audiokit classify
+  --spot`` does; latency is from the end of the word (last sample within 30 dB of the clip's peak) to the
+  frame whose detection line is printed (the detection's end, when the posterior falls below half the
+  threshold), plus the compute time of the block that prints it; also the onset of the detection.
 
 For each model and each thread count it measures, each in a fresh subprocess (so that peak
 memory, VmHWM, belongs to that one measurement):
@@ -76,7 +84,7 @@ SEPARATOR_FILE = REPO / "pretrained" / "mossformer2_ss_8k_small.safetensors"
 SEPARATOR_CONFIG = dict(in_channels=64, out_channels=64, num_blocks=2, kernel_size=32, sample_rate=8000)
 MODELS = ("causal_small", "official", "separator_small", "se48k")
 #: what ``--models`` picks from: the models, and the LSSL layer's own section
-SECTIONS = MODELS + ("lssl",)
+SECTIONS = MODELS + ("lssl", "kws")
 LSSL_LENGTHS = (1000, 4000, 16000, 64000)
 LSSL_CHUNKS = (1, 16, 160)
 #: longest input (s) per model, for the slow ones
@@ -366,6 +374,102 @@ def measure_lssl_steps(repeats: int, rate: int = 16000) -> dict:
     return result
 
 
+def _word_end(wav: torch.Tensor, rate: int, floor_db: float = 30.0) -> float:
+    """Seconds from a clip's start to the end of its word: the last 10 ms frame within ``floor_db`` of the peak."""
+    frames = wav[: wav.numel() // (rate // 100) * (rate // 100)].reshape(-1, rate // 100)
+    level = 10 * torch.log10(frames.pow(2).mean(-1) + 1e-12)
+    loud = torch.nonzero(level > level.max() - floor_db).flatten()
+    return float(loud[-1] + 1) / 100
+
+
+def measure_classifier(repeats: int, words: int = 20) -> dict:
+    """The shipped keyword spotter on 1 thread (see the module docstring, ``kws``)."""
+    from audiokit.api import iter_spots, load_classifier
+    from audiokit.hub.pretrained import load_model
+    from audiokit.nn.state import streaming
+    from audiokit.tasks.keyword_data import SPEECH_COMMANDS_LABELS, speech_commands_set
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = load_model("lssl_speech_commands")
+    rate = model.sample_rate
+    result = {}
+    batch = 0.1 * torch.randn(32, rate)
+    target = torch.randint(0, len(SPEECH_COMMANDS_LABELS), (32,))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def train_step():
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(batch), target).backward()
+        optimizer.step()
+
+    train_step()  # warm-up
+    _, cpu, _ = _best_time(train_step, repeats)
+    result["train_clips_per_cpu_s"] = 32 / cpu
+    model.eval()
+    wav = test_signal(10.0, rate)
+    with torch.no_grad():
+        model.frame_logits(wav[:, :rate])
+        _, cpu, _ = _best_time(lambda: model.frame_logits(wav), repeats)
+        result["conv_cpu_rtf"] = cpu / 10.0
+
+        def stream():
+            with streaming(model):
+                for piece in wav.split(rate // 100, dim=-1):
+                    model(piece)
+
+        stream()
+        _, cpu, _ = _best_time(stream, repeats)
+        result["step_cpu_rtf"] = cpu / 10.0
+    root = REPO.parent / "shared/data/speech_commands"
+    if not root.is_dir():
+        return result
+    test = speech_commands_set(root, "test", rate)
+    clips = [c for c in test.clips if SPEECH_COMMANDS_LABELS[c.label] not in ("_silence_", "_unknown_")]
+    clips = clips[:: max(1, len(clips) // words)][:words]
+    gap = int(1.5 * rate)
+    pieces, ends, labels = [torch.zeros(rate // 2)], [], []
+    for clip in clips:
+        item = test[test.clips.index(clip)]
+        start = sum(p.numel() for p in pieces) / rate
+        ends.append(start + _word_end(item["wav"], rate))
+        labels.append(SPEECH_COMMANDS_LABELS[clip.label])
+        pieces += [item["wav"], torch.zeros(gap)]
+    long = torch.cat(pieces) + 1e-4 * torch.randn(sum(p.numel() for p in pieces))
+    classifier = load_classifier(model)
+    started = time.process_time()
+    found = list(iter_spots(long.numpy(), rate, classifier))
+    block_cpu = (time.process_time() - started) / (long.numel() / rate) * 0.1  # CPU of one 100 ms block
+    line, onset, hits = [], [], 0
+    for end, label in zip(ends, labels):
+        near = [d for d in found if end - 1.0 <= d.start_s <= end + 1.0]
+        if near:
+            hits += near[0].label == label
+            line.append(near[0].end_s - end + block_cpu)
+            onset.append(near[0].start_s - end)
+    result.update(spot_words=len(ends), spot_detected=len(line), spot_correct=hits,
+                  spot_false=len(found) - len(line),
+                  spot_line_latency_s=float(np.median(line)) if line else float("nan"),
+                  spot_line_latency_max_s=max(line) if line else float("nan"),
+                  spot_onset_s=float(np.median(onset)) if onset else float("nan"))
+    return result
+
+
+def format_classifier(r: dict) -> str:
+    """Lines for the ``kws`` section (:func:`measure_classifier`)."""
+    lines = [f"keyword spotter lssl_speech_commands, 1 thread: training {r['train_clips_per_cpu_s']:.1f} clips "
+             f"per CPU s (convolution mode, batch 32 x 1 s); inference CPU RTF convolution mode "
+             f"{r['conv_cpu_rtf']:.4f}, step mode (10 ms chunks) {r['step_cpu_rtf']:.4f}"]
+    if "spot_words" in r:
+        lines.append(f"--spot on {r['spot_words']} held-out words 1.5 s apart: {r['spot_detected']} detected, "
+                     f"{r['spot_correct']} with the right label, {r['spot_false']} other detections; end of word "
+                     f"to detection line: median {r['spot_line_latency_s']:.2f} s, max "
+                     f"{r['spot_line_latency_max_s']:.2f} s; detection onset: median {r['spot_onset_s']:+.2f} s "
+                     f"from the end of the word")
+    else:
+        lines.append("--spot latency: skipped (no ../shared/data/speech_commands)")
+    return "\n".join(lines)
+
+
 def format_lssl(report: dict) -> str:
     """Lines for the ``lssl`` section: ``{"kernel": [rows of measure_lssl_kernel], "step": measure_lssl_steps}``."""
     lines = ["LSSL kernel, H=128, N=64, float64, 1 thread:",
@@ -422,7 +526,7 @@ def main(argv=None) -> int:
         task = json.loads(args.worker)
         kind = task.pop("kind")
         workers = {"reference": compare_reference, "measure": measure, "lssl_kernel": measure_lssl_kernel,
-                   "lssl_steps": measure_lssl_steps}
+                   "lssl_steps": measure_lssl_steps, "kws": measure_classifier}
         print(json.dumps(workers[kind](**task)))
         return 0
     references = {family: getattr(args, family) for family in REFERENCES if getattr(args, family)}
@@ -446,6 +550,8 @@ def main(argv=None) -> int:
         report["lssl"] = {"kernel": [_in_subprocess(dict(kind="lssl_kernel", length=length, repeats=repeats))
                                      for length in LSSL_LENGTHS],
                           "step": _in_subprocess(dict(kind="lssl_steps", repeats=repeats))}
+    if "kws" in args.models:
+        report["kws"] = _in_subprocess(dict(kind="kws", repeats=repeats))
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
@@ -457,6 +563,8 @@ def main(argv=None) -> int:
         print(format_reference(ref))
     if "lssl" in report:
         print(format_lssl(report["lssl"]))
+    if "kws" in report:
+        print(format_classifier(report["kws"]))
     if args.e2e_latency:
         import stream_latency
         stream_latency.main(sorted(stream_latency.available()))
