@@ -1,8 +1,8 @@
 """Joint positions to BVH (with per-joint rotations) and back.
 
 Writing (:func:`write_bvh`, :func:`fit_rig`): positions [T, 23, 3] are placed on a rig
-(:data:`audiokit.motion.skeleton.BVH_RIG`: the 23 joints plus two virtual ones, the hip midpoint ``pelvis``,
-which is the root, and the shoulder midpoint ``neck``).
+(:data:`audiokit.motion.skeleton.BVH_RIG`: the 23 joints plus three virtual ones, the hip midpoint ``pelvis``,
+which is the root, the shoulder midpoint ``neck`` and the middle of the head pair, ``head``).
 
 * **Rest pose.** A T-pose facing +z with y up (left is +x): each bone's OFFSET is its *mean length over the
   clip* along a fixed rest direction, so Blender builds bones of the right lengths. Where a joint has more
@@ -303,7 +303,7 @@ def read_bvh(path: str | os.PathLike) -> Bvh:
     except OSError as exc:
         raise MotionFileError(path, f"cannot read ({exc.strerror or exc})") from exc
     try:
-        return parse_bvh(text)
+        return _parse(text)
     except _ParseError as exc:
         raise MotionFileError(path, f"not a valid BVH file: {exc}") from None
 

@@ -64,7 +64,8 @@ What the data says, and how it was checked:
   the two sides (see the table), so a mirrored dance has them at the other side's places.
 
 ``PARENTS`` is the tree over the 23 joints used for bone lengths and drawing; the BVH rig
-(:data:`BVH_RIG`) adds two virtual joints, the hip and shoulder midpoints.
+(:data:`BVH_RIG`) adds three virtual joints: the hip midpoint ``pelvis`` (its root), the shoulder midpoint
+``neck`` and the midpoint of the head pair, ``head``.
 """
 from __future__ import annotations
 
