@@ -21,7 +21,9 @@ which is the root, the shoulder midpoint ``neck`` and the middle of the head pai
   vectors, angles in degrees, unwrapped over time (no 360-degree jumps). The root's OFFSET is 0 and its
   position channels are the hip midpoint's world position. Leaves end with an End Site a quarter of their
   bone's length further on. Units are the positions' (centimetres for the dance data) times ``scale``; in
-  Blender's BVH import use Scale 0.01 for centimetres, forward -Z, up Y (its defaults).
+  Blender's BVH import use Scale 0.01 for centimetres, forward -Z, up Y (its defaults). Checked with
+  ``tools/blender_bvh_check.py`` in Blender 3.4.1 on real dances: its bone lengths equal the offsets (to
+  1e-5 cm) and its posed joints this module's forward kinematics (to 1e-4 cm), with and without ``stretch``.
 
 So reading the file back (:func:`read_bvh`, forward kinematics in :meth:`Bvh.positions`) gives each joint at
 its parent's position plus the observed bone *direction* times the bone's *mean* length. Where lengths are

@@ -40,9 +40,9 @@ What the data says, and how it was checked:
 * **The file's two arrays.** ``skeletons`` holds each frame's joints *relative to a per-frame centre* (their
   mean is within a few cm of 0) and ``center`` holds that centre's world track. The centre's x and z are
   right: added to the skeleton, the standing foot stays put (median speed of the slower foot 9-46 cm/s in
-  world coordinates against 29-77 cm/s without). Its y is not: it drifts by up to 45 cm over a dance (the
-  whole dancer slowly floats off the floor), so :func:`audiokit.motion.dance_data.read_dance` removes the
-  slow part of the drift and puts the floor at y = 0.
+  world coordinates against 29-77 cm/s without, in four dances). Its y is not: it drifts by more than 40 cm
+  over some dances (the whole dancer slowly floats off the floor), so
+  :func:`audiokit.motion.dance_data.read_dance` removes the slow part of the drift and puts the floor at 0.
 * **Left and right.** Forward is where the toes point (11 - 10) and where the knees bend; it is
   ``(p16 - p7) x up`` in all 36 dances. In a right-handed frame that makes 7-11 the right leg and 16-20
   the left one, and the shoulders 3 -> 12 point the same way as the hips 7 -> 16. (The data's handedness
@@ -56,14 +56,17 @@ What the data says, and how it was checked:
   by a coefficient of variation of 3-8 % (knee-ankle 3.4 %, hip width 3.5 %, thigh 6-8 %, upper arm 8 %),
   the head pair 13 % and the short hand bones 10-17 %; across dances the mean lengths agree within 1-5 %
   (one performer's size). The rigid trunk is the steadiest: spine to head, to each shoulder and to the
-  shoulder midpoint 2.6-3.2 %. Joints that are not joined vary far more (20-60 %).
+  shoulder midpoint 2.6-3.2 %, as are its diagonals (right shoulder to left hip 2.7 %). Pairs across a
+  bending joint vary a little more (hip to ankle 8-9 %, shoulder to hand 11-14 %) and pairs on two limbs
+  far more (hand to hand 14 %, ankle to ankle 38 %). So constancy alone does not single out the bones: the
+  tree follows the authors' drawing code, the positions in the table and the steadiest of those pairs.
 * **The head pair (0, 1)** is the noisiest bone. Seen from the shoulders, 0 -> 1 points forward-left in most
   frames (yaw 0-90 degrees, as a ballroom dancer's head turned left), so 1 is taken as the front; this is
   the weakest of these inferences.
 * **The hand-direction points (21, 22)**, added by the authors for their Unity demo, are not placed alike on
   the two sides (see the table), so a mirrored dance has them at the other side's places.
 
-``PARENTS`` is the tree over the 23 joints used for bone lengths and drawing; the BVH rig
+``PARENTS`` is the tree over the 23 joints used for bone lengths (:func:`bone_lengths`); the BVH rig
 (:data:`BVH_RIG`) adds three virtual joints: the hip midpoint ``pelvis`` (its root), the shoulder midpoint
 ``neck`` and the midpoint of the head pair, ``head``.
 """
@@ -90,7 +93,9 @@ NUM_JOINTS = len(JOINT_NAMES)
 JOINT = {name: i for i, name in enumerate(JOINT_NAMES)}
 
 # The tree over the data joints (-1: root). The root is the spine point (2); head, shoulders and hips hang
-# from it as in the authors' drawing (which draws 2 to the shoulder midpoint rather than to each shoulder).
+# from it as in the authors' drawing (which draws 2 to the shoulder midpoint rather than to each shoulder,
+# and the head from that midpoint); the head pair hangs from the spine by its back point (spine to head is
+# a rigid 48 cm, 3 % variation), the hand-direction points from the hands.
 PARENTS = (2, 0, -1, 2, 3, 4, 5, 2, 7, 8, 9, 9, 2, 12, 13, 14, 2, 16, 17, 18, 18, 15, 6)
 
 # Left/right pairs (right, left); mirroring swaps them. The others (head, spine) map to themselves.
