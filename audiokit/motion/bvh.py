@@ -30,7 +30,9 @@ its parent's position plus the observed bone *direction* times the bone's *mean*
 constant and each multi-child joint's children keep their shape (a rigid rig; synthetic motion), the
 positions come back to rounding error (about 1e-5 cm). On the real dance data, whose bone lengths vary by
 3-8 % (see :mod:`audiokit.motion.skeleton`), the error is that variation added up along each chain, plus the
-change of shape of the trunk and feet: see :func:`roundtrip_error` and the tests.
+change of shape of the trunk and feet (:func:`roundtrip_error`): over all 36 dances a mean of 2.7 cm (95th
+percentile 8.5 cm), from 0.3 cm at the hips to 4 cm at heels and toes. Scaling each bone to its mean length
+alone accounts for about 2 cm of it. ``stretch=True`` writes the positions exactly instead.
 
 Reading (:func:`read_bvh`) takes any BVH file: one or more roots, any channel lists and orders; position
 channels on a joint replace its OFFSET (as Blender reads them).

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.ndimage import median_filter
 
 from audiokit.errors import MotionFileError
 from audiokit.motion.skeleton import FPS, NUM_JOINTS, UP_AXIS
@@ -124,6 +123,8 @@ def read_dance(folder: str | os.PathLike, ground: bool = True, trim: bool = True
 def floor_height(positions: np.ndarray, fps: float = FPS) -> np.ndarray:
     """The height [T] to subtract from ``positions`` [T, J, 3] (y up) to put the floor at 0 without the slow
     drift: the lowest joint's height, running median over :data:`DRIFT_WINDOW_S` seconds."""
+    from scipy.ndimage import median_filter  # imported here: it takes a second
+
     lowest = positions[..., UP_AXIS].min(axis=-1)
     window = max(1, int(round(DRIFT_WINDOW_S * fps)) | 1)
     return median_filter(lowest, size=window, mode="nearest")
