@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from audiokit.audio.resample import rate_problem
-from audiokit.blocks import BLOCK_SECONDS, check_targets, output_paths, process_file
+from audiokit.blocks import BLOCK_SECONDS, check_targets, file_identity, output_paths, process_file
 from audiokit.errors import AudioError, ModelError
 from audiokit.hub.pretrained import check_device, load_model
 from audiokit.hub.registry import default_model
@@ -139,8 +139,8 @@ def separate_file(path: Union[str, Path], out_dir: Union[str, Path, None] = None
     it; ``<stem>_separated.wav`` for a one-output model, as the CLI), 16-bit WAV at the file's rate and
     channels; returns their paths.
 
-    Refuses to overwrite unless ``force`` (all outputs checked before any is written); raises AudioError
-    for a bad file (nothing is written then).
+    Refuses to overwrite unless ``force`` (all outputs checked before any is written), and never writes over
+    ``path`` itself; raises AudioError for a bad file (nothing is written then).
     """
     path = Path(path)
     folder = Path(out_dir) if out_dir is not None else path.parent
@@ -149,10 +149,11 @@ def separate_file(path: Union[str, Path], out_dir: Union[str, Path, None] = None
 
     def name_outputs(count: int) -> list[Path]:
         targets.extend(output_paths(path, folder, "separated", count))
-        check_targets(targets, force, "use force=True")
+        check_targets(targets, force, "use force=True", inputs={file_identity(path)})
         return targets
 
-    process_file(path, separator.open, separator.sample_rate, name_outputs, output=separator.output)
+    process_file(path, separator.open, separator.sample_rate, name_outputs, output=separator.output,
+                 replace=force, force_hint="use force=True")
     return targets
 
 
@@ -162,15 +163,17 @@ def enhance_file(path: Union[str, Path], out_path: Union[str, Path, None] = None
     """Enhance an audio file into ``out_path`` (default ``<stem>_enhanced.wav`` beside it), 16-bit WAV at
     the file's rate and channels, streamed in bounded memory; returns ``out_path``.
 
-    Refuses to overwrite unless ``force``; raises AudioError for a bad file (nothing is written then).
+    Refuses to overwrite unless ``force``, and never writes over ``path`` itself; raises AudioError for a bad
+    file (nothing is written then).
     """
     path = Path(path)
     target = Path(out_path) if out_path is not None else path.with_name(f"{path.stem}_enhanced.wav")
     enhancer = model if isinstance(model, Enhancer) else Enhancer(model, stream, chunk_ms)
 
     def name_outputs(count: int) -> list[Path]:
-        check_targets([target], force, "use force=True")
+        check_targets([target], force, "use force=True", inputs={file_identity(path)})
         return [target]
 
-    process_file(path, enhancer.open, enhancer.sample_rate, name_outputs, output=enhancer.output)
+    process_file(path, enhancer.open, enhancer.sample_rate, name_outputs, output=enhancer.output,
+                 replace=force, force_hint="use force=True")
     return target

@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     interactive, interrupted, finished = sys.stderr.isatty(), False, False
     previous_term = _stop_on_sigterm()
     try:
-        taps = Taps(args.record, saves, rate, block, output)
+        taps = Taps(args.record, saves, rate, block, output, replace=args.force)
         engine.start()
         with stream:
             lat_in, lat_out = (stream.latency, 0.0) if no_play else stream.latency
