@@ -8,8 +8,9 @@
     model = audiokit.load_model("frcrn_causal_small")
 
 Every path runs the model through the streaming runtime (``audiokit.streaming.runtime``), one stream per
-channel, in large chunks (exact for causal models, windowed overlap-add otherwise) or, with
-``stream=True``, in chunks of ``chunk_ms`` milliseconds as live audio would arrive. Resampling to the
+channel, in large chunks (exact for causal models, their state carried from chunk to chunk; windowed
+overlap-add otherwise) or, with ``stream=True``, in chunks of ``chunk_ms`` milliseconds as live audio would
+arrive (causal models then run frame by frame on a frame engine, ``audiokit.streaming.engines``). Resampling to the
 model rate and back is done in chunks too, so memory stays bounded whatever the length. Separation runs
 the model in overlapping windows whose speakers are aligned (``audiokit.streaming.separation``).
 """
@@ -34,6 +35,8 @@ from audiokit.streaming.separation import WindowedSeparator, refuse_separator
 __all__ = ["Enhancer", "enhance", "enhance_file", "load_model", "separate", "separate_file"]
 
 STREAM_CHUNK_MS = 20.0
+#: the chunks a causal model runs on without ``stream`` (half a block: the fastest size measured)
+CHUNK_SECONDS = BLOCK_SECONDS / 2
 
 ModelSpec = Union[None, str, Path, nn.Module]
 
@@ -43,8 +46,9 @@ class Enhancer:
 
     ``model``: None (the default enhancer), a pretrained name or file, or a module with ``sample_rate``
     and ``enhance`` (or the streaming interface); ModelKindError for a separation model. ``stream``:
-    chunks of ``chunk_ms`` ms (default 20) instead of ``BLOCK_SECONDS``; non-causal models then use the
-    runtime's default window.
+    chunks of ``chunk_ms`` ms (default 20) on the model's frame engine, as live audio, instead of
+    ``CHUNK_SECONDS`` chunks (windows of ``BLOCK_SECONDS``); non-causal models then use the runtime's default
+    window.
     """
 
     output = OutputSpec.audio(1)  # one enhanced signal per input
@@ -58,12 +62,13 @@ class Enhancer:
         self.sample_rate = int(getattr(self.model, "sample_rate", 16000))
         if stream and chunk_ms is not None and not 0 < chunk_ms < float("inf"):
             raise ModelError(f"--chunk-ms must be a positive number, got {chunk_ms}")
-        seconds = (chunk_ms or STREAM_CHUNK_MS) / 1000 if stream else BLOCK_SECONDS
+        seconds = (chunk_ms or STREAM_CHUNK_MS) / 1000 if stream else CHUNK_SECONDS
         self.chunk = max(1, round(seconds * self.sample_rate))
-        self.window = None if stream else self.chunk
+        self.window = None if stream else max(1, round(BLOCK_SECONDS * self.sample_rate))
+        self.stream = stream
 
     def open(self, channels: int) -> ChannelStreams:
-        return ChannelStreams(self.model, channels, self.chunk, window=self.window)
+        return ChannelStreams(self.model, channels, self.chunk, window=self.window, frames=self.stream)
 
 
 def enhance(wav: Union[np.ndarray, torch.Tensor], sample_rate: int, model: ModelSpec | Enhancer = None,

@@ -70,6 +70,24 @@ def test_stream_mode_matches_block_mode(make_wav, tmp_path, tiny):
     np.testing.assert_allclose(stream, block, atol=PCM16)
 
 
+def test_enhancing_a_file_needs_no_frame_engine(make_wav, tmp_path, tiny, monkeypatch):
+    """Files run the causal model on large chunks: no ONNX export (seconds on a first run), no TorchScript."""
+    import audiokit.streaming.runtime as runtime
+
+    def no_engine(*args):
+        raise AssertionError("a frame engine was built for a file")
+
+    monkeypatch.setenv("AUDIOKIT_STREAM_BACKEND", "auto")
+    monkeypatch.setenv("AUDIOKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(runtime, "frame_engine", no_engine)
+    source = make_wav("a.wav", seconds=1.3, channels=2)
+    assert main(["enhance", str(source), "--model", tiny, "-o", str(tmp_path / "o")]) == 0
+    assert not (tmp_path / "cache").exists()
+    wav, _ = read_audio(source)
+    np.testing.assert_allclose(read_audio(tmp_path / "o" / "a_enhanced.wav")[0], offline(wav), atol=PCM16)
+    np.testing.assert_allclose(enhance(wav, 16000, tiny_frcrn()).clip(-1, 1), offline(wav), atol=1e-5)  # the API too
+
+
 def _bad_files(folder, make_wav):
     """name -> expected problem, for files each broken in one way."""
     folder.mkdir(exist_ok=True)
