@@ -10,8 +10,9 @@
     model = audiokit.load_model("frcrn_causal_small")
 
 Every path runs the model through the streaming runtime (``audiokit.streaming.runtime``), one stream per
-channel, in large chunks (exact for causal models, windowed overlap-add otherwise) or, with
-``stream=True``, in chunks of ``chunk_ms`` milliseconds as live audio would arrive. Resampling to the
+channel, in large chunks (exact for causal models, their state carried from chunk to chunk; windowed
+overlap-add otherwise) or, with ``stream=True``, in chunks of ``chunk_ms`` milliseconds as live audio would
+arrive (causal models then run frame by frame on a frame engine, ``audiokit.streaming.engines``). Resampling to the
 model rate and back is done in chunks too, so memory stays bounded whatever the length. Separation runs
 the model in overlapping windows whose speakers are aligned (``audiokit.streaming.separation``).
 Classification and keyword spotting run a streaming classifier's posterior frame by frame
@@ -27,7 +28,7 @@ import torch
 from torch import nn
 
 from audiokit.audio.resample import rate_problem
-from audiokit.blocks import BLOCK_SECONDS, check_targets, open_blocks, output_paths, process_file
+from audiokit.blocks import BLOCK_SECONDS, check_targets, file_identity, open_blocks, output_paths, process_file
 from audiokit.errors import AudioError, ModelError
 from audiokit.hub.pretrained import check_device, load_model
 from audiokit.hub.registry import default_model
@@ -40,6 +41,8 @@ __all__ = ["Classifier", "Enhancer", "classify", "enhance", "enhance_file", "ite
            "load_model", "separate", "separate_file", "spot"]
 
 STREAM_CHUNK_MS = 20.0
+#: the chunks a causal model runs on without ``stream`` (half a block: the fastest size measured)
+CHUNK_SECONDS = BLOCK_SECONDS / 2
 
 ModelSpec = Union[None, str, Path, nn.Module]
 
@@ -49,8 +52,9 @@ class Enhancer:
 
     ``model``: None (the default enhancer), a pretrained name or file, or a module with ``sample_rate``
     and ``enhance`` (or the streaming interface); ModelKindError for a separation model. ``stream``:
-    chunks of ``chunk_ms`` ms (default 20) instead of ``BLOCK_SECONDS``; non-causal models then use the
-    runtime's default window.
+    chunks of ``chunk_ms`` ms (default 20) on the model's frame engine, as live audio, instead of
+    ``CHUNK_SECONDS`` chunks (windows of ``BLOCK_SECONDS``); non-causal models then use the runtime's default
+    window.
     """
 
     output = OutputSpec.audio(1)  # one enhanced signal per input
@@ -64,12 +68,13 @@ class Enhancer:
         self.sample_rate = int(getattr(self.model, "sample_rate", 16000))
         if stream and chunk_ms is not None and not 0 < chunk_ms < float("inf"):
             raise ModelError(f"--chunk-ms must be a positive number, got {chunk_ms}")
-        seconds = (chunk_ms or STREAM_CHUNK_MS) / 1000 if stream else BLOCK_SECONDS
+        seconds = (chunk_ms or STREAM_CHUNK_MS) / 1000 if stream else CHUNK_SECONDS
         self.chunk = max(1, round(seconds * self.sample_rate))
-        self.window = None if stream else self.chunk
+        self.window = None if stream else max(1, round(BLOCK_SECONDS * self.sample_rate))
+        self.stream = stream
 
     def open(self, channels: int) -> ChannelStreams:
-        return ChannelStreams(self.model, channels, self.chunk, window=self.window)
+        return ChannelStreams(self.model, channels, self.chunk, window=self.window, frames=self.stream)
 
 
 def enhance(wav: Union[np.ndarray, torch.Tensor], sample_rate: int, model: ModelSpec | Enhancer = None,
@@ -152,8 +157,8 @@ def separate_file(path: Union[str, Path], out_dir: Union[str, Path, None] = None
     it; ``<stem>_separated.wav`` for a one-output model, as the CLI), 16-bit WAV at the file's rate and
     channels; returns their paths.
 
-    Refuses to overwrite unless ``force`` (all outputs checked before any is written); raises AudioError
-    for a bad file (nothing is written then).
+    Refuses to overwrite unless ``force`` (all outputs checked before any is written), and never writes over
+    ``path`` itself; raises AudioError for a bad file (nothing is written then).
     """
     path = Path(path)
     folder = Path(out_dir) if out_dir is not None else path.parent
@@ -162,10 +167,11 @@ def separate_file(path: Union[str, Path], out_dir: Union[str, Path, None] = None
 
     def name_outputs(count: int) -> list[Path]:
         targets.extend(output_paths(path, folder, "separated", count))
-        check_targets(targets, force, "use force=True")
+        check_targets(targets, force, "use force=True", inputs={file_identity(path)})
         return targets
 
-    process_file(path, separator.open, separator.sample_rate, name_outputs, output=separator.output)
+    process_file(path, separator.open, separator.sample_rate, name_outputs, output=separator.output,
+                 replace=force, force_hint="use force=True")
     return targets
 
 
@@ -175,17 +181,19 @@ def enhance_file(path: Union[str, Path], out_path: Union[str, Path, None] = None
     """Enhance an audio file into ``out_path`` (default ``<stem>_enhanced.wav`` beside it), 16-bit WAV at
     the file's rate and channels, streamed in bounded memory; returns ``out_path``.
 
-    Refuses to overwrite unless ``force``; raises AudioError for a bad file (nothing is written then).
+    Refuses to overwrite unless ``force``, and never writes over ``path`` itself; raises AudioError for a bad
+    file (nothing is written then).
     """
     path = Path(path)
     target = Path(out_path) if out_path is not None else path.with_name(f"{path.stem}_enhanced.wav")
     enhancer = model if isinstance(model, Enhancer) else Enhancer(model, stream, chunk_ms)
 
     def name_outputs(count: int) -> list[Path]:
-        check_targets([target], force, "use force=True")
+        check_targets([target], force, "use force=True", inputs={file_identity(path)})
         return [target]
 
-    process_file(path, enhancer.open, enhancer.sample_rate, name_outputs, output=enhancer.output)
+    process_file(path, enhancer.open, enhancer.sample_rate, name_outputs, output=enhancer.output,
+                 replace=force, force_hint="use force=True")
     return target
 
 

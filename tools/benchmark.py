@@ -27,6 +27,10 @@ memory, VmHWM, belongs to that one measurement):
 
 * offline: real-time factor (processing time / audio duration) of the model's offline entry
   point, ``enhance`` (or ``separate`` for a separator);
+* file (causal enhancers): real-time factor of ``audiokit.enhance`` on the signal as files are
+  enhanced, the model run on large chunks with its state carried over (engine ``chunks``), and the
+  same blocks run frame by frame on each frame engine of ``--engines`` (how files were enhanced
+  before); the speed ratio chunks / frames is printed below the table (``file_speedup`` in JSON);
 * stream: real-time factor of the stream that ``audiokit stream`` runs for the model (its task
   adapter with default settings: exact causal streaming for causal models, cross-faded windows
   otherwise: 4 s for an enhancer, 1 s for a separator) fed 10 ms chunks, with the 50th/99th
@@ -150,13 +154,16 @@ def _task(model) -> str:
 def measure(model_name: str, mode: str, threads: int, seconds: float, repeats: int,
             engine: str = "auto") -> Optional[dict]:
     """One measurement in this process (see the module docstring); ``engine``: the frame engine of
-    causal streams (``audiokit.streaming.engines``).  None for a stream of a model without frame
-    engines (windowed) and an engine other than ``auto``: the same measurement as ``auto``."""
+    causal streams (``audiokit.streaming.engines``), or ``chunks`` for a file on large chunks.  None for
+    a stream of a model without frame engines (windowed) and an engine other than ``auto`` (the same
+    measurement as ``auto``), and for the file mode of other than causal enhancers."""
     from audiokit.streaming.adapters import ADAPTERS
-    os.environ["AUDIOKIT_STREAM_BACKEND"] = engine
+    os.environ["AUDIOKIT_STREAM_BACKEND"] = "auto" if engine == "chunks" else engine
     torch.set_num_threads(threads)
     model, weights = build(model_name)
     if mode == "stream" and engine != "auto" and not getattr(model, "causal", False):
+        return None
+    if mode == "file" and (_task(model) != "enhance" or not getattr(model, "causal", False)):
         return None
     rate = model.sample_rate
     wav = test_signal(seconds, rate)
@@ -167,6 +174,14 @@ def measure(model_name: str, mode: str, threads: int, seconds: float, repeats: i
             offline(wav[:, :rate // 2])  # warm-up
             wall, cpu, _ = _best_time(lambda: offline(wav), repeats)
             result.update(rtf=wall / seconds, cpu_rtf=cpu / seconds)
+        elif mode == "file":
+            from audiokit.api import enhance
+            enhancer = _file_enhancer(model, frames=engine != "chunks")
+            enhance(wav[0, :rate // 2].numpy(), rate, enhancer)  # warm-up (builds the frame engine)
+            wall, cpu, _ = _best_time(lambda: enhance(wav[0].numpy(), rate, enhancer), repeats)
+            result.update(rtf=wall / seconds, cpu_rtf=cpu / seconds, engine=engine)
+            if engine != "chunks":
+                result["engine"] = enhancer.open(1).backend
         else:
             chunk = rate // 100
             adapter = ADAPTERS[_task(model)](model)
@@ -195,6 +210,31 @@ def measure(model_name: str, mode: str, threads: int, seconds: float, repeats: i
                           engine=getattr(stream, "backend", "window"))
     result["peak_rss_mb"] = peak_rss_kb() / 1024
     return result
+
+
+def _file_enhancer(model, frames: bool):
+    """``audiokit.api.Enhancer`` as files use it (chunks), or with ``frames`` its blocks run frame by frame."""
+    from audiokit.api import Enhancer
+    from audiokit.streaming.pipeline import ChannelStreams
+    enhancer = Enhancer(model)
+    if frames:
+        enhancer.open = lambda channels: ChannelStreams(model, channels, enhancer.chunk, window=enhancer.window,
+                                                        frames=True)
+    return enhancer
+
+
+def file_speedups(rows) -> list:
+    """For each model and thread count with file rows: how many times faster chunks are than each frame engine."""
+    chunks = {(r["model"], r["threads"]): r for r in rows if r["mode"] == "file" and r["engine"] == "chunks"}
+    return [dict(model=r["model"], threads=r["threads"], engine=r["engine"], speedup=r["rtf"] / base["rtf"],
+                 cpu_speedup=r["cpu_rtf"] / base["cpu_rtf"])
+            for r in rows if r["mode"] == "file" and r["engine"] != "chunks"
+            and (base := chunks.get((r["model"], r["threads"]))) is not None]
+
+
+def format_speedups(speedups) -> str:
+    return "\n".join(f"{s['model']}, {s['threads']} thread(s): a file on chunks is {s['speedup']:.2f}x as fast as "
+                     f"frame by frame on {s['engine']} (CPU time {s['cpu_speedup']:.2f}x)" for s in speedups)
 
 
 #: official constructor arguments of the compared networks (ours take the reference's)
@@ -513,7 +553,8 @@ def main(argv=None) -> int:
                         help="models to measure, and/or lssl for the LSSL layer's section (default all)")
     parser.add_argument("--seconds", type=float, default=None, help="input length (default 10, quick 1)")
     parser.add_argument("--engines", nargs="+", choices=("auto", "onnx", "torch"), default=["auto"],
-                        help="frame engines for streaming causal models (default auto: ONNX Runtime when it works)")
+                        help="frame engines for streaming causal models and for files frame by frame (default "
+                             "auto: ONNX Runtime when it works)")
     for family, spec in REFERENCES.items():
         parser.add_argument(spec.option, metavar="DIR", dest=family,
                             help=f"folder of ClearerVoice-Studio's {family} package")
@@ -536,13 +577,14 @@ def main(argv=None) -> int:
     seconds = args.seconds or (1.0 if args.quick else 10.0)
     threads = args.threads or ([1] if args.quick else [1, 2])
     repeats = 1 if args.quick else 3
-    runs = [("offline", "auto")] + [("stream", engine) for engine in args.engines]
+    runs = ([("offline", "auto"), ("file", "chunks")] + [("file", engine) for engine in args.engines]
+            + [("stream", engine) for engine in args.engines])
     models = [m for m in args.models if m in MODELS]
     rows = [_in_subprocess(dict(kind="measure", model_name=m, mode=mode, engine=engine, threads=t, repeats=repeats,
                                 seconds=min(seconds, MAX_SECONDS.get(m, math.inf))))
             for m in models for mode, engine in runs for t in threads]
     rows = [row for row in rows if row is not None]
-    report = {"rows": rows, "references": {
+    report = {"rows": rows, "file_speedup": file_speedups(rows), "references": {
         family: _in_subprocess(dict(kind="reference", family=family, code_dir=code_dir, seconds=seconds,
                                     repeats=repeats))
         for family, code_dir in references.items()}}
@@ -559,6 +601,8 @@ def main(argv=None) -> int:
         print(f"{m}: {next(r['weights'] for r in rows if r['model'] == m)}")
     if rows:
         print(format_table(rows))
+    if report["file_speedup"]:
+        print(format_speedups(report["file_speedup"]))
     for ref in report["references"].values():
         print(format_reference(ref))
     if "lssl" in report:

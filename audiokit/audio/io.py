@@ -5,6 +5,7 @@ Every problem with a file raises ``AudioError(path, problem)``.
 """
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import secrets
@@ -91,17 +92,48 @@ def _wav_is_truncated(path: Path) -> bool:
 
 
 def temporary_path(path: Path) -> Path:
-    """A hidden, unique name beside ``path`` to write it under before ``os.replace`` puts it in place; the
+    """A hidden, unique name beside ``path`` to write it under before it is put in place; the
     stem is shortened so that a name near the file system's 255-byte limit still fits."""
     stem = path.stem.encode("utf-8", "surrogateescape")[:100].decode("utf-8", "ignore")  # the limit is in bytes
     return path.with_name(f".{stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
 
 
+#: what link(2) says on a file system without hard links (FAT, some network and FUSE file systems)
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS, errno.EXDEV})
+
+
+def move_into_place(tmp: Path, target: Path, replace: bool) -> None:
+    """Rename the finished file ``tmp`` to ``target`` (same folder). With ``replace`` an existing ``target`` is
+    replaced (``os.replace``); without, it never is, even one that another process created a moment ago:
+    FileExistsError, and ``tmp`` stays. The file is hard-linked under its new name, which fails when the name is
+    taken, or, where the file system has no hard links, the name is claimed first (``O_EXCL``): of two runs
+    writing one file at once, exactly one succeeds."""
+    if replace:
+        os.replace(tmp, target)
+        return
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # FileExistsError when taken
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            os.unlink(target)  # the empty claim
+            raise
+    else:
+        os.unlink(tmp)
+
+
 def write_audio(path: str | os.PathLike, wav, sample_rate: int, force: bool = False, subtype: str = "PCM_16") -> Path:
     """Write ``wav`` (array or tensor [channels, samples] or [samples], float in [-1, 1]) atomically.
 
-    The data goes to a temporary file in the same folder, then ``os.replace`` puts it in place, so a
-    failure never leaves a half-written file. Refuses to overwrite unless ``force``. The format follows
+    The data goes to a temporary file in the same folder, then :func:`move_into_place` puts it in place, so a
+    failure never leaves a half-written file. Refuses to overwrite unless ``force`` (also a file that another
+    process writes meanwhile). The format follows
     the extension; the default subtype is 16-bit PCM, for which floats are clipped to [-1, 1].
     Creates the parent folder. Returns the path written.
     """
@@ -121,9 +153,11 @@ def write_audio(path: str | os.PathLike, wav, sample_rate: int, force: bool = Fa
     tmp = temporary_path(path)
     try:
         sf.write(tmp, data.T, sample_rate, subtype=subtype, format=format_of(path))
-        os.replace(tmp, path)
+        move_into_place(tmp, path, replace=force)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, FileExistsError):  # written meanwhile by another process
+            raise AudioError(path, "exists, use --force") from None
         if isinstance(exc, (sf.LibsndfileError, RuntimeError, OSError, ValueError, TypeError)):
             raise AudioError(path, f"cannot write ({' '.join(str(exc).split())})") from exc
         raise

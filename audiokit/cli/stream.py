@@ -205,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
           f"slowest block {1e3 * worst:.1f} ms) + model {pipeline.latency}", file=sys.stderr)
     previous_term = _stop_on_sigterm()
     try:
-        taps = Taps(args.record, saves, rate, block, output)
+        taps = Taps(args.record, saves, rate, block, output, replace=args.force)
         engine.start()
         with stream:
             lat_in, lat_out = (stream.latency, 0.0) if no_play else stream.latency
