@@ -87,3 +87,12 @@ def test_models_lists_the_default_of_each_task(monkeypatch, tmp_path, capsys):
     out = capsys.readouterr().out
     assert next(line for line in out.splitlines() if line.startswith("tiny")).endswith("(default of separate)")
     assert "  dance     (none shipped yet)" in out and "model families: frcrn, lssl_classifier, mossformer2_se" in out
+
+
+def test_output_cut_short_by_a_closed_pipe_is_quiet():
+    """``audiokit models | head -1``: the reader leaves early; no traceback, no error line."""
+    import subprocess
+    import sys
+    proc = subprocess.run(f"{sys.executable} -m audiokit.cli.main models | head -c 10",
+                          shell=True, capture_output=True, text=True)
+    assert proc.stdout == "pretrained" and proc.stderr == ""

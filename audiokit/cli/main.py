@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import signal
 import sys
@@ -76,6 +77,10 @@ def _main(argv: list[str] | None) -> int:
             parser.print_help(sys.stderr)
             return 2
         return int(args.run(args) or 0)
+    except BrokenPipeError:  # `audiokit models | head`: the reader left; nothing more to say
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush does not fail again
+        return 141
     except (AudiokitError, OSError) as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 1
