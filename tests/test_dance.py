@@ -79,3 +79,81 @@ def test_style_and_registry():
     assert plain.style is None and plain.generate(spec).shape == (1, 5, POSE_DIM)
     positions = model.dance(np.zeros(8000 * 2, np.float32), style=1)
     assert positions.shape == (50, 23, 3) and np.isfinite(positions).all()
+
+
+# ---------------------------------------------------------------- task and recipe
+
+def write_dance(folder, frames: int = 120, rate: int = 8000, seed: int = 0):
+    """A synthetic dance folder in the dataset's layout: a body swaying to a click track."""
+    import json
+
+    import soundfile as sf
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    rest = rng.normal(size=(23, 3)) * 15 + [0.0, 40.0, 0.0]
+    rest[[7, 16]] = [[-10.0, 0.0, 0.0], [10.0, 0.0, 0.0]]
+    rest[[10, 11, 19, 20], 1] = -85.0
+    t = np.arange(frames) / 25.0
+    sway = np.sin(2 * np.pi * 1.5 * t)[:, None, None] * [5.0, 2.0, 0.0]
+    skeletons = rest[None] + sway + rng.normal(size=(frames, 23, 3)) * 0.3
+    center = np.stack([t * 10, np.full(frames, 90.0), np.zeros(frames)], 1)
+    (folder / "skeletons.json").write_text(json.dumps({"length": frames, "center": center.tolist(),
+                                                       "skeletons": skeletons.tolist()}))
+    (folder / "config.json").write_text(json.dumps({"start_position": 0, "end_position": frames}))
+    audio = rng.normal(size=frames * rate // 25) * 0.01
+    audio[::rate * 2 // 3] = 0.9
+    sf.write(folder / "audio.wav", audio.astype(np.float32), rate)
+
+
+@pytest.fixture(scope="module")
+def dances(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dances")
+    for i, name in enumerate(["DANCE_C_1", "DANCE_W_2", "DANCE_R_3", "DANCE_T_4"]):
+        write_dance(root / name, seed=i)
+    return root
+
+
+SPEC = dict(sample_rate=8000, n_fft=64, hop_length=80, context=4)
+
+
+def test_dance_windows_split_augment_and_features(dances):
+    from audiokit.tasks.dance import DanceWindows, contrastive_loss, motion_beats, teacher_schedule
+    held = dict(valid_dances=["DANCE_R_3"], test_dances=["DANCE_T_4"])
+    train = DanceWindows(dances, "train", **held, **SPEC, window_frames=32, epoch_size=6, mirror_prob=0.5,
+                         noise_prob=0.5)
+    valid = DanceWindows(dances, "valid", **held, **SPEC, window_frames=32)
+    assert [d["name"] for d in train.dances] == ["DANCE_C_1", "DANCE_W_2"] and len(train) == 6
+    assert [d["name"] for d in valid.dances] == ["DANCE_R_3"] and len(valid) == 3
+    item = valid[1]  # frames 32-63: its spectra are those of the whole song at those frames
+    whole = valid.features(valid.dances[0]["audio"])
+    torch.testing.assert_close(item["spec"], whole[32:64])
+    assert item["poses"].shape == (32, 72) and item["style"] == 1 and item["beats"].dtype == torch.bool
+    again = train[3]
+    torch.testing.assert_close(again["spec"], train[3]["spec"])  # an item is a function of (seed, epoch, index)
+    pose_mean, pose_std, spec_mean, spec_std = train.stats()
+    assert pose_mean.shape == (72,) and spec_std.shape == (4 * 33,) and (pose_std > 0).all()
+    # beats: a body swaying at 1.5 Hz turns 3 times a second
+    beats = motion_beats(np.sin(2 * np.pi * 1.5 * np.arange(100) / 25)[:, None, None] * np.ones((1, 23, 3)))
+    assert 10 <= beats.sum() <= 13
+    assert teacher_schedule(12, 2, 3).tolist() == [1, 1, 0, 0, 0] * 2 + [1, 1]
+    emb = torch.zeros(1, 4, 2)
+    assert float(contrastive_loss(emb, torch.tensor([[0, 0, 0, 0]]))) == 0.0
+    assert float(contrastive_loss(emb, torch.tensor([[0, 1, 0, 0]]))) > 0.0
+
+
+def test_recipe_trains_one_epoch(dances, tmp_path):
+    from pathlib import Path
+
+    from audiokit.tasks.train import train
+    recipe = Path(__file__).resolve().parents[1] / "recipes/dance/dance_lstm.yaml"
+    out = train(recipe, {"output_folder": str(tmp_path / "run"), "data_root": str(dances),
+                         "valid_dances": ["DANCE_R_3"], "test_dances": ["DANCE_T_4"], **SPEC, "window_frames": 24,
+                         "epoch_size": 4, "batch_size": 2, "number_of_epochs": 1, "hidden": 16,
+                         "decoder_hidden": 16, "device": "cpu"})
+    curve = (out / "learning_curve.csv").read_text().splitlines()
+    assert curve[0].startswith("epoch,lr,train_loss,valid_loss,valid_pose_loss") and len(curve) == 2
+    assert list((out / "save").glob("CKPT+*/model.ckpt"))
+    from audiokit.models.dance import DanceGenerator
+    state = torch.load(next((out / "save").glob("CKPT+*/model.ckpt")), weights_only=True)
+    assert not torch.equal(state["pose_std"], torch.ones(72))  # the statistics are saved with the weights
+    assert DanceGenerator(**{**SPEC, "hidden": 16, "decoder_hidden": 16}).load_state_dict(state)

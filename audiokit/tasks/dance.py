@@ -63,9 +63,10 @@ def contrastive_loss(embeddings: torch.Tensor, beats: torch.Tensor, margin: floa
     """Margin contrastive loss between consecutive embeddings ``[B, T, E]``: frames ``t - 1`` and ``t`` with no
     beat at ``t`` (same segment of the motion) are pulled together (squared distance), those across a beat
     (``beats[:, t]``) pushed at least ``margin`` apart (squared hinge)."""
-    distance = (embeddings[:, 1:] - embeddings[:, :-1]).square().sum(-1).add(1e-8).sqrt()
+    squared = (embeddings[:, 1:] - embeddings[:, :-1]).square().sum(-1)
+    distance = squared.add(1e-8).sqrt()  # the epsilon keeps the gradient finite at 0
     across = beats[:, 1:].float()
-    loss = (1 - across) * distance.square() + across * (margin - distance).clamp_min(0).square()
+    loss = (1 - across) * squared + across * (margin - distance).clamp_min(0).square()
     return loss.mean() / 2
 
 
