@@ -157,3 +157,12 @@ def test_recipe_trains_one_epoch(dances, tmp_path):
     state = torch.load(next((out / "save").glob("CKPT+*/model.ckpt")), weights_only=True)
     assert not torch.equal(state["pose_std"], torch.ones(72))  # the statistics are saved with the weights
     assert DanceGenerator(**{**SPEC, "hidden": 16, "decoder_hidden": 16}).load_state_dict(state)
+
+
+def test_streaming_context_runs_the_model_frame_by_frame():
+    from audiokit.nn.state import streaming
+    model = tiny_model("fsmn")
+    spec = torch.randn(1, 7, model.feature_dim)
+    with streaming(model):
+        frames = [model(spec[:, t:t + 1]) for t in range(7)]
+    torch.testing.assert_close(torch.cat(frames, 1), model.generate(spec))
