@@ -166,3 +166,21 @@ def test_streaming_context_runs_the_model_frame_by_frame():
     with streaming(model):
         frames = [model(spec[:, t:t + 1]) for t in range(7)]
     torch.testing.assert_close(torch.cat(frames, 1), model.generate(spec))
+
+
+def test_tempo_augmentation_retimes_music_and_motion_together(dances):
+    import torchaudio.functional as AF
+
+    from audiokit.tasks.dance import DanceWindows
+    data = DanceWindows(dances, "train", valid_dances=["DANCE_R_3"], test_dances=["DANCE_T_4"], **SPEC,
+                        window_frames=16, epoch_size=4, tempo_prob=1.0, tempo=(0.8, 1.25))
+    assert all(data[i]["spec"].shape == (16, 4 * 33) for i in range(4))
+    dance = data.dances[0]
+    positions, audio = data._retimed(dance, 10, 2.0)  # twice as fast: every other frame, every other sample
+    np.testing.assert_allclose(positions, dance["positions"][10:42:2], atol=1e-5)
+    per = data.per_frame
+    assert len(audio) == data.lead + 16 * per
+    halved = AF.resample(dance["audio"], 200, 100)
+    middle = slice(data.lead + 4 * per, data.lead + 12 * per)
+    reference = halved[10 * per // 2 - data.lead:][:len(audio)]
+    torch.testing.assert_close(audio[middle], reference[middle], atol=1e-3, rtol=0)

@@ -13,7 +13,9 @@ the consecutive windows of each held-out dance: ``spec [T, F]`` (the causal spec
 (:func:`audiokit.models.dance.poses_from_positions`, not normalised), ``beats [T]`` (weak beat labels from
 the motion, :func:`motion_beats`) and ``style`` (0-3: cha-cha, rumba, tango, waltz). Training items are
 augmented: mirrored left/right (:func:`audiokit.motion.skeleton.mirror`) with ``mirror_prob``, and white
-noise added to the music with ``noise_prob`` at an SNR drawn from ``snr_db`` (the paper's noise training).
+noise added to the music with ``noise_prob`` at an SNR drawn from ``snr_db`` (the paper's noise training), and
+with ``tempo_prob`` played at another tempo (a factor drawn from ``tempo``, music and motion together; the
+music is resampled, so its pitch moves with the tempo).
 
 Losses (:class:`DanceBrain`): the mean squared error of the normalised poses, the decoder auto-conditioned
 (:func:`teacher_schedule`: runs of ``teacher_frames`` frames fed the true previous pose alternate with runs
@@ -22,6 +24,7 @@ consecutive audio embeddings.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +43,8 @@ VALID_DANCES = ("DANCE_C_7", "DANCE_R_7", "DANCE_W_29")
 """Held out for validation (choosing the checkpoint)."""
 TEST_DANCES = ("DANCE_C_6", "DANCE_R_5", "DANCE_W_30")
 """Held out for test (never trained on nor used to choose)."""
+TEMPO_STEPS = 100
+"""Tempo factors are rounded to 1 / TEMPO_STEPS (the resampling ratio is ``round(factor * 100) / 100``)."""
 
 
 def motion_beats(positions: np.ndarray, smooth: int = 5) -> np.ndarray:
@@ -106,11 +111,13 @@ class DanceWindows(torch.utils.data.Dataset):
     def __init__(self, root, split: str = "train", valid_dances=VALID_DANCES, test_dances=TEST_DANCES,
                  sample_rate: int = 16000, n_fft: int = 256, hop_length: int = 160, context: int = 8,
                  window_frames: int = 128, epoch_size: int | None = None, mirror_prob: float = 0.0,
-                 noise_prob: float = 0.0, snr_db=(20.0, 10.0, 0.0), seed: int = 0):
+                 noise_prob: float = 0.0, snr_db=(20.0, 10.0, 0.0), tempo_prob: float = 0.0, tempo=(0.9, 1.1),
+                 seed: int = 0):
         self.folders = dance_split(root, split, valid_dances, test_dances)
         self.sample_rate, self.n_fft, self.hop_length, self.context = sample_rate, n_fft, hop_length, context
         self.window_frames, self.epoch_size = window_frames, epoch_size
         self.mirror_prob, self.noise_prob, self.snr_db = mirror_prob, noise_prob, tuple(snr_db)
+        self.tempo_prob, self.tempo = tempo_prob, tuple(tempo)
         self.seed, self.epoch = seed, 0
         self.fps = 25.0
         self.per_frame = round(sample_rate / self.fps)
@@ -140,26 +147,56 @@ class DanceWindows(torch.utils.data.Dataset):
         return self.epoch_size if self.epoch_size is not None else len(self.windows)
 
     def __getitem__(self, index: int) -> dict:
+        tempo = 1.0
         if self.epoch_size is None:
             which, start = self.windows[index]
             rng = None
         else:
             rng = np.random.default_rng([self.seed, self.epoch, index])
             which = int(rng.choice(len(self.dances), p=self.weights))
-            start = int(rng.integers(0, len(self.dances[which]["positions"]) - self.window_frames + 1))
+            if rng.random() < self.tempo_prob:
+                tempo = round(float(rng.uniform(*self.tempo)) * TEMPO_STEPS) / TEMPO_STEPS
+            span = int(math.ceil((self.window_frames - 1) * tempo)) + 1  # source frames read
+            if span > len(self.dances[which]["positions"]):
+                tempo, span = 1.0, self.window_frames
+            start = int(rng.integers(0, len(self.dances[which]["positions"]) - span + 1))
         dance = self.dances[which]
-        positions = dance["positions"][start:start + self.window_frames]
+        if tempo == 1.0:
+            positions = dance["positions"][start:start + self.window_frames]
+            end = (start + self.window_frames) * self.per_frame
+            first = start * self.per_frame - self.lead
+            audio = dance["audio"][max(0, first):end]
+            lead = self.lead + min(0, first)
+        else:
+            positions, audio = self._retimed(dance, start, tempo)
+            lead = self.lead
         if rng is not None and rng.random() < self.mirror_prob:
             positions = mirror(positions)
-        end = (start + self.window_frames) * self.per_frame
-        first = start * self.per_frame - self.lead
-        audio = dance["audio"][max(0, first):end]
-        lead = self.lead + min(0, first)
         if rng is not None and rng.random() < self.noise_prob:
             noise = torch.from_numpy(rng.standard_normal(len(audio)).astype(np.float32))
             audio = audio + scale_to_snr(audio, noise, float(rng.choice(self.snr_db)))
         return {"spec": self.features(audio, lead), "poses": torch.from_numpy(poses_from_positions(positions)),
                 "beats": torch.from_numpy(motion_beats(positions)), "style": dance["style"]}
+
+    def _retimed(self, dance: dict, start: int, tempo: float):
+        """The window from source frame ``start`` played ``tempo`` times as fast: motion linearly interpolated
+        at source times ``start + k * tempo``, music (with its spectrum context) resampled by the same factor
+        (tempo and pitch change together)."""
+        source = dance["positions"]
+        times = start + np.arange(self.window_frames) * tempo
+        low = np.minimum(np.floor(times).astype(int), len(source) - 1)
+        high = np.minimum(low + 1, len(source) - 1)
+        weight = (times - low)[:, None, None]
+        positions = ((1 - weight) * source[low] + weight * source[high]).astype(np.float32)
+        source_lead = int(round(self.lead * tempo))
+        first = start * self.per_frame - source_lead
+        end = int(round((start + self.window_frames * tempo) * self.per_frame))
+        audio = dance["audio"][max(0, first):end]
+        audio = torch.nn.functional.pad(audio, (max(0, -first), 0))
+        audio = AF.resample(audio, int(round(tempo * TEMPO_STEPS)), TEMPO_STEPS)
+        want = self.lead + self.window_frames * self.per_frame
+        audio = torch.nn.functional.pad(audio[:want], (0, max(0, want - len(audio))))
+        return positions, audio
 
     def features(self, audio: torch.Tensor, lead: int = 0) -> torch.Tensor:
         from audiokit.audio.features import frame_log_power
