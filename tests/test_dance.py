@@ -75,6 +75,15 @@ def test_style_and_registry():
     spec = torch.randn(1, 5, model.feature_dim)
     waltz, anyone = model.generate(spec, style="waltz"), model.generate(spec)
     assert waltz.shape == (1, 5, POSE_DIM) and not torch.allclose(waltz[:, 1:], anyone[:, 1:])
+    # "auto": picked from the music frame by frame, causally: streaming gives the same
+    auto = model.generate(spec, style="auto")
+    assert not torch.allclose(auto[:, 1:], anyone[:, 1:])
+    state, chunks = model.start(style="auto"), []
+    for a, b in ((0, 2), (2, 5)):
+        out, state = model.step(spec[:, a:b], state)
+        chunks.append(out)
+    torch.testing.assert_close(torch.cat(chunks, 1), auto)
+    assert model.style_logits(torch.zeros(1, 3, 8)).shape == (1, 3, 4)
     plain = DanceGenerator(**{**TINY, "num_styles": 0})
     assert plain.style is None and plain.generate(spec).shape == (1, 5, POSE_DIM)
     positions = model.dance(np.zeros(8000 * 2, np.float32), style=1)

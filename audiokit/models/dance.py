@@ -7,7 +7,10 @@ end of the motion frame), passes it through 2-D convolutions (time x frequency w
 multi-layer LSTM (``encoder="lstm"``) or a stack of causal FSMN memory blocks (``encoder="fsmn"``, the
 shared :class:`~audiokit.nn.fsmn.FSMN`) along the frames, and a linear layer to the **audio embedding**
 ``e_t``. The decoder, a multi-layer LSTM, takes ``e_t``, the previous pose and (optionally) a style
-embedding (cha-cha, rumba, tango, waltz, or a fifth "any style" entry) and predicts the pose of frame ``t``.
+embedding and predicts the pose of frame ``t``. The style is one of the four dances (cha-cha, rumba, tango,
+waltz), a fifth "any style" entry (``style=None``; trained by giving some windows that index), or ``"auto"``:
+picked from the music, a style head on the audio embeddings giving per frame the softmax of the mean of its
+logits over the frames heard so far, which weighs the four style embeddings (causal, so it streams too).
 
 Pose representation (:func:`poses_from_positions`, :data:`POSE_DIM` = 72 numbers per frame), from world
 positions ``[T, 23, 3]`` (cm, y up, the skeleton of :mod:`audiokit.motion.skeleton`):
@@ -111,6 +114,7 @@ class DanceGenerator(StreamingModule):
             self.encoder = nn.ModuleList(FSMN(hidden, hidden, hidden, fsmn_order) for _ in range(encoder_layers))
         self.embed = nn.Linear(hidden, embedding_dim)
         self.style = nn.Embedding(num_styles + 1, style_dim) if num_styles else None
+        self.style_head = nn.Linear(embedding_dim, num_styles) if num_styles else None
         self.decoder = nn.LSTM(embedding_dim + POSE_DIM + (style_dim if num_styles else 0), decoder_hidden,
                                decoder_layers, batch_first=True)
         self.out = nn.Linear(decoder_hidden, POSE_DIM)
@@ -164,9 +168,25 @@ class DanceGenerator(StreamingModule):
         return self.embed(x), new
 
     # ------------------------------------------------------------------ decoder
+    def style_logits(self, emb: torch.Tensor) -> torch.Tensor:
+        """Per-frame style logits ``[B, T, num_styles]`` of audio embeddings ``[B, T, E]`` (the style head)."""
+        return self.style_head(emb)
+
+    def _auto_styles(self, emb, logit_sum=None, count=0):
+        """Style vectors ``[B, T, style_dim]`` picked from the music (see the module docstring), continuing a
+        stream whose logits so far sum to ``logit_sum`` over ``count`` frames; returns them and the new sum."""
+        cumulative = self.style_logits(emb).cumsum(1)
+        if logit_sum is not None:
+            cumulative = cumulative + logit_sum[:, None]
+        frames = count + torch.arange(1, emb.shape[1] + 1, device=emb.device, dtype=emb.dtype)
+        weights = (cumulative / frames[:, None]).softmax(-1)
+        return weights @ self.style.weight[:self.num_styles], cumulative[:, -1]
+
     def _style_vector(self, style, batch: int, device) -> Optional[torch.Tensor]:
         if self.style is None:
             return None
+        if isinstance(style, str) and style == "auto":
+            raise ValueError("style 'auto' is resolved per frame, not here")
         if style is None:
             style = torch.full((batch,), self.num_styles, dtype=torch.long, device=device)
         elif isinstance(style, (int, str)):
@@ -176,13 +196,19 @@ class DanceGenerator(StreamingModule):
 
     def _decode(self, emb, prev, style_vec, hc):
         """Decoder over ``emb [B, t, E]`` with given previous poses ``prev [B, t, P]``."""
-        parts = [emb, prev] + ([style_vec[:, None].expand(-1, emb.shape[1], -1)] if style_vec is not None else [])
+        if style_vec is not None and style_vec.dim() == 2:
+            style_vec = style_vec[:, None].expand(-1, emb.shape[1], -1)
+        parts = [emb, prev] + ([style_vec] if style_vec is not None else [])
         y, hc = self.decoder(torch.cat(parts, -1), hc)
         return self.out(y), hc
 
     def _autoregress(self, emb, first, style_vec, hc, targets=None, mask=None):
         """Poses for each frame of ``emb [B, t, E]``; the pose before the first is ``first [B, P]``. Where
-        ``mask[k]`` is True the decoder is fed ``targets[:, k - 1]`` (teacher) instead of its own output."""
+        ``mask[k]`` is True the decoder is fed ``targets[:, k - 1]`` (teacher) instead of its own output.
+        ``style_vec``: ``[B, S]``, or ``[B, t, S]`` per frame."""
+        def styles(a, b):
+            return style_vec[:, a:b] if style_vec is not None and style_vec.dim() == 3 else style_vec
+
         outputs, prev = [], first
         k, t = 0, emb.shape[1]
         while k < t:
@@ -191,11 +217,11 @@ class DanceGenerator(StreamingModule):
                 while end < t and bool(mask[end]):
                     end += 1
                 inputs = targets[:, k - 1:end - 1] if k else torch.cat([first[:, None], targets[:, :end - 1]], 1)
-                y, hc = self._decode(emb[:, k:end], inputs, style_vec, hc)
+                y, hc = self._decode(emb[:, k:end], inputs, styles(k, end), hc)
                 outputs.append(y)
                 prev, k = y[:, -1], end
             else:
-                y, hc = self._decode(emb[:, k:k + 1], prev[:, None], style_vec, hc)
+                y, hc = self._decode(emb[:, k:k + 1], prev[:, None], styles(k, k + 1), hc)
                 outputs.append(y)
                 prev, k = y[:, 0], k + 1
         return torch.cat(outputs, 1), hc
@@ -209,7 +235,7 @@ class DanceGenerator(StreamingModule):
         the true one). Returns ``(predictions [B, T - 1, P] of poses[:, 1:], audio embeddings [B, T, E])``.
         """
         emb, _ = self.encode(spec)
-        style_vec = self._style_vector(style, spec.shape[0], spec.device)
+        style_vec = self._styles(style, emb)
         if teacher_mask is None:
             pred, _ = self._decode(emb[:, 1:], poses[:, :-1], style_vec, None)
             return pred, emb
@@ -218,6 +244,12 @@ class DanceGenerator(StreamingModule):
         pred, _ = self._autoregress(emb[:, 1:], poses[:, 0], style_vec, None, poses[:, 1:], mask)
         return pred, emb
 
+    def _styles(self, style, emb):
+        """The style input of frames 1.. of ``emb``: ``[B, S]``, per frame ``[B, T - 1, S]`` ("auto"), or None."""
+        if self.style is not None and isinstance(style, str) and style == "auto":
+            return self._auto_styles(emb)[0][:, 1:]
+        return self._style_vector(style, emb.shape[0], emb.device)
+
     @torch.no_grad()
     def generate(self, spec: torch.Tensor, first_pose: Optional[torch.Tensor] = None, style=None) -> torch.Tensor:
         """Offline generation: normalised poses ``[B, T, P]`` for spectra ``[B, T, F]``; frame 0 is
@@ -225,7 +257,7 @@ class DanceGenerator(StreamingModule):
         b = spec.shape[0]
         first = spec.new_zeros(b, POSE_DIM) if first_pose is None else first_pose
         emb, _ = self.encode(spec)
-        rest, _ = self._autoregress(emb[:, 1:], first, self._style_vector(style, b, spec.device), None)
+        rest, _ = self._autoregress(emb[:, 1:], first, self._styles(style, emb), None)
         return torch.cat([first[:, None], rest], 1)
 
     # ------------------------------------------------------------------ streaming
@@ -234,6 +266,9 @@ class DanceGenerator(StreamingModule):
         device = self.pose_mean.device
         first = torch.zeros(batch, POSE_DIM, device=device) if first_pose is None else first_pose
         state = {"prev": first, "frame": torch.zeros((), dtype=torch.long, device=device)}
+        if self.style is not None and isinstance(style, str) and style == "auto":
+            state["style_sum"] = torch.zeros(first.shape[0], self.num_styles, device=device)
+            return state
         style_vec = self._style_vector(style, first.shape[0], device)
         if style_vec is not None:
             state["style"] = style_vec
@@ -248,16 +283,20 @@ class DanceGenerator(StreamingModule):
             state = self.start(batch=spec.shape[0])
         emb, enc_state = self.encode(spec, {k: v for k, v in state.items() if k.startswith("enc")} or None)
         hc = (state["dec_h"], state["dec_c"]) if "dec_h" in state else None
-        prev, outputs = state["prev"], []
+        prev, outputs, extra = state["prev"], [], {}
+        style_vec = state.get("style")
+        if "style_sum" in state:
+            style_vec, extra["style_sum"] = self._auto_styles(emb, state["style_sum"], int(state["frame"]))
         first = int(state["frame"]) == 0
         if first:
             outputs.append(prev[:, None])
             emb = emb[:, 1:]
+            style_vec = style_vec[:, 1:] if style_vec is not None and style_vec.dim() == 3 else style_vec
         if emb.shape[1]:
-            y, hc = self._autoregress(emb, prev, state.get("style"), hc)
+            y, hc = self._autoregress(emb, prev, style_vec, hc)
             outputs.append(y)
             prev = y[:, -1]
-        new = {"prev": prev, "frame": state["frame"] + spec.shape[1], **enc_state}
+        new = {"prev": prev, "frame": state["frame"] + spec.shape[1], **enc_state, **extra}
         if hc is not None:
             new["dec_h"], new["dec_c"] = hc
         if "style" in state:

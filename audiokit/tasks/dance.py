@@ -220,9 +220,10 @@ class DanceBrain(RecipeBrain):
     """Trains :class:`~audiokit.models.dance.DanceGenerator`. Hyperparameters beyond RecipeBrain's:
     ``teacher_frames``, ``free_frames`` (auto-conditioning, :func:`teacher_schedule`), ``contrastive_weight``,
     ``margin``, ``style_dropout`` (chance a training window is given the "any style" index instead of its
-    own). The normalisation statistics of the model are set from ``train_set`` at the start of a new run
+    own), ``style_weight`` (the style head's cross-entropy, so that ``style="auto"`` can pick the style from
+the music). The normalisation statistics of the model are set from ``train_set`` at the start of a new run
     (a resumed one takes them from its checkpoint). Validation (same schedule, phase 0) records ``loss``,
-    ``pose_loss`` (the default ``select_by``, lower is better) and ``contrastive``."""
+    ``pose_loss`` (the default ``select_by``, lower is better), ``contrastive`` and ``style_loss``."""
 
     default_select_by = "pose_loss"
     higher_is_better = False
@@ -245,20 +246,35 @@ class DanceBrain(RecipeBrain):
         pred, emb = self.modules.model(spec, poses, mask, style=style if self.model.num_styles else None)
         return pred, emb, poses
 
+    def style_loss(self, emb, batch):
+        """Cross-entropy of the style head's per-frame logits against the dance's style (0 without styles;
+        dances of no known style are left out)."""
+        if not self.model.num_styles:
+            return emb.new_zeros(())
+        logits = self.model.style_logits(emb.float())
+        target = batch["style"].to(self.device)[:, None].expand(-1, logits.shape[1])
+        if not bool((target < self.model.num_styles).any()):
+            return emb.new_zeros(())
+        return torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten(),
+                                                 ignore_index=self.model.num_styles)
+
     def compute_objectives(self, predictions, batch, stage):
         pred, emb, poses = predictions
         pose_loss = torch.nn.functional.mse_loss(pred.float(), poses[:, 1:])
         contrast = contrastive_loss(emb.float(), batch["beats"].to(self.device), getattr(self.hparams, "margin", 1.0))
-        loss = pose_loss + getattr(self.hparams, "contrastive_weight", 0.1) * contrast
+        style = self.style_loss(emb, batch)
+        loss = (pose_loss + getattr(self.hparams, "contrastive_weight", 0.1) * contrast
+                + getattr(self.hparams, "style_weight", 0.1) * style)
         if stage != sb.Stage.TRAIN:
             n = pred.shape[0]
             self.sums["pose_loss"] += float(pose_loss) * n
             self.sums["contrastive"] += float(contrast) * n
+            self.sums["style_loss"] += float(style) * n
             self.count += n
         return loss
 
     def on_stage_start(self, stage, epoch=None):
-        self.sums, self.count = {"pose_loss": 0.0, "contrastive": 0.0}, 0
+        self.sums, self.count = {"pose_loss": 0.0, "contrastive": 0.0, "style_loss": 0.0}, 0
         super().on_stage_start(stage, epoch)
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
