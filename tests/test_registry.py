@@ -36,7 +36,7 @@ def test_families_are_imported_only_when_built():
 def test_family_names_classes_and_registration(monkeypatch):
     monkeypatch.setattr(registry, "FAMILIES", dict(registry.FAMILIES))
     assert registry.family_of(tiny_frcrn()) == "frcrn"
-    with pytest.raises(ModelError, match="unknown model family 'nope'; known: frcrn, .*mossformer2_se"):
+    with pytest.raises(ModelError, match="unknown model family 'nope'; known: dance_lstm, frcrn, .*mossformer2_se"):
         registry.family_class("nope")
 
     class Plugged(torch.nn.Module):
