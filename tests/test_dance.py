@@ -193,3 +193,14 @@ def test_tempo_augmentation_retimes_music_and_motion_together(dances):
     middle = slice(data.lead + 4 * per, data.lead + 12 * per)
     reference = halved[10 * per // 2 - data.lead:][:len(audio)]
     torch.testing.assert_close(audio[middle], reference[middle], atol=1e-3, rtol=0)
+
+
+def test_pretrained_file_round_trip(tmp_path):
+    from audiokit.hub.pretrained import load_model, save_pretrained
+    model = tiny_model("fsmn")
+    model.set_stats(np.full(72, 2.0), np.full(72, 3.0), np.zeros(model.feature_dim), np.ones(model.feature_dim))
+    path = save_pretrained(model, tmp_path / "dance.safetensors", "dance_lstm", model.config, {"data": "test"})
+    loaded = load_model(str(path))
+    assert isinstance(loaded, DanceGenerator) and loaded.config == model.config
+    spec = torch.randn(1, 6, model.feature_dim)
+    torch.testing.assert_close(loaded.generate(spec, style="auto"), model.generate(spec, style="auto"))
