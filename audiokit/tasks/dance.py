@@ -20,7 +20,8 @@ music is resampled, so its pitch moves with the tempo).
 Losses (:class:`DanceBrain`): the mean squared error of the normalised poses, the decoder auto-conditioned
 (:func:`teacher_schedule`: runs of ``teacher_frames`` frames fed the true previous pose alternate with runs
 of ``free_frames`` fed its own output), plus ``contrastive_weight`` times :func:`contrastive_loss` on
-consecutive audio embeddings.
+consecutive audio embeddings, plus ``style_weight`` times the cross-entropy of the model's style head (which
+lets generation pick the style from the music, ``style="auto"``).
 """
 from __future__ import annotations
 
