@@ -36,7 +36,7 @@ def test_families_are_imported_only_when_built():
 def test_family_names_classes_and_registration(monkeypatch):
     monkeypatch.setattr(registry, "FAMILIES", dict(registry.FAMILIES))
     assert registry.family_of(tiny_frcrn()) == "frcrn"
-    with pytest.raises(ModelError, match="unknown model family 'nope'; known: frcrn, .*mossformer2_se"):
+    with pytest.raises(ModelError, match="unknown model family 'nope'; known: dance_lstm, frcrn, .*mossformer2_se"):
         registry.family_class("nope")
 
     class Plugged(torch.nn.Module):
@@ -86,7 +86,8 @@ def test_models_lists_the_default_of_each_task(monkeypatch, tmp_path, capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert next(line for line in out.splitlines() if line.startswith("tiny")).endswith("(default of separate)")
-    assert "  dance     (none shipped yet)" in out and "model families: frcrn, lssl_classifier, mossformer2_se" in out
+    assert "  dance     (none shipped yet)" in out
+    assert "model families: dance_lstm, frcrn, lssl_classifier, mossformer2_se" in out
 
 
 def test_output_cut_short_by_a_closed_pipe_is_quiet():
