@@ -1,12 +1,13 @@
 """audiokit: streaming speech and audio processing on a plain CPU.
 
-``audiokit.enhance``, ``audiokit.enhance_file``, ``audiokit.separate``, ``audiokit.separate_file`` and
-``audiokit.load_model`` (see :mod:`audiokit.api`) are imported on first use, so that ``import audiokit``
-stays cheap.
+``audiokit.enhance``, ``audiokit.enhance_file``, ``audiokit.separate``, ``audiokit.separate_file``,
+``audiokit.classify``, ``audiokit.spot``, ``audiokit.iter_spots`` and ``audiokit.load_model`` (see
+:mod:`audiokit.api`) are imported on first use, so that ``import audiokit`` stays cheap.
 """
 __version__ = "0.1.0"
 
-_API = ("Enhancer", "enhance", "enhance_file", "load_model", "separate", "separate_file")
+_API = ("Classifier", "Enhancer", "classify", "enhance", "enhance_file", "iter_spots", "load_classifier", "load_model",
+        "separate", "separate_file", "spot")
 
 
 def __getattr__(name: str):

@@ -5,35 +5,44 @@
     audiokit.enhance_file("talk.wav")                     # -> talk_enhanced.wav
     talkers = audiokit.separate(mixture, 16000)           # [S, T] (or [S, C, T]), at 16 kHz
     audiokit.separate_file("meeting.wav", shifts=4)       # -> meeting_s1.wav, meeting_s2.wav
+    audiokit.classify("yes.wav", top_k=3)                 # Classification(label, prob, top, end)
+    audiokit.spot("long.wav", threshold=0.8)              # [Detection(label, prob, start, end), ...]
     model = audiokit.load_model("frcrn_causal_small")
 
 Every path runs the model through the streaming runtime (``audiokit.streaming.runtime``), one stream per
-channel, in large chunks (exact for causal models, windowed overlap-add otherwise) or, with
-``stream=True``, in chunks of ``chunk_ms`` milliseconds as live audio would arrive. Resampling to the
+channel, in large chunks (exact for causal models, their state carried from chunk to chunk; windowed
+overlap-add otherwise) or, with ``stream=True``, in chunks of ``chunk_ms`` milliseconds as live audio would
+arrive (causal models then run frame by frame on a frame engine, ``audiokit.streaming.engines``). Resampling to the
 model rate and back is done in chunks too, so memory stays bounded whatever the length. Separation runs
 the model in overlapping windows whose speakers are aligned (``audiokit.streaming.separation``).
+Classification and keyword spotting run a streaming classifier's posterior frame by frame
+(``audiokit.streaming.classification``), in blocks too.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import Iterable, Iterator, Optional, Union
 
 import numpy as np
 import torch
 from torch import nn
 
 from audiokit.audio.resample import rate_problem
-from audiokit.blocks import BLOCK_SECONDS, check_targets, output_paths, process_file
+from audiokit.blocks import BLOCK_SECONDS, check_targets, file_identity, open_blocks, output_paths, process_file
 from audiokit.errors import AudioError, ModelError
 from audiokit.hub.pretrained import check_device, load_model
 from audiokit.hub.registry import default_model
+from audiokit.streaming.classification import Classification, Classifier, Detection, Spotter
 from audiokit.streaming.outputs import OutputSpec
 from audiokit.streaming.pipeline import BlockPipeline, ChannelStreams
 from audiokit.streaming.separation import WindowedSeparator, refuse_separator
 
-__all__ = ["Enhancer", "enhance", "enhance_file", "load_model", "separate", "separate_file"]
+__all__ = ["Classifier", "Enhancer", "classify", "enhance", "enhance_file", "iter_spots", "load_classifier",
+           "load_model", "separate", "separate_file", "spot"]
 
 STREAM_CHUNK_MS = 20.0
+#: the chunks a causal model runs on without ``stream`` (half a block: the fastest size measured)
+CHUNK_SECONDS = BLOCK_SECONDS / 2
 
 ModelSpec = Union[None, str, Path, nn.Module]
 
@@ -43,8 +52,9 @@ class Enhancer:
 
     ``model``: None (the default enhancer), a pretrained name or file, or a module with ``sample_rate``
     and ``enhance`` (or the streaming interface); ModelKindError for a separation model. ``stream``:
-    chunks of ``chunk_ms`` ms (default 20) instead of ``BLOCK_SECONDS``; non-causal models then use the
-    runtime's default window.
+    chunks of ``chunk_ms`` ms (default 20) on the model's frame engine, as live audio, instead of
+    ``CHUNK_SECONDS`` chunks (windows of ``BLOCK_SECONDS``); non-causal models then use the runtime's default
+    window.
     """
 
     output = OutputSpec.audio(1)  # one enhanced signal per input
@@ -58,12 +68,13 @@ class Enhancer:
         self.sample_rate = int(getattr(self.model, "sample_rate", 16000))
         if stream and chunk_ms is not None and not 0 < chunk_ms < float("inf"):
             raise ModelError(f"--chunk-ms must be a positive number, got {chunk_ms}")
-        seconds = (chunk_ms or STREAM_CHUNK_MS) / 1000 if stream else BLOCK_SECONDS
+        seconds = (chunk_ms or STREAM_CHUNK_MS) / 1000 if stream else CHUNK_SECONDS
         self.chunk = max(1, round(seconds * self.sample_rate))
-        self.window = None if stream else self.chunk
+        self.window = None if stream else max(1, round(BLOCK_SECONDS * self.sample_rate))
+        self.stream = stream
 
     def open(self, channels: int) -> ChannelStreams:
-        return ChannelStreams(self.model, channels, self.chunk, window=self.window)
+        return ChannelStreams(self.model, channels, self.chunk, window=self.window, frames=self.stream)
 
 
 def enhance(wav: Union[np.ndarray, torch.Tensor], sample_rate: int, model: ModelSpec | Enhancer = None,
@@ -84,11 +95,9 @@ def _checked_rate(sample_rate) -> int:
     return int(sample_rate)
 
 
-def _process_array(processor, wav, sample_rate: int, outputs: bool):
-    """``wav`` [T] or [C, T] through ``processor`` (``open(channels)``, ``sample_rate``, ``output``), in blocks:
-    audio of the same shape back, or with ``outputs`` every output stacked in front ([S, T] or [S, C, T]);
-    frames ``[N, *shape]`` or ``[C, N, *shape]``."""
-    sample_rate = _checked_rate(sample_rate)
+def _checked_array(wav) -> tuple[Union[np.ndarray, torch.Tensor], torch.Tensor]:
+    """``(wav, x)``: ``wav`` as an ndarray or tensor, and as a float tensor ``x`` [T] or [C, T]; AudioError for
+    samples that are not floats, another shape, no samples, or NaN/Inf."""
     if not isinstance(wav, (np.ndarray, torch.Tensor)):
         wav = np.asarray(wav)
     if not (wav.dtype.is_floating_point if isinstance(wav, torch.Tensor) else wav.dtype.kind == "f"):
@@ -102,6 +111,15 @@ def _process_array(processor, wav, sample_rate: int, outputs: bool):
                                   f"want [C, T], channels first (for [T, C] audio, as soundfile reads it, pass wav.T)")
     if not torch.isfinite(x).all():
         raise AudioError("input", "contains NaN or Inf samples")
+    return wav, x
+
+
+def _process_array(processor, wav, sample_rate: int, outputs: bool):
+    """``wav`` [T] or [C, T] through ``processor`` (``open(channels)``, ``sample_rate``, ``output``), in blocks:
+    audio of the same shape back, or with ``outputs`` every output stacked in front ([S, T] or [S, C, T]);
+    frames ``[N, *shape]`` or ``[C, N, *shape]``."""
+    sample_rate = _checked_rate(sample_rate)
+    wav, x = _checked_array(wav)
     channels = x.detach().cpu().float().reshape(-1, x.shape[-1])
     count = channels.shape[0]
     pipeline = BlockPipeline(lambda: processor.open(count), sample_rate, processor.sample_rate, processor.output, count)
@@ -144,8 +162,8 @@ def separate_file(path: Union[str, Path], out_dir: Union[str, Path, None] = None
     it; ``<stem>_separated.wav`` for a one-output model, as the CLI), 16-bit WAV at the file's rate and
     channels; returns their paths.
 
-    Refuses to overwrite unless ``force`` (all outputs checked before any is written); raises AudioError
-    for a bad file (nothing is written then).
+    Refuses to overwrite unless ``force`` (all outputs checked before any is written), and never writes over
+    ``path`` itself; raises AudioError for a bad file (nothing is written then).
     """
     path = Path(path)
     folder = Path(out_dir) if out_dir is not None else path.parent
@@ -154,10 +172,11 @@ def separate_file(path: Union[str, Path], out_dir: Union[str, Path, None] = None
 
     def name_outputs(count: int) -> list[Path]:
         targets.extend(output_paths(path, folder, "separated", count))
-        check_targets(targets, force, "use force=True")
+        check_targets(targets, force, "use force=True", inputs={file_identity(path)})
         return targets
 
-    process_file(path, separator.open, separator.sample_rate, name_outputs, output=separator.output)
+    process_file(path, separator.open, separator.sample_rate, name_outputs, output=separator.output,
+                 replace=force, force_hint="use force=True")
     return targets
 
 
@@ -167,15 +186,89 @@ def enhance_file(path: Union[str, Path], out_path: Union[str, Path, None] = None
     """Enhance an audio file into ``out_path`` (default ``<stem>_enhanced.wav`` beside it), 16-bit WAV at
     the file's rate and channels, streamed in bounded memory; returns ``out_path``.
 
-    Refuses to overwrite unless ``force``; raises AudioError for a bad file (nothing is written then).
+    Refuses to overwrite unless ``force``, and never writes over ``path`` itself; raises AudioError for a bad
+    file (nothing is written then).
     """
     path = Path(path)
     target = Path(out_path) if out_path is not None else path.with_name(f"{path.stem}_enhanced.wav")
     enhancer = model if isinstance(model, Enhancer) else Enhancer(model, stream, chunk_ms)
 
     def name_outputs(count: int) -> list[Path]:
-        check_targets([target], force, "use force=True")
+        check_targets([target], force, "use force=True", inputs={file_identity(path)})
         return [target]
 
-    process_file(path, enhancer.open, enhancer.sample_rate, name_outputs, output=enhancer.output)
+    process_file(path, enhancer.open, enhancer.sample_rate, name_outputs, output=enhancer.output,
+                 replace=force, force_hint="use force=True")
     return target
+
+
+AudioInput = Union[str, Path, np.ndarray, torch.Tensor]
+
+
+def load_classifier(model: ModelSpec | Classifier = None, device: str = "cpu") -> Classifier:
+    """A :class:`~audiokit.streaming.classification.Classifier` for ``model``: None (the default classifier;
+    ModelError while none is shipped), a pretrained name or file, a classifier module, or a Classifier (returned
+    as it is). ModelKindError for a model that is not a streaming classifier."""
+    if isinstance(model, Classifier):
+        return model
+    check_device(device)
+    module = model if isinstance(model, nn.Module) else load_model(str(model or default_model("classify")),
+                                                                   device=device)
+    return Classifier(module)
+
+
+def _audio_blocks(audio: AudioInput, sample_rate: Optional[int]) -> tuple[int, Iterable[torch.Tensor]]:
+    """``(rate, [C, n] blocks)`` of an audio file (read block by block; ``sample_rate`` must be None: the file
+    has its own) or of an array ``[T]`` / ``[C, T]`` at ``sample_rate`` Hz. AudioError for bad input."""
+    if isinstance(audio, (str, Path)):
+        if sample_rate is not None:
+            raise AudioError(audio, f"sample_rate={sample_rate}: only for arrays (a file has its own rate)")
+        rate, _, blocks = open_blocks(Path(audio))
+        return rate, blocks
+    if sample_rate is None:
+        raise AudioError("input", "an array needs its sample_rate")
+    rate = _checked_rate(sample_rate)
+    _, x = _checked_array(audio)
+    x = x.detach().cpu().float().reshape(-1, x.shape[-1])
+    return rate, x.split(max(1, int(BLOCK_SECONDS * rate)), dim=-1)
+
+
+def classify(audio_or_path: AudioInput, sample_rate: Optional[int] = None, model: ModelSpec | Classifier = None,
+             top_k: int = 1) -> Classification:
+    """The class of a clip: an audio file, or an array ``[T]`` / ``[C, T]`` (float) at ``sample_rate`` Hz
+    (channels mixed down to one; any rate, resampled to the model's).
+
+    Returns a :class:`~audiokit.streaming.classification.Classification`: ``label``, ``prob``, ``top`` (the
+    ``top_k`` best ``(label, prob)`` pairs) and ``end_s``. A clip no longer than the model's pooling window
+    (1 s for Speech Commands) is padded to it and classified at its end; a longer one by its most confident full
+    window (words before ``_silence_``/``_unknown_``), in bounded memory. ``model``: see :func:`load_classifier`
+    (pass a Classifier to load it once for many calls).
+    """
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ModelError(f"top_k must be a whole number of at least 1, got {top_k!r}")
+    classifier = load_classifier(model)
+    rate, blocks = _audio_blocks(audio_or_path, sample_rate)
+    return classifier.classify(blocks, rate, min(top_k, len(classifier.labels)))
+
+
+def iter_spots(path_or_array: AudioInput, sample_rate: Optional[int] = None, model: ModelSpec | Classifier = None,
+               threshold: float = 0.8) -> Iterator[Detection]:
+    """Keyword spotting through a recording of any length (an audio file, or an array at ``sample_rate`` Hz):
+    each :class:`~audiokit.streaming.classification.Detection` (``label``, ``prob``, ``start_s``, ``end_s``) as
+    soon as it ends, the audio streamed block by block through the model's step mode.
+
+    A detection starts where a word's running posterior (not ``_silence_``/``_unknown_``) reaches ``threshold``
+    and ends where it falls below half of it or another word wins. The model, the threshold and the input are
+    checked at the call (errors raised then), the audio is read as the detections are asked for.
+    """
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+        raise ModelError(f"threshold must be a probability in (0, 1], got {threshold!r}")
+    classifier = load_classifier(model)
+    rate, blocks = _audio_blocks(path_or_array, sample_rate)
+    return Spotter.spot(classifier, blocks, rate, threshold)
+
+
+def spot(path_or_array: AudioInput, sample_rate: Optional[int] = None, model: ModelSpec | Classifier = None,
+         threshold: float = 0.8) -> list[Detection]:
+    """All the detections of :func:`iter_spots`, in order."""
+    return list(iter_spots(path_or_array, sample_rate, model, threshold))

@@ -2,7 +2,9 @@
 
 * :func:`open_blocks`: a file read block by block (checked like ``read_audio``).
 * :class:`OutputFiles`: audio files written block by block, and frame files (``.npz``), under temporary names
-  renamed into place at the end.
+  renamed into place at the end (never over a file that exists by then, unless asked to replace); audio outputs
+  carry :data:`SOFTWARE_MARK`, by which :func:`written_by_audiokit` knows them.
+* :func:`check_targets`: outputs refused before any work: existing ones (unless forced), and inputs (always).
 * :func:`process_file`: a file through a :class:`~audiokit.streaming.pipeline.BlockPipeline` (the processor
   interface is described there) into its output files.
 """
@@ -10,19 +12,21 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Callable, Collection, Iterator, Optional, Sequence
 
 import numpy as np
 import soundfile as sf
 import torch
 
-from audiokit.audio.io import NOT_FINITE, TRUNCATED, AudioWriter, format_of, open_audio, temporary_path
+from audiokit.audio.io import NOT_FINITE, TRUNCATED, AudioWriter, format_of, move_into_place, open_audio, temporary_path
 from audiokit.errors import AudioError, ModelError, os_reason
 from audiokit.streaming.outputs import OutputSpec
 from audiokit.streaming.pipeline import BlockPipeline
 
 BLOCK_SECONDS = 10.0
 FRAMES_SUFFIX = ".npz"
+#: the ``software`` field of every audio output (libsndfile appends its own version)
+SOFTWARE_MARK = "audiokit"
 
 
 def open_blocks(path: Path, seconds: float = BLOCK_SECONDS) -> tuple[int, int, Iterator[torch.Tensor]]:
@@ -68,10 +72,33 @@ def output_extension(output: OutputSpec) -> str:
     return ".wav" if output.is_audio else FRAMES_SUFFIX
 
 
-def check_targets(targets: Sequence[Path], force: bool, force_hint: str = "use --force") -> None:
-    """AudioError naming the first target that exists (unless ``force``) or that is not a file (never
-    replaced), so that all are checked before any output is written."""
+def file_identity(path: Path) -> Optional[tuple[int, int]]:
+    """``(device, inode)`` of the file ``path`` names (through links), None when there is none: the same for
+    every spelling of one file, symlinks and hard links included."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def written_by_audiokit(path: Path) -> bool:
+    """True for an audio file that audiokit wrote (its ``software`` field starts with :data:`SOFTWARE_MARK`)."""
+    try:
+        with sf.SoundFile(path) as f:
+            return (f.software or "").startswith(SOFTWARE_MARK)
+    except (sf.LibsndfileError, OSError, RuntimeError, TypeError):
+        return False
+
+
+def check_targets(targets: Sequence[Path], force: bool, force_hint: str = "use --force",
+                  inputs: Collection[tuple[int, int]] = ()) -> None:
+    """AudioError naming the first target that is one of ``inputs`` (:func:`file_identity` of every file the
+    run reads: never replaced, even with ``force``), that exists (unless ``force``) or that is not a file
+    (never replaced), so that all are checked before any output is written."""
     for target in targets:
+        if inputs and file_identity(target) in inputs:
+            raise AudioError(target, "is also an input; not overwritten")
         if target.exists() and not force:
             raise AudioError(target, f"exists, {force_hint}")
         if target.exists() and not target.is_file():
@@ -80,8 +107,9 @@ def check_targets(targets: Sequence[Path], force: bool, force_hint: str = "use -
 
 class FrameFile:
     """Frames of one output collected and written on ``close`` as an ``.npz`` file: ``frames`` (float32
-    ``[C, N, *shape]``), ``frame_rate`` (Hz) and, when the output has them, ``labels``. The file is created
-    when the object is (so that a path that cannot be written shows at once)."""
+    ``[C, N, *shape]``), ``frame_rate`` (Hz), ``times`` (``[N]``, the time in seconds at which each frame ends:
+    ``(n + 1) / frame_rate``) and, when the output has them, ``labels``. The file is created when the object is
+    (so that a path that cannot be written shows at once)."""
 
     def __init__(self, name: Path, output: OutputSpec, channels: int):
         self.name, self.output = name, output
@@ -97,18 +125,23 @@ class FrameFile:
             return
         with self.file:
             labels = {} if self.output.labels is None else {"labels": np.array(self.output.labels)}
-            np.savez(self.file, frames=np.concatenate(self.parts, axis=1), frame_rate=self.output.frame_rate,
-                     **labels)
+            frames = np.concatenate(self.parts, axis=1)
+            times = np.arange(1, frames.shape[1] + 1) / self.output.frame_rate
+            np.savez(self.file, frames=frames, frame_rate=self.output.frame_rate, times=times, **labels)
 
 
 class OutputFiles:
     """Output files written block by block under temporary names: 16-bit audio (WAV, or FLAC, ... by the
-    suffix) or, for the targets ending in :data:`FRAMES_SUFFIX`, the frames of ``output`` (:class:`FrameFile`).
-    ``commit`` renames them into place, ``discard`` deletes them and the folders made for them. AudioError
-    naming the file when one cannot be created or put in place (nothing is left behind then)."""
+    suffix, marked with :data:`SOFTWARE_MARK`) or, for the targets ending in :data:`FRAMES_SUFFIX`, the frames
+    of ``output`` (:class:`FrameFile`). ``commit`` renames them into place, ``discard`` deletes them and the
+    folders made for them. AudioError naming the file when one cannot be created or put in place (nothing is
+    left behind then). Without ``replace``, a target that exists when they are put in place (another run wrote
+    it meanwhile) is not replaced: AudioError ``exists, <force_hint>``, and none of the files is put in place."""
 
-    def __init__(self, targets: Sequence[Path], rate: int, channels: int, output: OutputSpec = OutputSpec.audio()):
+    def __init__(self, targets: Sequence[Path], rate: int, channels: int, output: OutputSpec = OutputSpec.audio(),
+                 replace: bool = False, force_hint: str = "use --force"):
         self.targets, self.files, self.created = list(targets), [], []
+        self.replace, self.force_hint = replace, force_hint
         for target in self.targets:
             try:
                 frames = target.suffix.lower() == FRAMES_SUFFIX and not output.is_audio
@@ -116,7 +149,8 @@ class OutputFiles:
                     format_of(target)  # an extension that cannot be written: said before any folder is made
                 self.created += _make_folder(target.parent)
                 self.files.append(FrameFile(temporary_path(target), output, channels) if frames else
-                                  AudioWriter(temporary_path(target), rate, channels, target=target))
+                                  AudioWriter(temporary_path(target), rate, channels, target=target,
+                                              software=SOFTWARE_MARK))
             except AudioError:
                 self.discard()
                 raise
@@ -142,18 +176,28 @@ class OutputFiles:
         f.write(samples[None] if isinstance(f, FrameFile) else np.clip(samples, -1.0, 1.0))
 
     def commit(self) -> None:
-        """Close every file and rename it into place (all discarded if one fails)."""
+        """Close every file and rename it into place (see the class docstring); all discarded if one fails, and
+        without ``replace`` those already in place withdrawn."""
         target = self.targets[0] if self.targets else None
+        placed: list[tuple[Path, Optional[tuple[int, int]]]] = []
         try:
             for f, target in zip(self.files, self.targets):
                 f.close()
             for f, target in zip(self.files, self.targets):
-                os.replace(f.name, target)
-        except AudioError:
+                identity = file_identity(Path(f.name))
+                move_into_place(Path(f.name), target, self.replace)
+                placed.append((target, identity))
+        except AudioError:  # a file that could not be completed (nothing placed yet)
             self.discard()
             raise
         except (sf.LibsndfileError, OSError, RuntimeError) as exc:
+            if not self.replace:
+                for done, identity in placed:  # created by this call: taken back, unless replaced meanwhile
+                    if file_identity(done) == identity:
+                        done.unlink(missing_ok=True)
             self.discard()
+            if isinstance(exc, FileExistsError):
+                raise AudioError(target, f"exists, {self.force_hint}") from None
             raise AudioError(target, f"cannot be written ({os_reason(exc)})") from None
 
     def discard(self) -> None:
@@ -193,13 +237,16 @@ def _make_folder(folder: Path) -> list[Path]:
 def process_file(path: Path, open_processor: Callable[[int], object], model_rate: int,
                  name_outputs: Callable[[int], Sequence[Path]], block_seconds: float = BLOCK_SECONDS,
                  on_progress: Callable[[int], None] | None = None,
-                 output: OutputSpec = OutputSpec.audio(None)) -> float:
+                 output: OutputSpec = OutputSpec.audio(None), replace: bool = False,
+                 force_hint: str = "use --force") -> float:
     """Stream ``path`` through a ``BlockPipeline`` of ``open_processor(channels)``, which emits ``output``, into
     the files that ``name_outputs(S)`` names (S: number of outputs; it may raise to refuse them, e.g. when they
     exist; frames go to :data:`FRAMES_SUFFIX` files).
 
     When ``output.count`` is known beforehand (e.g. 1 for an enhancer) the names are asked for before any
-    block is processed, so refused outputs cost no model time; otherwise on the first output samples.
+    block is processed, so refused outputs cost no model time; otherwise on the first output samples. They are
+    put in place at the end, replacing existing files only with ``replace`` (see :class:`OutputFiles`, whose
+    "exists" error ends with ``force_hint``).
     Returns the duration in seconds. ``on_progress(n)`` gets the number of input samples done after each
     block. Memory is bounded by ``block_seconds`` (frames, small, are collected); on any error nothing is
     left behind (no temporary files, and no output folders this call created).
@@ -218,7 +265,8 @@ def process_file(path: Path, open_processor: Callable[[int], object], model_rate
             count = out.shape[0]
             if targets is not None and len(targets) != count:
                 raise ModelError(f"the model gave {count} outputs, expected {len(targets)}")
-            writers = OutputFiles(targets if targets is not None else name_outputs(count), rate, channels, output)
+            writers = OutputFiles(targets if targets is not None else name_outputs(count), rate, channels, output,
+                                  replace, force_hint)
         writers.write(out)
 
     try:

@@ -23,6 +23,15 @@ class AudioError(FileError, ValueError):
     """An audio file is missing, unreadable, truncated, empty or holds NaN/Inf, or can't be written."""
 
 
+class MotionError(AudiokitError, ValueError):
+    """Motion data (joint positions, a skeleton, a BVH) is malformed: wrong shape, NaN/Inf, too short."""
+
+
+class MotionFileError(FileError, MotionError):
+    """A motion file or dance folder (skeleton JSON, config, BVH, a rendered video) is missing, unreadable,
+    malformed, or can't be written."""
+
+
 class CheckpointError(FileError):
     """A checkpoint file is missing, unreadable or does not fit the model."""
 

@@ -151,3 +151,44 @@ def test_resample_keeps_a_tone():
     y = resample(torch.sin(2 * torch.pi * 440 * t), 44100, 16000)
     expected = torch.sin(2 * torch.pi * 440 * torch.arange(16000) / 16000)
     assert torch.allclose(y[200:-200], expected[200:-200], atol=1e-2)
+
+
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_move_into_place_never_replaces_without_asking(tmp_path, monkeypatch, hard_links):
+    import errno
+    import os
+
+    from audiokit.audio.io import move_into_place
+
+    if not hard_links:  # e.g. FAT or a network file system: the name is claimed with O_EXCL instead
+        def no_link(src, dst):
+            raise OSError(errno.EPERM, "Operation not permitted")
+        monkeypatch.setattr(os, "link", no_link)
+    tmp, target = tmp_path / ".t.tmp", tmp_path / "t.wav"
+    tmp.write_bytes(b"new")
+    target.write_bytes(b"theirs")
+    with pytest.raises(FileExistsError):
+        move_into_place(tmp, target, replace=False)
+    assert target.read_bytes() == b"theirs" and tmp.read_bytes() == b"new"
+    target.unlink()
+    move_into_place(tmp, target, replace=False)
+    assert target.read_bytes() == b"new" and not tmp.exists()
+    tmp.write_bytes(b"newer")
+    move_into_place(tmp, target, replace=True)
+    assert target.read_bytes() == b"newer" and sorted(p.name for p in tmp_path.iterdir()) == ["t.wav"]
+
+
+def test_write_audio_does_not_replace_a_file_written_meanwhile(tmp_path, monkeypatch):
+    import audiokit.audio.io as io
+
+    target = tmp_path / "x.wav"
+    real_write = io.sf.write
+
+    def write_then_race(path, *args, **kwargs):
+        real_write(path, *args, **kwargs)
+        target.write_bytes(b"another run")  # after the exists check, before the rename
+
+    monkeypatch.setattr(io.sf, "write", write_then_race)
+    with pytest.raises(AudioError, match="x.wav: exists, use --force"):
+        write_audio(target, np.zeros(160), 16000)
+    assert target.read_bytes() == b"another run" and [p.name for p in tmp_path.iterdir()] == ["x.wav"]

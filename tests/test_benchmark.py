@@ -25,6 +25,19 @@ def test_table_formatting():
     assert lines[3].split()[5:] == ["-"] * 5 + ["900"]
 
 
+def test_file_speedup_lines():
+    sys.path.insert(0, str(TOOL.parent))
+    from benchmark import file_speedups, format_speedups
+    rows = [dict(model="causal_small", mode="file", engine="chunks", threads=1, rtf=0.05, cpu_rtf=0.04),
+            dict(model="causal_small", mode="file", engine="onnx", threads=1, rtf=0.1, cpu_rtf=0.1),
+            dict(model="causal_small", mode="stream", engine="onnx", threads=1, rtf=0.2, cpu_rtf=0.2)]
+    speedups = file_speedups(rows)
+    assert [(s["engine"], round(s["speedup"], 2), round(s["cpu_speedup"], 2)) for s in speedups] == [
+        ("onnx", 2.0, 2.5)]
+    assert format_speedups(speedups) == ("causal_small, 1 thread(s): a file on chunks is 2.00x as fast as frame by "
+                                         "frame on onnx (CPU time 2.50x)")
+
+
 def test_reference_line_formatting():
     sys.path.insert(0, str(TOOL.parent))
     from benchmark import format_reference
@@ -53,8 +66,13 @@ def test_quick_run_reports_sane_numbers():
     proc = subprocess.run([sys.executable, str(TOOL), "--quick", "--json", "--models", "causal_small"],
                           capture_output=True, text=True, cwd=REPO, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    rows = json.loads(proc.stdout)["rows"]
-    assert {(r["mode"], r["threads"]) for r in rows} == {("offline", 1), ("stream", 1)}
+    report = json.loads(proc.stdout)
+    rows = report["rows"]
+    frame_engine = next(r["engine"] for r in rows if r["mode"] == "stream")  # onnx, or torch without it
+    assert sorted((r["mode"], r.get("engine"), r["threads"]) for r in rows) == sorted([
+        ("file", "chunks", 1), ("file", frame_engine, 1), ("offline", None, 1), ("stream", frame_engine, 1)])
+    assert [(s["model"], s["engine"]) for s in report["file_speedup"]] == [("causal_small", frame_engine)]
+    assert report["file_speedup"][0]["speedup"] > 0
     for r in rows:
         assert 0 < r["rtf"] < 50 and 0 < r["cpu_rtf"] < 50 and 50 < r["peak_rss_mb"] < 8000
     stream = next(r for r in rows if r["mode"] == "stream")

@@ -285,3 +285,84 @@ def test_evaluate_separated_names_estimates_without_references(tmp_path, capsys)
     assert _error_lines(err) == [f"error: {tmp_path / 'est' / 'other_s1.wav'}: no references other_s*.* for it in "
                                  f"{tmp_path / 'ref'}; not scored"]
     assert out.splitlines()[1].startswith("mix")
+
+
+def test_force_never_writes_over_an_input_of_the_run(make_wav, tmp_path, capsys):
+    source, own = make_wav("own/a.wav"), make_wav("own/a_enhanced.wav", seed=7)  # the user's own file
+    before = own.read_bytes()
+    # the second input named another way: still the same file
+    status = process_files([source, tmp_path / "own" / "." / "a_enhanced.wav"], None, "enhanced", half, 16000,
+                           force=True, progress=False)
+    assert status == 1
+    assert _error_lines(capsys.readouterr().err) == [f"error: {own}: is also an input; not overwritten"]
+    assert own.read_bytes() == before  # read, not replaced
+    np.testing.assert_allclose(read_audio(tmp_path / "own" / "a_enhanced_enhanced.wav")[0], 0.5 * read_audio(own)[0],
+                               atol=1e-4)
+    # folder form: a file named like an output that audiokit did not write is an input, processed and kept
+    make_wav("sep/mix.wav")
+    user_s1 = make_wav("sep/mix_s1.wav", seed=3)
+    before = user_s1.read_bytes()
+    split = lambda x: torch.stack([x, -x])  # noqa: E731
+    status = process_files([tmp_path / "sep"], None, "separated", split, 16000, force=True, progress=False,
+                           outputs_like=r"_s\d+$")
+    assert status == 1
+    assert _error_lines(capsys.readouterr().err) == [f"error: {user_s1}: is also an input; not overwritten"]
+    assert user_s1.read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "sep").iterdir()) == [
+        "mix.wav", "mix_s1.wav", "mix_s1_s1.wav", "mix_s1_s2.wav"]  # nothing of mix.wav written, no temp left
+    # outputs audiokit wrote are skipped in folders, and --force replaces them
+    user_s1.unlink()
+    assert process_files([tmp_path / "sep"], None, "separated", split, 16000, progress=False,
+                         outputs_like=r"_s\d+$") == 0
+    assert process_files([tmp_path / "sep"], None, "separated", split, 16000, force=True, progress=False,
+                         outputs_like=r"_s\d+$") == 0
+    assert sorted(p.name for p in (tmp_path / "sep").iterdir()) == [
+        "mix.wav", "mix_s1.wav", "mix_s1_s1.wav", "mix_s1_s2.wav", "mix_s2.wav"]
+    capsys.readouterr()
+
+
+def test_api_never_writes_over_its_input(make_wav):
+    from tiny_model import tiny_frcrn
+
+    import audiokit
+    from audiokit.errors import AudioError
+
+    source = make_wav("a.wav")
+    before = source.read_bytes()
+    with pytest.raises(AudioError, match="a.wav: is also an input; not overwritten"):
+        audiokit.enhance_file(source, source.parent / "." / "a.wav", model=tiny_frcrn(), force=True)
+    assert source.read_bytes() == before
+
+
+class RacingWriter(CountingHalver):
+    """Halves its input; at the end of the file another run writes ``names`` (with ``count`` outputs) first."""
+
+    def __init__(self, names, count=1):
+        super().__init__()
+        self.names, self.output = names, OutputSpec.audio(count)
+
+    def feed(self, x):
+        return torch.cat([0.5 * x[None]] * self.output.count)
+
+    def flush(self):
+        for name in self.names:
+            sf.write(name, np.full(100, 0.25, np.float32), 16000)
+        return torch.zeros(self.output.count, 1, 0)
+
+
+def test_an_output_written_meanwhile_by_another_run_is_not_replaced(make_wav, tmp_path, capsys):
+    source = make_wav("a.wav")
+    target = tmp_path / "a_x.wav"
+    assert process_files([source], None, "x", RacingWriter([target]), 16000, progress=False) == 1
+    assert _error_lines(capsys.readouterr().err) == [f"error: {target}: exists, use --force"]
+    assert read_audio(target)[0].shape == (1, 100)  # the other run's file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "a_x.wav"]  # no temp files left
+    # several outputs: all or none (the first, already in place, is taken back)
+    target.unlink()
+    s2 = tmp_path / "a_s2.wav"
+    assert process_files([source], None, "x", RacingWriter([s2], count=2), 16000, progress=False) == 1
+    assert _error_lines(capsys.readouterr().err) == [f"error: {s2}: exists, use --force"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "a_s2.wav"]
+    # with --force the newer run replaces it
+    assert process_files([source], None, "x", RacingWriter([target]), 16000, force=True, progress=False) == 0
+    np.testing.assert_allclose(read_audio(target)[0], 0.5 * read_audio(source)[0], atol=1e-4)

@@ -72,6 +72,24 @@ def test_stream_mode_matches_block_mode(make_wav, tmp_path, tiny):
     np.testing.assert_allclose(stream, block, atol=PCM16)
 
 
+def test_enhancing_a_file_needs_no_frame_engine(make_wav, tmp_path, tiny, monkeypatch):
+    """Files run the causal model on large chunks: no ONNX export (seconds on a first run), no TorchScript."""
+    import audiokit.streaming.runtime as runtime
+
+    def no_engine(*args):
+        raise AssertionError("a frame engine was built for a file")
+
+    monkeypatch.setenv("AUDIOKIT_STREAM_BACKEND", "auto")
+    monkeypatch.setenv("AUDIOKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(runtime, "frame_engine", no_engine)
+    source = make_wav("a.wav", seconds=1.3, channels=2)
+    assert main(["enhance", str(source), "--model", tiny, "-o", str(tmp_path / "o")]) == 0
+    assert not (tmp_path / "cache").exists()
+    wav, _ = read_audio(source)
+    np.testing.assert_allclose(read_audio(tmp_path / "o" / "a_enhanced.wav")[0], offline(wav), atol=PCM16)
+    np.testing.assert_allclose(enhance(wav, 16000, tiny_frcrn()).clip(-1, 1), offline(wav), atol=1e-5)  # the API too
+
+
 def _bad_files(folder, make_wav):
     """name -> expected problem, for files each broken in one way."""
     folder.mkdir(exist_ok=True)
@@ -176,3 +194,43 @@ def test_console_script(make_wav, tmp_path, tiny):
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert errors(done.stderr) == [f"error: {tmp_path / 'ghost.wav'}: no such file, folder or matching pattern"]
     assert (tmp_path / "a_enhanced.wav").is_file()
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_batch_cleans_up_as_ctrl_c_does(tmp_path, tiny):
+    import os
+    import signal
+    import sys
+    import time
+    from pathlib import Path
+
+    source = tmp_path / "long.wav"  # noise: quick to make, long to enhance
+    sf.write(source, 0.1 * np.random.default_rng(0).standard_normal(180 * 16000).astype(np.float32), 16000)
+    out = tmp_path / "o"
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(repo), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "audiokit.cli.main", "enhance", str(source), "--model", tiny,
+                             "-o", str(out), "--stream"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out.is_dir() and any(out.iterdir())) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()  # still running, its temporary file written
+        assert [p.name for p in out.iterdir()][0].endswith(".tmp.wav")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM and "terminated" in err and "Traceback" not in err
+    assert not out.exists()  # the temporary file, and the folder made for it, are gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.wav", "tiny.safetensors"]
+
+
+def test_main_handles_sigterm_only_while_it_runs(tmp_path, capsys):
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["enhance", str(tmp_path / "ghost.wav"), "--model", "nope"]) == 1
+    assert signal.getsignal(signal.SIGTERM) is before
+    capsys.readouterr()

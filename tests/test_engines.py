@@ -1,5 +1,6 @@
 """Frame engines: ONNX Runtime and TorchScript run the same frame stepper with the same output."""
 import logging
+import warnings
 
 import numpy as np
 import pytest
@@ -79,6 +80,43 @@ def test_onnx_export_is_cached_per_weights(tmp_path, monkeypatch):
     streamed, _ = stream_through(model, wav, "onnx")
     assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 2  # new weights, new export
     assert (streamed - offline).abs().max() <= 1e-5
+
+
+@pytest.mark.slow
+def test_a_corrupt_cached_export_is_rebuilt_not_given_up(tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("AUDIOKIT_CACHE", str(tmp_path))
+    model = small_frcrn()
+    path = engines.onnx_path(model.frame_stepper(), 1)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x08\x07 half an export")  # e.g. a disk that filled up, or a copy cut short
+    logger, notes = logging.getLogger("audiokit"), _Notes()
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(notes)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no fallback to TorchScript
+            stream = CausalStream(model, backend="auto")
+    finally:
+        logger.removeHandler(notes)
+        logger.setLevel(level)
+    assert stream.backend == "onnx"
+    assert len(notes.messages) == 1 and "\n" not in notes.messages[0]
+    assert notes.messages[0].startswith(f"warning: the cached ONNX export {path} is unusable (")
+    assert notes.messages[0].endswith("exporting it again (about 10 s)")
+    assert path.stat().st_size > 1000 and sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    wav = torch.randn(1, 3000) * 0.1
+    with torch.no_grad():
+        offline = model.enhance(wav)
+    assert (torch.cat([stream.feed(wav), stream.flush()], -1) - offline).abs().max() <= 1e-5
+    notes.messages.clear()
+    logger.addHandler(notes)
+    try:
+        CausalStream(small_frcrn(), backend="onnx")  # the rebuilt file is used as it is
+    finally:
+        logger.removeHandler(notes)
+    assert notes.messages == []
 
 
 def test_auto_backend_falls_back_to_torchscript(tmp_path, monkeypatch):

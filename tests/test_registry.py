@@ -37,7 +37,7 @@ def test_families_are_imported_only_when_built():
 def test_family_names_classes_and_registration(monkeypatch):
     monkeypatch.setattr(registry, "FAMILIES", dict(registry.FAMILIES))
     assert registry.family_of(tiny_frcrn()) == "frcrn"
-    with pytest.raises(ModelError, match="unknown model family 'nope'; known: frcrn, .*mossformer2_se"):
+    with pytest.raises(ModelError, match="unknown model family 'nope'; known: dance_lstm, frcrn, .*mossformer2_se"):
         registry.family_class("nope")
 
     class Plugged(torch.nn.Module):
@@ -54,9 +54,9 @@ def test_family_names_classes_and_registration(monkeypatch):
 def test_one_table_of_default_models(monkeypatch, tmp_path, make_wav):
     assert registry.default_model("enhance") == "frcrn_causal_small"
     assert registry.default_model("separate") == "mossformer2_ss_8k_small"
-    for task in ("classify", "dance"):
-        with pytest.raises(ModelError, match=f"no default {task} model is shipped yet"):
-            registry.default_model(task)
+    assert registry.default_model("classify") == "lssl_speech_commands"
+    with pytest.raises(ModelError, match="no default dance model is shipped yet"):
+        registry.default_model("dance")
     with pytest.raises(ModelError, match="unknown task 'sing'"):
         registry.default_model("sing")
 
@@ -87,4 +87,14 @@ def test_models_lists_the_default_of_each_task(monkeypatch, tmp_path, capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert next(line for line in out.splitlines() if line.startswith("tiny")).endswith("(default of separate)")
-    assert "  classify  (none shipped yet)" in out and "model families: frcrn, lssl_classifier, mossformer2_se" in out
+    assert "  dance     (none shipped yet)" in out
+    assert "model families: dance_lstm, frcrn, lssl_classifier, mossformer2_se" in out
+
+
+def test_output_cut_short_by_a_closed_pipe_is_quiet():
+    """``audiokit models | head -1``: the reader leaves early; no traceback, no error line."""
+    import subprocess
+    import sys
+    proc = subprocess.run(f"{sys.executable} -m audiokit.cli.main models | head -c 10",
+                          shell=True, capture_output=True, text=True)
+    assert proc.stdout == "pretrained" and proc.stderr == ""

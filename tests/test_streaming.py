@@ -47,6 +47,28 @@ def test_causal_frcrn_stream_equals_offline(seed):
     assert (streamed - offline).abs().max() <= 1e-5
 
 
+@pytest.mark.parametrize("sizes", ["random", "large"])
+def test_causal_frcrn_on_chunks_equals_frames_and_offline(sizes):
+    """Without a frame engine (files: large chunks) the model's own step runs on each chunk, state carried over."""
+    model = small_frcrn()
+    wav = torch.randn(2, 9000) * 0.1
+    with torch.no_grad():
+        offline = model.enhance(wav)
+    framed = process(model, wav, 1000)  # the frame engine (TorchScript in the tests)
+    stream = CausalStream(model, channels=2, frames=False)
+    assert stream.backend == "model" and stream._engine is None
+    chunks = random_chunks(wav.shape[-1], np.random.default_rng(3)) if sizes == "random" else [4000] * 3
+    outs, pos = [], 0
+    for size in chunks:
+        outs.append(stream.feed(wav[:, pos:pos + size]))
+        pos += size
+    outs.append(stream.flush())
+    chunked = torch.cat(outs, dim=-1)
+    assert chunked.shape == offline.shape == framed.shape
+    assert (chunked - offline).abs().max() <= 1e-5
+    assert (chunked - framed).abs().max() <= 1e-5
+
+
 def test_stream_output_is_causal_and_delivered_within_latency():
     model = small_frcrn()
     wav = torch.randn(4000) * 0.1

@@ -1,6 +1,7 @@
 """Enhancement training: loss, a 2-step run, checkpoint resume, DDP on gloo."""
 import csv
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -285,3 +286,12 @@ def test_training_resumes_after_kill_9_at_random_moments(data, tmp_path):
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stdout[-2000:] + done.stderr[-2000:]
     assert [r["epoch"] for r in curve(out)][-1] == "40"
     assert not list((out / "save").glob("partial+*"))
+
+
+def test_every_shipped_recipe_takes_init_from():
+    """The README offers ``--init_from`` for every recipe: each must have the key (an override of a key the
+    recipe lacks is refused)."""
+    recipes = sorted((Path(__file__).resolve().parents[1] / "recipes").rglob("*.yaml"))
+    assert len(recipes) >= 8
+    lacking = [r.name for r in recipes if not re.search(r"^init_from:", r.read_text(), re.M)]
+    assert not lacking, f"recipes without init_from: {lacking}"

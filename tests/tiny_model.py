@@ -22,3 +22,56 @@ def save_tiny(path: Path, causal: bool = True, **changes) -> Path:
     """Save ``tiny_frcrn`` as a pretrained file at ``path``; returns ``path``."""
     model = tiny_frcrn(causal, **changes)
     return save_pretrained(model, path, "frcrn", model.config, {"note": "random weights, for tests"})
+
+
+KEYWORDS = ("go", "stop", "_unknown_", "_silence_")
+TINY_LSSL = dict(num_classes=4, labels=list(KEYWORDS), channels=8, state_size=8, num_layers=2, dropout=0.0,
+                 pool_seconds=0.25)
+
+
+def tiny_lssl(seed: int = 0, **changes):
+    """An LSSLClassifier with 4 classes (:data:`KEYWORDS`), 8 channels, 2 layers, a 0.25 s pooling window, random
+    weights, eval mode."""
+    from audiokit.models.lssl_classifier import LSSLClassifier
+
+    torch.manual_seed(seed)
+    return LSSLClassifier(**{**TINY_LSSL, **changes}).eval()
+
+
+def save_tiny_lssl(path: Path, **changes) -> Path:
+    """Save ``tiny_lssl`` as a pretrained file at ``path``; returns ``path``."""
+    model = tiny_lssl(**changes)
+    return save_pretrained(model, path, "lssl_classifier", model.config, {"note": "random weights, for tests"})
+
+
+class DCWords(torch.nn.Module):
+    """Stand-in streaming classifier whose posteriors are known: per 10 ms frame (160 samples at 16 kHz) of mean
+    ``m``, the logits of :data:`KEYWORDS` are ``[gain * m, -gain * m, -10, 3]``: a positive offset says "go", a
+    negative one "stop", silence "_silence_" (posterior 0.91). No memory across frames; ``pool_seconds`` 0.1
+    (it pools nothing, but the classifier pads short clips to that window)."""
+
+    sample_rate, frame_samples, num_classes, labels, pool_seconds = 16000, 160, 4, list(KEYWORDS), 0.1
+
+    def __init__(self, gain: float = 40.0):
+        super().__init__()
+        self.gain = torch.nn.Parameter(torch.tensor(float(gain)))
+
+    def frame_logits(self, wav: torch.Tensor) -> torch.Tensor:
+        """``[B, T] -> [B, T // 160, 4]`` (a last partial frame gives none)."""
+        mean = wav[:, :wav.shape[-1] // 160 * 160].unflatten(-1, (-1, 160)).mean(-1)
+        fixed = torch.tensor([-10.0, 3.0]).expand(*mean.shape, 2)
+        return torch.cat([torch.stack([self.gain * mean, -self.gain * mean], -1), fixed], -1)
+
+    def step(self, chunk: torch.Tensor, state):
+        if state is not None:
+            chunk = torch.cat([state["pending"], chunk], -1)
+        done = chunk.shape[-1] // 160 * 160
+        return self.frame_logits(chunk[:, :done]), {"pending": chunk[:, done:]}
+
+
+def save_dc_words(path: Path) -> Path:
+    """Save a :class:`DCWords` as a pretrained file of family ``"dcwords"`` (registered now)."""
+    from audiokit.hub import registry
+
+    registry.register("dcwords", DCWords)
+    return save_pretrained(DCWords(), path, "dcwords", {"gain": 40.0})

@@ -13,12 +13,24 @@ Models (``--models``, default all):
   ``tracemalloc``), and its step mode's CPU time per second of 16 kHz audio fed in chunks of 1,
   16 and 160 samples (chunks of 1 on a tenth of a second, scaled), beside the default
   ``LSSLClassifier`` (raw 16 kHz, 6 blocks) streamed in 10 ms chunks.  About half a minute.
+* ``kws``: the shipped keyword spotter ``lssl_speech_commands`` on 1 thread: training throughput of its
+  convolution mode (forward and backward, batches of 32 one-second clips, clips per CPU second),
+  inference real-time factor in convolution mode (10 s at once) and in step mode (10 ms chunks), and the
+  detection latency of ``--spot``: 20 held-out Speech Commands words (test speakers of the recipe's split,
+  ``../shared/data/speech_commands``; skipped without it) 1.5 s apart, spotted as ``audiokit classify
+  --spot`` does; latency is from the end of the word (last sample within 30 dB of the clip's peak) to the
+  frame whose detection line is printed (the detection's end, when the posterior falls below half the
+  threshold), plus the compute time of the block that prints it; also the onset of the detection.
 
 For each model and each thread count it measures, each in a fresh subprocess (so that peak
 memory, VmHWM, belongs to that one measurement):
 
 * offline: real-time factor (processing time / audio duration) of the model's offline entry
   point, ``enhance`` (or ``separate`` for a separator);
+* file (causal enhancers): real-time factor of ``audiokit.enhance`` on the signal as files are
+  enhanced, the model run on large chunks with its state carried over (engine ``chunks``), and the
+  same blocks run frame by frame on each frame engine of ``--engines`` (how files were enhanced
+  before); the speed ratio chunks / frames is printed below the table (``file_speedup`` in JSON);
 * stream: real-time factor of the stream that ``audiokit stream`` runs for the model (its task
   adapter with default settings: exact causal streaming for causal models, cross-faded windows
   otherwise: 4 s for an enhancer, 1 s for a separator) fed 10 ms chunks, with the 50th/99th
@@ -76,7 +88,7 @@ SEPARATOR_FILE = REPO / "pretrained" / "mossformer2_ss_8k_small.safetensors"
 SEPARATOR_CONFIG = dict(in_channels=64, out_channels=64, num_blocks=2, kernel_size=32, sample_rate=8000)
 MODELS = ("causal_small", "official", "separator_small", "se48k")
 #: what ``--models`` picks from: the models, and the LSSL layer's own section
-SECTIONS = MODELS + ("lssl",)
+SECTIONS = MODELS + ("lssl", "kws")
 LSSL_LENGTHS = (1000, 4000, 16000, 64000)
 LSSL_CHUNKS = (1, 16, 160)
 #: longest input (s) per model, for the slow ones
@@ -142,13 +154,16 @@ def _task(model) -> str:
 def measure(model_name: str, mode: str, threads: int, seconds: float, repeats: int,
             engine: str = "auto") -> Optional[dict]:
     """One measurement in this process (see the module docstring); ``engine``: the frame engine of
-    causal streams (``audiokit.streaming.engines``).  None for a stream of a model without frame
-    engines (windowed) and an engine other than ``auto``: the same measurement as ``auto``."""
+    causal streams (``audiokit.streaming.engines``), or ``chunks`` for a file on large chunks.  None for
+    a stream of a model without frame engines (windowed) and an engine other than ``auto`` (the same
+    measurement as ``auto``), and for the file mode of other than causal enhancers."""
     from audiokit.streaming.adapters import ADAPTERS
-    os.environ["AUDIOKIT_STREAM_BACKEND"] = engine
+    os.environ["AUDIOKIT_STREAM_BACKEND"] = "auto" if engine == "chunks" else engine
     torch.set_num_threads(threads)
     model, weights = build(model_name)
     if mode == "stream" and engine != "auto" and not getattr(model, "causal", False):
+        return None
+    if mode == "file" and (_task(model) != "enhance" or not getattr(model, "causal", False)):
         return None
     rate = model.sample_rate
     wav = test_signal(seconds, rate)
@@ -159,6 +174,14 @@ def measure(model_name: str, mode: str, threads: int, seconds: float, repeats: i
             offline(wav[:, :rate // 2])  # warm-up
             wall, cpu, _ = _best_time(lambda: offline(wav), repeats)
             result.update(rtf=wall / seconds, cpu_rtf=cpu / seconds)
+        elif mode == "file":
+            from audiokit.api import enhance
+            enhancer = _file_enhancer(model, frames=engine != "chunks")
+            enhance(wav[0, :rate // 2].numpy(), rate, enhancer)  # warm-up (builds the frame engine)
+            wall, cpu, _ = _best_time(lambda: enhance(wav[0].numpy(), rate, enhancer), repeats)
+            result.update(rtf=wall / seconds, cpu_rtf=cpu / seconds, engine=engine)
+            if engine != "chunks":
+                result["engine"] = enhancer.open(1).backend
         else:
             chunk = rate // 100
             adapter = ADAPTERS[_task(model)](model)
@@ -187,6 +210,31 @@ def measure(model_name: str, mode: str, threads: int, seconds: float, repeats: i
                           engine=getattr(stream, "backend", "window"))
     result["peak_rss_mb"] = peak_rss_kb() / 1024
     return result
+
+
+def _file_enhancer(model, frames: bool):
+    """``audiokit.api.Enhancer`` as files use it (chunks), or with ``frames`` its blocks run frame by frame."""
+    from audiokit.api import Enhancer
+    from audiokit.streaming.pipeline import ChannelStreams
+    enhancer = Enhancer(model)
+    if frames:
+        enhancer.open = lambda channels: ChannelStreams(model, channels, enhancer.chunk, window=enhancer.window,
+                                                        frames=True)
+    return enhancer
+
+
+def file_speedups(rows) -> list:
+    """For each model and thread count with file rows: how many times faster chunks are than each frame engine."""
+    chunks = {(r["model"], r["threads"]): r for r in rows if r["mode"] == "file" and r["engine"] == "chunks"}
+    return [dict(model=r["model"], threads=r["threads"], engine=r["engine"], speedup=r["rtf"] / base["rtf"],
+                 cpu_speedup=r["cpu_rtf"] / base["cpu_rtf"])
+            for r in rows if r["mode"] == "file" and r["engine"] != "chunks"
+            and (base := chunks.get((r["model"], r["threads"]))) is not None]
+
+
+def format_speedups(speedups) -> str:
+    return "\n".join(f"{s['model']}, {s['threads']} thread(s): a file on chunks is {s['speedup']:.2f}x as fast as "
+                     f"frame by frame on {s['engine']} (CPU time {s['cpu_speedup']:.2f}x)" for s in speedups)
 
 
 #: official constructor arguments of the compared networks (ours take the reference's)
@@ -366,6 +414,102 @@ def measure_lssl_steps(repeats: int, rate: int = 16000) -> dict:
     return result
 
 
+def _word_end(wav: torch.Tensor, rate: int, floor_db: float = 30.0) -> float:
+    """Seconds from a clip's start to the end of its word: the last 10 ms frame within ``floor_db`` of the peak."""
+    frames = wav[: wav.numel() // (rate // 100) * (rate // 100)].reshape(-1, rate // 100)
+    level = 10 * torch.log10(frames.pow(2).mean(-1) + 1e-12)
+    loud = torch.nonzero(level > level.max() - floor_db).flatten()
+    return float(loud[-1] + 1) / 100
+
+
+def measure_classifier(repeats: int, words: int = 20) -> dict:
+    """The shipped keyword spotter on 1 thread (see the module docstring, ``kws``)."""
+    from audiokit.api import iter_spots, load_classifier
+    from audiokit.hub.pretrained import load_model
+    from audiokit.nn.state import streaming
+    from audiokit.tasks.keyword_data import SPEECH_COMMANDS_LABELS, speech_commands_set
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = load_model("lssl_speech_commands")
+    rate = model.sample_rate
+    result = {}
+    batch = 0.1 * torch.randn(32, rate)
+    target = torch.randint(0, len(SPEECH_COMMANDS_LABELS), (32,))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def train_step():
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(batch), target).backward()
+        optimizer.step()
+
+    train_step()  # warm-up
+    _, cpu, _ = _best_time(train_step, repeats)
+    result["train_clips_per_cpu_s"] = 32 / cpu
+    model.eval()
+    wav = test_signal(10.0, rate)
+    with torch.no_grad():
+        model.frame_logits(wav[:, :rate])
+        _, cpu, _ = _best_time(lambda: model.frame_logits(wav), repeats)
+        result["conv_cpu_rtf"] = cpu / 10.0
+
+        def stream():
+            with streaming(model):
+                for piece in wav.split(rate // 100, dim=-1):
+                    model(piece)
+
+        stream()
+        _, cpu, _ = _best_time(stream, repeats)
+        result["step_cpu_rtf"] = cpu / 10.0
+    root = REPO.parent / "shared/data/speech_commands"
+    if not root.is_dir():
+        return result
+    test = speech_commands_set(root, "test", rate)
+    clips = [c for c in test.clips if SPEECH_COMMANDS_LABELS[c.label] not in ("_silence_", "_unknown_")]
+    clips = clips[:: max(1, len(clips) // words)][:words]
+    gap = int(1.5 * rate)
+    pieces, ends, labels = [torch.zeros(rate // 2)], [], []
+    for clip in clips:
+        item = test[test.clips.index(clip)]
+        start = sum(p.numel() for p in pieces) / rate
+        ends.append(start + _word_end(item["wav"], rate))
+        labels.append(SPEECH_COMMANDS_LABELS[clip.label])
+        pieces += [item["wav"], torch.zeros(gap)]
+    long = torch.cat(pieces) + 1e-4 * torch.randn(sum(p.numel() for p in pieces))
+    classifier = load_classifier(model)
+    started = time.process_time()
+    found = list(iter_spots(long.numpy(), rate, classifier))
+    block_cpu = (time.process_time() - started) / (long.numel() / rate) * 0.1  # CPU of one 100 ms block
+    line, onset, hits = [], [], 0
+    for end, label in zip(ends, labels):
+        near = [d for d in found if end - 1.0 <= d.start_s <= end + 1.0]
+        if near:
+            hits += near[0].label == label
+            line.append(near[0].end_s - end + block_cpu)
+            onset.append(near[0].start_s - end)
+    result.update(spot_words=len(ends), spot_detected=len(line), spot_correct=hits,
+                  spot_false=len(found) - len(line),
+                  spot_line_latency_s=float(np.median(line)) if line else float("nan"),
+                  spot_line_latency_max_s=max(line) if line else float("nan"),
+                  spot_onset_s=float(np.median(onset)) if onset else float("nan"))
+    return result
+
+
+def format_classifier(r: dict) -> str:
+    """Lines for the ``kws`` section (:func:`measure_classifier`)."""
+    lines = [f"keyword spotter lssl_speech_commands, 1 thread: training {r['train_clips_per_cpu_s']:.1f} clips "
+             f"per CPU s (convolution mode, batch 32 x 1 s); inference CPU RTF convolution mode "
+             f"{r['conv_cpu_rtf']:.4f}, step mode (10 ms chunks) {r['step_cpu_rtf']:.4f}"]
+    if "spot_words" in r:
+        lines.append(f"--spot on {r['spot_words']} held-out words 1.5 s apart: {r['spot_detected']} detected, "
+                     f"{r['spot_correct']} with the right label, {r['spot_false']} other detections; end of word "
+                     f"to detection line: median {r['spot_line_latency_s']:.2f} s, max "
+                     f"{r['spot_line_latency_max_s']:.2f} s; detection onset: median {r['spot_onset_s']:+.2f} s "
+                     f"from the end of the word")
+    else:
+        lines.append("--spot latency: skipped (no ../shared/data/speech_commands)")
+    return "\n".join(lines)
+
+
 def format_lssl(report: dict) -> str:
     """Lines for the ``lssl`` section: ``{"kernel": [rows of measure_lssl_kernel], "step": measure_lssl_steps}``."""
     lines = ["LSSL kernel, H=128, N=64, float64, 1 thread:",
@@ -409,7 +553,8 @@ def main(argv=None) -> int:
                         help="models to measure, and/or lssl for the LSSL layer's section (default all)")
     parser.add_argument("--seconds", type=float, default=None, help="input length (default 10, quick 1)")
     parser.add_argument("--engines", nargs="+", choices=("auto", "onnx", "torch"), default=["auto"],
-                        help="frame engines for streaming causal models (default auto: ONNX Runtime when it works)")
+                        help="frame engines for streaming causal models and for files frame by frame (default "
+                             "auto: ONNX Runtime when it works)")
     for family, spec in REFERENCES.items():
         parser.add_argument(spec.option, metavar="DIR", dest=family,
                             help=f"folder of ClearerVoice-Studio's {family} package")
@@ -422,7 +567,7 @@ def main(argv=None) -> int:
         task = json.loads(args.worker)
         kind = task.pop("kind")
         workers = {"reference": compare_reference, "measure": measure, "lssl_kernel": measure_lssl_kernel,
-                   "lssl_steps": measure_lssl_steps}
+                   "lssl_steps": measure_lssl_steps, "kws": measure_classifier}
         print(json.dumps(workers[kind](**task)))
         return 0
     references = {family: getattr(args, family) for family in REFERENCES if getattr(args, family)}
@@ -432,13 +577,14 @@ def main(argv=None) -> int:
     seconds = args.seconds or (1.0 if args.quick else 10.0)
     threads = args.threads or ([1] if args.quick else [1, 2])
     repeats = 1 if args.quick else 3
-    runs = [("offline", "auto")] + [("stream", engine) for engine in args.engines]
+    runs = ([("offline", "auto"), ("file", "chunks")] + [("file", engine) for engine in args.engines]
+            + [("stream", engine) for engine in args.engines])
     models = [m for m in args.models if m in MODELS]
     rows = [_in_subprocess(dict(kind="measure", model_name=m, mode=mode, engine=engine, threads=t, repeats=repeats,
                                 seconds=min(seconds, MAX_SECONDS.get(m, math.inf))))
             for m in models for mode, engine in runs for t in threads]
     rows = [row for row in rows if row is not None]
-    report = {"rows": rows, "references": {
+    report = {"rows": rows, "file_speedup": file_speedups(rows), "references": {
         family: _in_subprocess(dict(kind="reference", family=family, code_dir=code_dir, seconds=seconds,
                                     repeats=repeats))
         for family, code_dir in references.items()}}
@@ -446,6 +592,8 @@ def main(argv=None) -> int:
         report["lssl"] = {"kernel": [_in_subprocess(dict(kind="lssl_kernel", length=length, repeats=repeats))
                                      for length in LSSL_LENGTHS],
                           "step": _in_subprocess(dict(kind="lssl_steps", repeats=repeats))}
+    if "kws" in args.models:
+        report["kws"] = _in_subprocess(dict(kind="kws", repeats=repeats))
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
@@ -453,10 +601,14 @@ def main(argv=None) -> int:
         print(f"{m}: {next(r['weights'] for r in rows if r['model'] == m)}")
     if rows:
         print(format_table(rows))
+    if report["file_speedup"]:
+        print(format_speedups(report["file_speedup"]))
     for ref in report["references"].values():
         print(format_reference(ref))
     if "lssl" in report:
         print(format_lssl(report["lssl"]))
+    if "kws" in report:
+        print(format_classifier(report["kws"]))
     if args.e2e_latency:
         import stream_latency
         stream_latency.main(sorted(stream_latency.available()))

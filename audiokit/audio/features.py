@@ -109,3 +109,41 @@ class CausalLogMel(nn.Module):
         real, imag = spec.chunk(2, dim=1)
         power = (real * real + imag * imag).transpose(1, 2)  # [B, frames, F]
         return torch.log(power @ self.mel_bands + self.floor), {"samples": full[:, frames * self.stft.hop:]}
+
+
+def frame_log_power(wav: torch.Tensor, sample_rate: int, frame_rate: float = 25.0, n_fft: int = 256,
+                    hop_length: int = 160, context: int = 8, lead: int = 0, floor: float = 1e-10) -> torch.Tensor:
+    """Causal log-power spectrum windows at a frame rate (the audio input of the dance model, one window per
+    motion frame): ``wav [B, N]`` or ``[N]`` -> ``[B, T, context * (n_fft // 2 + 1)]`` (or ``[T, ...]``).
+
+    Sub-frames of ``n_fft`` samples (periodic Hann window, not centred) every ``hop_length`` samples; frame
+    ``t`` (``T = (N - lead) * frame_rate // sample_rate``) is the ``context`` sub-frames whose last one *ends*
+    at sample ``lead + (t + 1) * sample_rate / frame_rate`` (the end of frame ``t``), flattened time-major:
+    ``log(|X|^2 + floor)``. It reads ``n_fft + (context - 1) * hop_length`` samples back from there and
+    nothing after, so it is causal. ``lead``: samples at the start of ``wav`` that come before frame 0 (its
+    context, e.g. when cutting a window out of a song); missing context is zeros. ``sample_rate / frame_rate``
+    must be a whole number of samples (640 at 16 kHz and 25 fps).
+    """
+    per_frame = sample_rate / frame_rate
+    if abs(per_frame - round(per_frame)) > 1e-6:
+        raise ValueError(f"{frame_rate} frames per second are not whole samples at {sample_rate} Hz")
+    per_frame = round(per_frame)
+    single = wav.dim() == 1
+    if single:
+        wav = wav[None]
+    span = n_fft + (context - 1) * hop_length
+    frames = max(0, (wav.shape[-1] - lead) // per_frame)
+    pad = max(0, span - lead)
+    x = torch.nn.functional.pad(wav[:, max(0, lead - span):lead + frames * per_frame], (pad, 0))
+    # x starts `span` samples before frame 0's start; window t covers x[(t+1) per_frame .. + span)
+    window = torch.hann_window(n_fft, periodic=True, device=wav.device, dtype=wav.dtype)
+    if frames == 0:
+        out = wav.new_zeros(wav.shape[0], 0, context * (n_fft // 2 + 1))
+        return out[0] if single else out
+    ends = (torch.arange(frames, device=wav.device) + 1) * per_frame + span  # exclusive end of each window in x
+    starts = ends[:, None] - n_fft - hop_length * torch.arange(context - 1, -1, -1, device=wav.device)[None]
+    index = starts[..., None] + torch.arange(n_fft, device=wav.device)  # [T, context, n_fft]
+    segments = x[:, index] * window  # [B, T, context, n_fft]
+    power = torch.fft.rfft(segments, dim=-1).abs().square()
+    out = torch.log(power + floor).flatten(2)
+    return out[0] if single else out

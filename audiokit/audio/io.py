@@ -139,7 +139,7 @@ def _ogg_is_truncated(path: Path) -> bool:
 
 
 def temporary_path(path: Path) -> Path:
-    """A hidden, unique name beside ``path`` to write it under before ``os.replace`` puts it in place; the
+    """A hidden, unique name beside ``path`` to write it under before it is put in place; the
     stem is shortened so that a name near the file system's 255-byte limit still fits."""
     stem = path.stem.encode("utf-8", "surrogateescape")[:100].decode("utf-8", "ignore")  # the limit is in bytes
     return path.with_name(f".{stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
@@ -175,10 +175,11 @@ class AudioWriter:
     ``[n]`` or ``[n, C]`` float samples, then ``close``. Any failure is an AudioError naming ``target`` (the
     final name, by default ``path``) with its cause: "cannot be written (no space left on device)",
     "(permission denied)", "(read-only file system)", ...; a file that could not be created is not left behind
-    (a half-written one is the caller's to delete, e.g. by :func:`temporary_path` and rename)."""
+    (a half-written one is the caller's to delete, e.g. by :func:`temporary_path` and rename). ``software``: the
+    file's ``software`` string, where its format keeps one."""
 
     def __init__(self, path: Path, rate: int, channels: int, subtype: str = "PCM_16",
-                 target: Path | None = None):
+                 target: Path | None = None, software: str | None = None):
         self.name, self.target = Path(path), Path(target or path)
         kind = format_of(self.target)
         try:
@@ -192,6 +193,11 @@ class AudioWriter:
             self._sink.file.close()
             self.name.unlink(missing_ok=True)
             self._fail(exc)
+        if software is not None:
+            try:
+                self._sound.software = software
+            except (sf.LibsndfileError, RuntimeError):
+                pass  # a format without such strings
 
     def _fail(self, exc: BaseException):
         """AudioError for ``exc`` naming the target, with the OS's cause when a write had one."""
@@ -224,11 +230,42 @@ class AudioWriter:
         return self._sink.file.closed
 
 
+#: what link(2) says on a file system without hard links (FAT, some network and FUSE file systems)
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS, errno.EXDEV})
+
+
+def move_into_place(tmp: Path, target: Path, replace: bool) -> None:
+    """Rename the finished file ``tmp`` to ``target`` (same folder). With ``replace`` an existing ``target`` is
+    replaced (``os.replace``); without, it never is, even one that another process created a moment ago:
+    FileExistsError, and ``tmp`` stays. The file is hard-linked under its new name, which fails when the name is
+    taken, or, where the file system has no hard links, the name is claimed first (``O_EXCL``): of two runs
+    writing one file at once, exactly one succeeds."""
+    if replace:
+        os.replace(tmp, target)
+        return
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # FileExistsError when taken
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            os.unlink(target)  # the empty claim
+            raise
+    else:
+        os.unlink(tmp)
+
+
 def write_audio(path: str | os.PathLike, wav, sample_rate: int, force: bool = False, subtype: str = "PCM_16") -> Path:
     """Write ``wav`` (array or tensor [channels, samples] or [samples], float in [-1, 1]) atomically.
 
-    The data goes to a temporary file in the same folder, then ``os.replace`` puts it in place, so a
-    failure never leaves a half-written file. Refuses to overwrite unless ``force``. The format follows
+    The data goes to a temporary file in the same folder, then :func:`move_into_place` puts it in place, so a
+    failure never leaves a half-written file. Refuses to overwrite unless ``force`` (also a file that another
+    process writes meanwhile). The format follows
     the extension; the default subtype is 16-bit PCM, for which floats are clipped to [-1, 1].
     Creates the parent folder. Returns the path written.
     """
@@ -256,12 +293,14 @@ def write_audio(path: str | os.PathLike, wav, sample_rate: int, force: bool = Fa
             writer.write(data.T)
         finally:
             writer.close()
-        os.replace(tmp, path)
+        move_into_place(tmp, path, replace=force)
     except BaseException as exc:
         try:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass  # (a read-only file system refuses even that; nothing was made there)
+        if isinstance(exc, FileExistsError):  # written meanwhile by another process
+            raise AudioError(path, "exists, use --force") from None
         if isinstance(exc, OSError):
             raise AudioError(path, f"cannot be written ({os_reason(exc)})") from None
         raise

@@ -21,7 +21,14 @@ import torch
 from tqdm import tqdm
 
 from audiokit.audio.io import find_audio_files
-from audiokit.blocks import check_targets, output_extension, output_paths, process_file
+from audiokit.blocks import (
+    check_targets,
+    file_identity,
+    output_extension,
+    output_paths,
+    process_file,
+    written_by_audiokit,
+)
 from audiokit.errors import AudioError, FileError, ModelError, one_line
 from audiokit.hub.registry import DEFAULT_MODELS, default_model
 from audiokit.streaming.outputs import OutputSpec
@@ -89,8 +96,9 @@ def process_files(
     r"""Run ``process_fn`` over every audio file in ``inputs``; return 0 if all succeeded, else 1.
 
     Inputs are files, folders or glob patterns (``find_audio_files``); files found in folders or by
-    patterns that are themselves outputs (stems ending in ``_<suffix>``, or matching the regular
-    expression ``outputs_like``, e.g. ``_s\d+$`` for separated sources) are skipped. ``process_fn`` is either
+    patterns that are outputs of an earlier run (stems ending in ``_<suffix>``, or matching the regular
+    expression ``outputs_like``, e.g. ``_s\d+$`` for separated sources, and written by audiokit) are skipped.
+    ``process_fn`` is either
 
     * a processor factory (anything with ``open(channels)``, e.g. ``audiokit.api.Enhancer``): each file
       is streamed block by block through ``audiokit.streaming.pipeline.BlockPipeline``, in bounded memory; or
@@ -100,7 +108,8 @@ def process_files(
     One output is written as ``<stem>_<suffix>.wav``, S outputs as ``<stem>_s1.wav`` ... ``<stem>_sS.wav``:
     resampled from ``model_rate`` to the file's rate in chunks, trimmed (or zero-padded) to its length,
     16-bit WAV with the input's channels, to ``out_dir`` (default: the input's folder), through temporary
-    files renamed at the end; existing files are kept unless ``force``.
+    files renamed at the end; existing files are kept unless ``force`` (also one that another run writes
+    meanwhile), and a file this run reads is never written over, whatever its name or spelling.
     Prints a progress bar (stderr; by default only on a terminal), the real-time factor (wall seconds per
     second of audio) per file and overall, and for each failing input one line ``error: <file>: <problem>``
     on stderr, then goes on with the next file.
@@ -117,7 +126,8 @@ def process_files(
         return 1
     output_stem = re.compile(f"_{re.escape(suffix)}$" + (f"|{outputs_like}" if outputs_like else ""))
     files = [f for f in find_audio_files(inputs, on_missing=report)
-             if not output_stem.search(f.stem) or _named_explicitly(f, inputs)]
+             if not output_stem.search(f.stem) or _named_explicitly(f, inputs) or not written_by_audiokit(f)]
+    reads = {identity for identity in map(file_identity, files) if identity is not None}
     open_processor = process_fn.open if hasattr(process_fn, "open") else partial(_WholeChannels, process_fn, device)
     output = getattr(process_fn, "output", OutputSpec.audio(None))  # a known count: existing outputs refused first
     claimed: dict[Path, Path] = {}  # output -> the input it belongs to, to catch name clashes in one run
@@ -129,8 +139,8 @@ def process_files(
             with tqdm(desc=path.name, unit="s", leave=False, disable=disable) as bar:
                 audio_seconds = process_file(path, open_processor, model_rate,
                                              partial(_claim_outputs, path, out_dir, suffix, force, claimed,
-                                                     output_extension(output)),
-                                             on_progress=lambda n: bar.update(n), output=output)
+                                                     output_extension(output), reads),
+                                             on_progress=lambda n: bar.update(n), output=output, replace=force)
         except Exception as exc:  # one bad file must not stop the batch
             report(exc, path)
             continue
@@ -151,14 +161,15 @@ def _named_explicitly(path: Path, inputs: Iterable[str | Path]) -> bool:
 
 
 def _claim_outputs(path: Path, out_dir, suffix: str, force: bool, claimed: dict[Path, Path], extension: str,
-                   count: int) -> list[Path]:
-    """The ``count`` output paths of ``path``; AudioError when one exists (without ``force``) or was
-    written for another input in this run. All are checked before any is written."""
+                   reads: set, count: int) -> list[Path]:
+    """The ``count`` output paths of ``path``; AudioError when one is an input of this run (``reads``: their
+    file identities), exists (without ``force``) or was written for another input in this run. All are checked
+    before any is written."""
     targets = output_paths(path, Path(out_dir) if out_dir is not None else path.parent, suffix, count, extension)
     for target in targets:
         if target in claimed:
             raise AudioError(target, f"would be written for both {claimed[target]} and {path}")
-    check_targets(targets, force)
+    check_targets(targets, force, inputs=reads)
     claimed.update(dict.fromkeys(targets, path))
     return targets
 

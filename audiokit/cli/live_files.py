@@ -20,13 +20,14 @@ class Taps:
 
     All audio files are mono 16-bit at ``rate`` (WAV, or FLAC, ... by the suffix); a task emitting frames
     (``output``) saves them to one ``.npz`` file. All are written under temporary names and put in place by
-    ``close(keep=True)``. A write that fails (e.g. a full disk) is kept in ``error``;
-    the thread goes on draining the queue, and ``close`` then deletes the files and raises AudioError.
+    ``close(keep=True)``, replacing existing files only with ``replace``. A write that fails (e.g. a full disk)
+    is kept in ``error``; the thread goes on draining the queue, and ``close`` then deletes the files and raises
+    AudioError.
     """
 
     def __init__(self, record: Optional[Path], saves: List[Path], rate: int, block: int,
-                 output: OutputSpec = OutputSpec.audio()):
-        self.files = OutputFiles(([record] if record else []) + saves, rate, 1, output)
+                 output: OutputSpec = OutputSpec.audio(), replace: bool = False):
+        self.files = OutputFiles(([record] if record else []) + saves, rate, 1, output, replace)
         self.first_save = 1 if record else 0
         self.limits: List[Optional[int]] = [None] * len(self.files.targets)
         self.written = [0] * len(self.files.targets)

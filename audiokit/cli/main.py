@@ -2,15 +2,19 @@
 
 A module ``audiokit/cli/<name>.py`` that defines ``add_parser(subparsers) -> ArgumentParser`` and
 ``run(args) -> int`` is a subcommand (found automatically; helper modules define neither).
-Errors a user can fix (AudiokitError, OSError) end as one ``error: ...`` line and exit status 1.
+Errors a user can fix (AudiokitError, OSError) end as one ``error: ...`` line and exit status 1. SIGTERM ends a
+command as Ctrl-C does (temporary files deleted, outputs completed where the command does that) with status 143.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
+import signal
 import sys
+import threading
 
 import audiokit
 from audiokit.errors import AudiokitError, one_line
@@ -44,8 +48,27 @@ def _show_progress_notes() -> None:
         logger.propagate = False
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: unwinds like Ctrl-C, so that every ``finally`` and ``except BaseException`` cleans up."""
+
+
+def _terminate(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the clean-up is not interrupted by a second one
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default: sys.argv[1:]), run the subcommand and return its exit status."""
+    handle = threading.current_thread() is threading.main_thread()  # (signals reach the main thread only)
+    previous = signal.signal(signal.SIGTERM, _terminate) if handle else None
+    try:
+        return _main(argv)
+    finally:
+        if handle:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         parser = build_parser()  # imports every subcommand: Ctrl-C may come here too
         args = parser.parse_args(argv)
@@ -54,9 +77,16 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help(sys.stderr)
             return 2
         return int(args.run(args) or 0)
+    except BrokenPipeError:  # `audiokit models | head`: the reader left; nothing more to say
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush does not fail again
+        return 141
     except (AudiokitError, OSError) as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 1
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -15,13 +15,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def describe(name: str, path) -> dict:
     """``{name, family, rate, latency, size_mb, params}`` of a pretrained file; latency is
-    ``"<ms> ms"`` for a causal model, else ``"offline"``."""
+    ``"<ms> ms"`` for a causal model (a streaming classifier: one posterior frame), else ``"offline"``."""
     from audiokit.hub.pretrained import load_model, read_metadata
 
     model = load_model(str(path))
     rate = int(getattr(model, "sample_rate", 16000))
-    latency = (f"{1000 * model.latency_samples / rate:.1f} ms" if getattr(model, "causal", False)
-               else "offline")
+    samples = getattr(model, "latency_samples", getattr(model, "frame_samples", None))
+    latency = f"{1000 * samples / rate:.1f} ms" if getattr(model, "causal", False) and samples is not None \
+        else "offline"
     return {"name": name, "family": read_metadata(path)["family"], "rate": rate, "latency": latency,
             "size_mb": path.stat().st_size / 1e6, "params": sum(p.numel() for p in model.parameters())}
 
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from audiokit.hub.registry import DEFAULT_MODELS, FAMILIES
 
     status = 0
-    print(f"{'pretrained':<24}{'family':<10}{'rate':>8}{'latency':>12}{'size':>10}{'params':>12}")
+    print(f"{'pretrained':<24}{'family':<16}{'rate':>8}{'latency':>12}{'size':>10}{'params':>12}")
     for name, path in available().items():
         try:
             row = describe(name, path)
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         tasks = [task for task, default in DEFAULT_MODELS.items() if default == name]
         mark = f" (default of {', '.join(tasks)})" if tasks else ""
-        print(f"{name:<24}{row['family']:<10}{row['rate']:>8}{row['latency']:>12}"
+        print(f"{name:<24}{row['family']:<16}{row['rate']:>8}{row['latency']:>12}"
               f"{row['size_mb']:>7.2f} MB{row['params']:>12,}{mark}")
     if not available():
         print("(none shipped yet)")

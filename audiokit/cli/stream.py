@@ -5,17 +5,23 @@ The sounddevice callback only exchanges blocks with the :class:`~audiokit.stream
 a constant latency (printed at start); under overload blocks are bypassed or dropped and counted.
 Ctrl-C, SIGTERM or ``--duration`` ends the stream; ``--save`` files are then completed with the delayed tail
 (uninterruptibly) and put in place; a stream that fails leaves none.
+
+A task emitting frames (``classify``: running class posteriors) plays nothing: the live report shows its latest
+frame (the top class and its probability), its events (the words detected) are printed on stdout as they happen
+(``--json``: one object per line) and ``--save`` collects its frames into an ``.npz`` file.
 """
 from __future__ import annotations
 
 import argparse
+import collections
+import json
 import math
 import os
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -26,7 +32,7 @@ from audiokit.cli.live_files import Taps, check_outputs, save_paths
 from audiokit.errors import AudiokitError, ModelKindError
 from audiokit.hub.pretrained import load_model
 from audiokit.hub.registry import DEFAULT_MODELS, default_model
-from audiokit.streaming.adapters import ADAPTERS
+from audiokit.streaming.adapters import ADAPTERS, TaskAdapter
 from audiokit.streaming.pipeline import BlockPipeline
 from audiokit.streaming.realtime import POLICIES, BlockEngine, delay_blocks_for, worst_block_seconds
 
@@ -58,12 +64,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--record", type=Path, metavar="RAW.wav", help="also write the captured input")
     p.add_argument("--save", type=Path, metavar="OUT.wav",
                    help="also write the output (separate: OUT_s1.wav, OUT_s2.wav, ...), aligned with --record "
-                        "plus the latency")
+                        "plus the latency; classify: the posteriors of every frame, OUT.npz")
     p.add_argument("--play-speaker", type=int, default=1, metavar="N", help="separate: the speaker played (default 1)")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds of input (default: Ctrl-C)")
     p.add_argument("--window-ms", type=float, help="windowed models: window length (separate default: 1000)")
     p.add_argument("--overlap-ms", type=float, help="windowed models: cross-fade (default: a quarter window)")
     p.add_argument("--threads", type=int, default=1, help="torch threads for the model (default: 1)")
+    p.add_argument("--threshold", type=float, metavar="P",
+                   help="classify: posterior a word must reach to be detected (default: 0.8)")
+    p.add_argument("--json", action="store_true", help="classify: print each detection as a JSON object")
     p.add_argument("--extra-load-ms", type=float, default=0.0, help=argparse.SUPPRESS)  # overload tests
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     return p
@@ -82,11 +91,52 @@ def _check_options(args) -> None:
                             f"is more than {MAX_DELAY_SECONDS:g} s of delay")
     if args.threads > (cores := _cores()):
         raise AudiokitError(f"--threads {args.threads}: this machine has {cores} cores for it")
+    adapter = ADAPTERS[args.task]
+    if args.threshold is not None and "threshold" not in adapter.options:
+        raise AudiokitError(f"--threshold {args.threshold:g}: not used by stream {args.task}")
+    if args.threshold is not None and not (math.isfinite(args.threshold) and 0 < args.threshold <= 1):
+        raise AudiokitError(f"--threshold {args.threshold:g}: must be a probability in (0, 1]")
+    if args.json and not adapter.reports_events:
+        raise AudiokitError(f"--json: stream {args.task} prints no events")
 
 
 def _cores() -> int:
     """CPU cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class _Events:
+    """The events of a task emitting frames, printed on stdout as they happen: the audio callback queues every
+    frame block (:meth:`put`), the main thread hands them to the adapter (:meth:`drain`), at most ``limit``
+    frames in all once it is set (the tail fed after the input ends holds no events)."""
+
+    def __init__(self, adapter: TaskAdapter, as_json: bool, interactive: bool):
+        self.adapter, self.as_json, self.interactive = adapter, as_json, interactive
+        self.active = adapter.reports_events
+        self.limit: Optional[int] = None
+        self.frames = 0
+        self._queue: collections.deque = collections.deque()
+
+    def put(self, out: np.ndarray) -> None:
+        if self.active and out.shape[1]:
+            self._queue.append(out)
+
+    def drain(self, end: bool = False) -> None:
+        """Print the events of the frames queued so far (with ``end``, then those still open)."""
+        while self._queue:
+            out = self._queue.popleft()
+            if self.limit is not None:
+                out = out[:, :max(0, self.limit - self.frames)]
+            self.frames += out.shape[1]
+            self._print(self.adapter.events(out))
+        if end and self.active:
+            self._print(self.adapter.end_events())
+
+    def _print(self, events: list) -> None:
+        for event in events:
+            if self.interactive:
+                print("\r\x1b[2K", end="", file=sys.stderr, flush=True)  # off the live report's line
+            print(json.dumps(event.as_dict()) if self.as_json else str(event), flush=True)
 
 
 def _report(engine: BlockEngine, block_s: float, extra: str = "", overall: bool = False) -> str:
@@ -121,8 +171,9 @@ def _stream(sd, args: argparse.Namespace) -> int:
     model = load_model(model_name, checkpoint=args.checkpoint)
     rate_guess = int(getattr(model, "sample_rate", 16000))
     ms = lambda v: None if v is None else round(v * rate_guess / 1000)  # noqa: E731
+    options = {name: getattr(args, name) for name in ADAPTERS[args.task].options}
     with naming_model(model_name, ModelKindError):
-        adapter = ADAPTERS[args.task](model, window=ms(args.window_ms), overlap=ms(args.overlap_ms))
+        adapter = ADAPTERS[args.task](model, window=ms(args.window_ms), overlap=ms(args.overlap_ms), **options)
     output = adapter.output
     if output.is_audio and not 1 <= args.play_speaker <= output.count:
         raise AudiokitError(f"--play-speaker must be 1..{output.count}")
@@ -148,6 +199,8 @@ def _stream(sd, args: argparse.Namespace) -> int:
     done, last_out = threading.Event(), [engine.silence()]
     speaker = args.play_speaker - 1
     taps: Optional[Taps] = None
+    interactive, interrupted, finished = sys.stderr.isatty(), False, False
+    events = _Events(adapter, args.json, interactive)
 
     def callback(indata, outdata, frames, time_info, status):
         if status.input_overflow or status.output_underflow:
@@ -157,6 +210,7 @@ def _stream(sd, args: argparse.Namespace) -> int:
         out = engine.exchange(block_in)
         if output.is_audio or out.shape[1]:
             last_out[0] = out  # the latest frames, for the report
+        events.put(out)
         taps.put(seq, block_in, out)
         if outdata is not None:
             outdata[:, 0] = np.clip(np.rint(out[speaker] * 32768), -32768, 32767)
@@ -173,10 +227,9 @@ def _stream(sd, args: argparse.Namespace) -> int:
           f"block {block} ({1e3 * block / rate:.1f} ms), "
           f"latency {latency} samples ({1e3 * latency / rate:.1f} ms) = queue {engine.delay} ({delay_blocks} blocks; "
           f"slowest block {1e3 * worst:.1f} ms) + model {pipeline.latency}", file=sys.stderr)
-    interactive, interrupted, finished = sys.stderr.isatty(), False, False
     previous_term = _stop_on_sigterm()
     try:
-        taps = Taps(args.record, saves, rate, block, output)
+        taps = Taps(args.record, saves, rate, block, output, replace=args.force)
         engine.start()
         with stream:
             lat_in, lat_out = (stream.latency, 0.0) if no_play else stream.latency
@@ -186,6 +239,7 @@ def _stream(sd, args: argparse.Namespace) -> int:
                 while not done.wait(0.5 if interactive else 2.0):
                     if engine.error is not None:
                         break
+                    events.drain()
                     line = _report(engine, block / rate, adapter.describe(last_out[0]))
                     print(("\r" + line) if interactive else line, end="" if interactive else "\n",
                           file=sys.stderr, flush=True)
@@ -203,7 +257,9 @@ def _stream(sd, args: argparse.Namespace) -> int:
             if taps is not None:
                 captured = engine.counters.blocks * block  # input samples
                 length = captured + latency if output.is_audio else math.ceil(captured * output.frame_rate / rate)
-                _finish(engine, taps, saves, block, latency, length, keep=finished)
+                events.limit = None if output.is_audio else length
+                _finish(engine, taps, bool(saves) or events.active, block, latency, length, keep=finished,
+                        on_out=events.put)
         finally:
             engine.stop()
             _restore_signals(previous if previous_term is None else {**previous, signal.SIGTERM: previous_term})
@@ -211,23 +267,28 @@ def _stream(sd, args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     if engine.error is not None:
         raise AudiokitError(f"model failed during streaming: {engine.error}")
+    events.drain(end=True)
     print(("interrupted: " if interrupted else "") + "done: " + summary
           + (f" | writer dropped {taps.dropped}" if taps.dropped else ""), file=sys.stderr)
     return 0
 
 
-def _finish(engine: BlockEngine, taps: Taps, saves: List[Path], block: int, latency: int, length: int,
-            keep: bool) -> None:
-    """Complete the --save files with the delayed tail (the device is gone: the engine waits for the model),
-    ``length`` samples or frames in all, then put every file in place (``keep``) or delete them."""
+def _finish(engine: BlockEngine, taps: Taps, tail: bool, block: int, latency: int, length: int,
+            keep: bool, on_out=None) -> None:
+    """With ``tail`` (--save files, or a task's events), run the delayed tail (the device is gone: the engine waits
+    for the model): the --save files get ``length`` samples or frames in all, ``on_out`` every tail output;
+    then put every file in place (``keep``) or delete them."""
     captured = engine.counters.blocks
     engine.policy = "wait"
     taps.limit_saves(length)
-    if keep and saves:
+    if keep and tail:
         for i in range(math.ceil(latency / block)):
             if engine.error is not None:
                 break  # the model failed: the files go
-            taps.put(captured + i, None, engine.exchange(np.zeros(block, np.float32)))
+            out = engine.exchange(np.zeros(block, np.float32))
+            taps.put(captured + i, None, out)
+            if on_out is not None:
+                on_out(out)
     taps.close(keep and engine.error is None)
 
 

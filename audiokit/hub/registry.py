@@ -35,12 +35,13 @@ FAMILIES: Dict[str, Union[str, type]] = {
     "mossformer2_ss": "audiokit.models.mossformer2:MossFormer2Separator",
     "mossformer2_se": "audiokit.models.mossformer2:MossFormer2Enhancer",
     "lssl_classifier": "audiokit.models.lssl_classifier:LSSLClassifier",
+    "dance_lstm": "audiokit.models.dance:DanceGenerator",
 }
 
 DEFAULT_MODELS: Dict[str, Optional[str]] = {
     "enhance": "frcrn_causal_small",
     "separate": "mossformer2_ss_8k_small",
-    "classify": None,
+    "classify": "lssl_speech_commands",
     "dance": None,
 }
 

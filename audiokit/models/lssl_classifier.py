@@ -152,6 +152,12 @@ class LSSLClassifier(StreamingComposite):
         strides = math.prod(layer.stride for layer in self.layers if isinstance(layer, CausalAvgPool))
         return strides * (self.logmel.hop_length if self.logmel is not None else 1)
 
+    @property
+    def latency_samples(self) -> int:
+        """Algorithmic latency (samples): a posterior frame is out once its last input sample is in, so one
+        frame; the pooling window (``pool_seconds``) is how much past it averages, not a delay."""
+        return self.frame_samples
+
     def _run(self, wav: torch.Tensor, call) -> torch.Tensor:
         x = call("logmel", self.logmel, wav) if self.logmel is not None else wav.unsqueeze(-1)
         x = self.input_proj(x)

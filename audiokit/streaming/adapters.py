@@ -11,9 +11,13 @@ An adapter wraps a loaded model and offers
   ``model.classify``, ...);
 * ``bypass(block [B])``: what to play for a block the model could not process in time (``[S, B]``; no frames);
 * ``describe(out)`` -> a short text for the live report from the latest output (``[S, B]`` audio or
-  ``[1, n, *shape]`` frames; a classifier will print its running top class).
+  ``[1, n, *shape]`` frames; the classifier prints its running top class);
+* ``events(frames)`` -> what happened in the next output frames, in order (``[1, n, *shape]``; the classifier's
+  detections), and ``end_events()`` at the end of the stream; each event has ``as_dict()`` and a ``str`` form.
+  ``reports_events`` says whether a task has any.
 
-A new task is one small subclass registered in :data:`ADAPTERS`.
+``options`` names the ``audiokit stream`` options a task takes, passed to its constructor as keyword arguments
+(``threshold`` for ``classify``). A new task is one small subclass registered in :data:`ADAPTERS`.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
+from .classification import Classifier, PosteriorStream, Spotter
 from .outputs import OutputSpec
 from .pipeline import ChannelStreams
 from .separation import WindowedSeparator, refuse_separator
@@ -35,6 +40,8 @@ class TaskAdapter:
 
     name = ""
     output = OutputSpec.audio(1)
+    options: tuple = ()
+    reports_events = False
 
     def __init__(self, model: nn.Module, window: Optional[int] = None, overlap: Optional[int] = None):
         self.model = model
@@ -54,6 +61,14 @@ class TaskAdapter:
     def describe(self, out: np.ndarray) -> str:
         """Extra live-report text for the latest output (none by default)."""
         return ""
+
+    def events(self, frames: np.ndarray) -> list:
+        """The events in the next output frames ``[1, n, *shape]`` of the stream (none by default)."""
+        return []
+
+    def end_events(self) -> list:
+        """The events still open at the end of the stream (none by default)."""
+        return []
 
 
 class EnhanceAdapter(TaskAdapter):
@@ -91,4 +106,41 @@ class SeparateAdapter(TaskAdapter):
         return self.separator.open(1)
 
 
-ADAPTERS: Dict[str, type] = {"enhance": EnhanceAdapter, "separate": SeparateAdapter}
+class ClassifyAdapter(TaskAdapter):
+    """Keyword spotting: a streaming classifier's running class posteriors (frames at its frame rate, exact step
+    mode: :class:`~audiokit.streaming.classification.PosteriorStream`), and the words detected in them
+    (:class:`~audiokit.streaming.classification.Spotter`, ``threshold``) as events. ``window``/``overlap`` are not
+    used (the classifier is causal)."""
+
+    name = "classify"
+    options = ("threshold",)
+    reports_events = True
+
+    def __init__(self, model: nn.Module, window: Optional[int] = None, overlap: Optional[int] = None,
+                 threshold: Optional[float] = None):
+        super().__init__(model)
+        self.classifier = Classifier(model)  # ModelKindError for anything else
+        self.output = self.classifier.output
+        self.spotter = Spotter(self.classifier.labels, self.classifier.frame_rate,
+                               0.8 if threshold is None else threshold)
+
+    def open(self) -> PosteriorStream:
+        return self.classifier.open(1)
+
+    def describe(self, out: np.ndarray) -> str:
+        """The top class of the latest posterior frame and its probability, e.g. ``go 0.93``."""
+        if not out.shape[1]:
+            return ""
+        posterior = out[0, -1]
+        k = int(posterior.argmax())
+        return f"{self.classifier.labels[k]} {posterior[k]:.2f}"
+
+    def events(self, frames: np.ndarray) -> list:
+        """The detections that ended in these frames (times from the start of the stream)."""
+        return self.spotter.push(frames[0]) if frames.shape[1] else []
+
+    def end_events(self) -> list:
+        return self.spotter.finish()
+
+
+ADAPTERS: Dict[str, type] = {"enhance": EnhanceAdapter, "separate": SeparateAdapter, "classify": ClassifyAdapter}

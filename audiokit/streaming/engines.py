@@ -8,8 +8,9 @@ the engine matters more than the arithmetic:
 
 * :class:`TorchEngine`: the stepper traced and frozen with TorchScript;
 * :class:`OnnxEngine`: the stepper exported once to ONNX (``torch.onnx``,
-  cached on disk, keyed on the weights) and run by ONNX Runtime on one thread,
-  whose per-operator overhead is a fraction of TorchScript's.
+  cached on disk, keyed on the weights; a cached file that does not load or
+  run is exported again) and run by ONNX Runtime on one thread, whose
+  per-operator overhead is a fraction of TorchScript's.
 
 :func:`frame_engine` picks one: ``backend="auto"`` uses ONNX Runtime when it
 and the exporter are installed and the export succeeds, TorchScript otherwise.
@@ -149,19 +150,43 @@ def export_onnx(stepper: nn.Module, batch: int, path: Path) -> Path:
     return path
 
 
+def onnx_path(stepper: nn.Module, batch: int) -> Path:
+    """Where the export of ``stepper`` for ``batch`` is cached."""
+    return cache_dir() / f"{type(stepper).__name__}-{_graph_key(stepper, batch)}.onnx"
+
+
 def _onnx_session(stepper: nn.Module, batch: int):
-    """An ONNX Runtime session (one thread) on the cached export of ``stepper`` for ``batch``."""
+    """An ONNX Runtime session (one thread) on the cached export of ``stepper`` for ``batch``, exported first
+    when there is none or the cached file is unusable (e.g. truncated: one warning, then rebuilt)."""
+    import onnxruntime  # noqa: F401 - ImportError now, before any export
+    path, log = onnx_path(stepper, batch), logging.getLogger("audiokit")
+    if path.is_file():
+        try:
+            return _checked_session(stepper, batch, path)
+        except Exception as exc:  # noqa: BLE001 - whatever is wrong with the file, a new export replaces it
+            log.warning("warning: the cached ONNX export %s is unusable (%s); exporting it again (about 10 s)",
+                        path, " ".join(str(exc).split())[:200])
+    else:
+        log.info("exporting the model's frame step to ONNX (once per model and machine, about 10 s): %s", path)
+    export_onnx(stepper, batch, path)
+    return _checked_session(stepper, batch, path)
+
+
+def _checked_session(stepper: nn.Module, batch: int, path: Path):
+    """A session on ``path`` that has run one frame of silence with the shapes ``stepper`` gives."""
     import onnxruntime
-    path = cache_dir() / f"{type(stepper).__name__}-{_graph_key(stepper, batch)}.onnx"
-    if not path.is_file():
-        logging.getLogger("audiokit").info("exporting the model's frame step to ONNX (once per model and "
-                                           "machine, about 10 s): %s", path)
-        export_onnx(stepper, batch, path)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    state = [t.numpy() for t in stepper.initial_state(batch)]
+    inputs = [np.zeros((batch, stepper.hop), np.float32), *state]
+    outs = session.run(None, dict(zip([i.name for i in session.get_inputs()], inputs)))
+    want = [(batch, stepper.hop), *(s.shape for s in state)]
+    if [tuple(o.shape) for o in outs] != [tuple(w) for w in want]:
+        raise ValueError(f"outputs of shapes {[o.shape for o in outs]}, expected {want}")
+    return session
 
 
 class OnnxEngine:

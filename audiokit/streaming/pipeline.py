@@ -122,15 +122,16 @@ class ChannelStreams:
     samples at a time (whole blocks when None): ``feed(x [C, n]) -> [1, C, m, *shape]`` float32 on the CPU.
 
     Exact for causal models; windowed (``window``/``overlap`` samples, runtime defaults when None) otherwise.
-    ``output``: what the model emits (audio by default).
+    ``output``: what the model emits (audio by default). ``frames``: causal models run on a frame engine (for
+    chunks of milliseconds, live audio); False runs the model on the chunks themselves (files: large chunks).
     """
 
     def __init__(self, model: torch.nn.Module, channels: int, chunk: Optional[int] = None,
                  window: Optional[int] = None, overlap: Optional[int] = None,
-                 output: OutputSpec = OutputSpec.audio(1), offline: Optional[Callable] = None):
+                 output: OutputSpec = OutputSpec.audio(1), offline: Optional[Callable] = None, frames: bool = True):
         self.chunk, self.output = chunk, output
         self.device = next(model.parameters(), torch.zeros(0)).device
-        self.streams = [open_stream(model, 1, window, overlap, output, offline) for _ in range(channels)]
+        self.streams = [open_stream(model, 1, window, overlap, output, offline, frames) for _ in range(channels)]
         self.latency_samples = self.streams[0].latency_samples
         if hasattr(self.streams[0], "hop"):
             self.hop = self.streams[0].hop

@@ -19,12 +19,17 @@ Two kinds of stream:
   ``latency_samples``, ``step`` (a :class:`~audiokit.nn.state.StreamingModule`
   turning ``[B, k * hop]`` into ``[B, k * hop]``) and ``flush(state)`` (the
   output its last state still holds).
+  The stream runs ``step`` on whatever is ready, whole hops: on large chunks
+  (a file, 10 s blocks) that is the fastest way, its state carried from one
+  chunk to the next.
   A model may also offer ``frame_stepper()``: a frozen inference copy with
   ``initial_state(batch) -> list of tensors``, ``stepper(wav [B, hop], state)
-  -> (out [B, hop], state)`` and ``flush(state)``; in eval mode the stream
-  then runs that one frame per call on an engine of
+  -> (out [B, hop], state)`` and ``flush(state)``; for live audio
+  (``frames=True``, the default: chunks of a few milliseconds) in eval mode the
+  stream runs that one frame per call on an engine of
   :mod:`audiokit.streaming.engines` (ONNX Runtime when installed, else
-  TorchScript), which removes most of the per-frame Python overhead.
+  TorchScript), which removes most of the per-frame Python overhead. Both give
+  the offline output.
 * :class:`WindowedStream` for any model with an offline ``enhance(wav [B, T])
   -> [B, T]``: windows with overlap, cross-faded; its latency is one window.
 
@@ -115,11 +120,13 @@ class CausalStream(Stream):
     ``latency_samples`` is the model's algorithmic latency; chunks that are
     not multiples of ``hop_length`` add at most ``hop_length - 1`` samples of
     buffering on top. ``output``: what the model's ``step`` emits (audio by default; for frames its
-    ``hop_length`` and ``stream_lead`` are whole frames).
+    ``hop_length`` and ``stream_lead`` are whole frames). ``frames``: run the model's frame stepper on a frame
+    engine (``backend``), when it has one and is in eval mode, for chunks of a few milliseconds; False runs
+    ``step`` on each chunk (about twice as fast for chunks of seconds, and needs no engine).
     """
 
     def __init__(self, model: nn.Module, channels: int = 1, backend: Optional[str] = None,
-                 output: OutputSpec = AUDIO_OUTPUT):
+                 output: OutputSpec = AUDIO_OUTPUT, frames: bool = True):
         super().__init__(channels, output, output.samples_per_step(getattr(model, "sample_rate", 16000)))
         self.model = model
         self.hop = model.hop_length
@@ -128,7 +135,7 @@ class CausalStream(Stream):
         self._to_drop = model.stream_lead // self.step
         self._states = None  # block states between calls; the model itself stays offline
         self._open = True
-        use_frames = hasattr(model, "frame_stepper") and not model.training
+        use_frames = frames and hasattr(model, "frame_stepper") and not model.training
         self._stepper = model.frame_stepper() if use_frames else None
         self._backend = backend
         # built now (exporting or tracing can take seconds the first time), not at the first frame
@@ -136,7 +143,8 @@ class CausalStream(Stream):
 
     @property
     def backend(self) -> str:
-        """The frame engine in use (``"onnx"`` or ``"torch"``), ``"model"`` without a frame stepper."""
+        """The frame engine in use (``"onnx"`` or ``"torch"``), ``"model"`` when the model's ``step`` runs on
+        the chunks."""
         if self._stepper is None:
             return "model"
         return self._engine.name
@@ -250,15 +258,16 @@ class WindowedStream(Stream):
 
 def open_stream(model: nn.Module, channels: int = 1, window: Optional[int] = None,
                 overlap: Optional[int] = None, output: OutputSpec = AUDIO_OUTPUT,
-                offline: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> Stream:
+                offline: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, frames: bool = True) -> Stream:
     """The right stream for ``model``: exact for causal models, windowed otherwise.
 
     ``window``/``overlap`` (samples) default to 4 s and 0.5 s at the model rate (whole frames for
     frames). ``output``: what the model emits; ``offline``: the whole-window function of a windowed
-    stream (default ``model.enhance``).
+    stream (default ``model.enhance``); ``frames``: a causal stream's frame engine, for small chunks
+    (see :class:`CausalStream`).
     """
     if getattr(model, "causal", False):
-        return CausalStream(model, channels, output=output)
+        return CausalStream(model, channels, output=output, frames=frames)
     rate = getattr(model, "sample_rate", 16000)
     step = output.samples_per_step(rate)
     window = window or 4 * rate // step * step
