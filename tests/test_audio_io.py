@@ -182,13 +182,13 @@ def test_write_audio_does_not_replace_a_file_written_meanwhile(tmp_path, monkeyp
     import audiokit.audio.io as io
 
     target = tmp_path / "x.wav"
-    real_write = io.sf.write
+    real_close = io.AudioWriter.close
 
-    def write_then_race(path, *args, **kwargs):
-        real_write(path, *args, **kwargs)
+    def close_then_race(self):
+        real_close(self)
         target.write_bytes(b"another run")  # after the exists check, before the rename
 
-    monkeypatch.setattr(io.sf, "write", write_then_race)
+    monkeypatch.setattr(io.AudioWriter, "close", close_then_race)
     with pytest.raises(AudioError, match="x.wav: exists, use --force"):
         write_audio(target, np.zeros(160), 16000)
     assert target.read_bytes() == b"another run" and [p.name for p in tmp_path.iterdir()] == ["x.wav"]
