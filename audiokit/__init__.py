@@ -1,13 +1,14 @@
 """audiokit: streaming speech and audio processing on a plain CPU.
 
 ``audiokit.enhance``, ``audiokit.enhance_file``, ``audiokit.separate``, ``audiokit.separate_file``,
-``audiokit.classify``, ``audiokit.spot``, ``audiokit.iter_spots`` and ``audiokit.load_model`` (see
-:mod:`audiokit.api`) are imported on first use, so that ``import audiokit`` stays cheap.
+``audiokit.classify``, ``audiokit.spot``, ``audiokit.iter_spots``, ``audiokit.dance``, ``audiokit.dance_file`` and
+``audiokit.load_model`` (see :mod:`audiokit.api`) are imported on first use, so that ``import audiokit`` stays
+cheap.
 """
 __version__ = "0.1.0"
 
-_API = ("Classifier", "Enhancer", "classify", "enhance", "enhance_file", "iter_spots", "load_classifier", "load_model",
-        "separate", "separate_file", "spot")
+_API = ("Classifier", "Dancer", "Enhancer", "classify", "dance", "dance_file", "enhance", "enhance_file", "iter_spots",
+        "load_classifier", "load_dancer", "load_model", "separate", "separate_file", "spot")
 
 
 def __getattr__(name: str):

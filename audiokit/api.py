@@ -7,6 +7,8 @@
     audiokit.separate_file("meeting.wav", shifts=4)       # -> meeting_s1.wav, meeting_s2.wav
     audiokit.classify("yes.wav", top_k=3)                 # Classification(label, prob, top, end)
     audiokit.spot("long.wav", threshold=0.8)              # [Detection(label, prob, start, end), ...]
+    positions = audiokit.dance("song.wav", style="waltz")  # [frames, 23, 3] cm at 25 fps
+    audiokit.dance_file("song.wav")                       # -> song.bvh, song.mp4 (stick figure + the music)
     model = audiokit.load_model("frcrn_causal_small")
 
 Every path runs the model through the streaming runtime (``audiokit.streaming.runtime``), one stream per
@@ -16,7 +18,8 @@ arrive (causal models then run frame by frame on a frame engine, ``audiokit.stre
 model rate and back is done in chunks too, so memory stays bounded whatever the length. Separation runs
 the model in overlapping windows whose speakers are aligned (``audiokit.streaming.separation``).
 Classification and keyword spotting run a streaming classifier's posterior frame by frame
-(``audiokit.streaming.classification``), in blocks too.
+(``audiokit.streaming.classification``), in blocks too. Dancing runs a dance model on the whole song
+(``audiokit.dancing``).
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from torch import nn
 
 from audiokit.audio.resample import rate_problem
 from audiokit.blocks import BLOCK_SECONDS, check_targets, file_identity, open_blocks, output_paths, process_file
+from audiokit.dancing import DEFAULT_FORMATS, DEFAULT_SIZE, Dancer, dance_targets
 from audiokit.errors import AudioError, ModelError
 from audiokit.hub.pretrained import check_device, load_model
 from audiokit.hub.registry import default_model
@@ -37,8 +41,8 @@ from audiokit.streaming.outputs import OutputSpec
 from audiokit.streaming.pipeline import BlockPipeline, ChannelStreams
 from audiokit.streaming.separation import WindowedSeparator, refuse_separator
 
-__all__ = ["Classifier", "Enhancer", "classify", "enhance", "enhance_file", "iter_spots", "load_classifier",
-           "load_model", "separate", "separate_file", "spot"]
+__all__ = ["Classifier", "Dancer", "Enhancer", "classify", "dance", "dance_file", "enhance", "enhance_file",
+           "iter_spots", "load_classifier", "load_dancer", "load_model", "separate", "separate_file", "spot"]
 
 STREAM_CHUNK_MS = 20.0
 #: the chunks a causal model runs on without ``stream`` (half a block: the fastest size measured)
@@ -62,8 +66,7 @@ class Enhancer:
     def __init__(self, model: ModelSpec = None, stream: bool = False, chunk_ms: Optional[float] = None,
                  device: str = "cpu"):
         check_device(device)
-        self.model = model if isinstance(model, nn.Module) else load_model(str(model or default_model("enhance")),
-                                                                           device=device)
+        self.model = _module(model, "enhance", device)
         refuse_separator(self.model)
         self.sample_rate = int(getattr(self.model, "sample_rate", 16000))
         if stream and chunk_ms is not None and not 0 < chunk_ms < float("inf"):
@@ -139,9 +142,7 @@ def _process_array(processor, wav, sample_rate: int, outputs: bool):
 
 def _separator(model: ModelSpec, shifts: int, device: str = "cpu") -> WindowedSeparator:
     """The separation model (None: the default) in 4 s windows overlapping by 1 s."""
-    module = model if isinstance(model, nn.Module) else load_model(str(model or default_model("separate")),
-                                                                   device=device)
-    return WindowedSeparator(module, device=device, shifts=shifts)
+    return WindowedSeparator(_module(model, "separate", device), device=device, shifts=shifts)
 
 
 def separate(wav: Union[np.ndarray, torch.Tensor], sample_rate: int, model: ModelSpec = None,
@@ -212,9 +213,12 @@ def load_classifier(model: ModelSpec | Classifier = None, device: str = "cpu") -
     if isinstance(model, Classifier):
         return model
     check_device(device)
-    module = model if isinstance(model, nn.Module) else load_model(str(model or default_model("classify")),
-                                                                   device=device)
-    return Classifier(module)
+    return Classifier(_module(model, "classify", device))
+
+
+def _module(model: ModelSpec, task: str, device: str = "cpu") -> nn.Module:
+    """``model`` itself when it is a module, else the pretrained model it names (None: ``task``'s default)."""
+    return model if isinstance(model, nn.Module) else load_model(str(model or default_model(task)), device=device)
 
 
 def _audio_blocks(audio: AudioInput, sample_rate: Optional[int]) -> tuple[int, Iterable[torch.Tensor]]:
@@ -272,3 +276,46 @@ def spot(path_or_array: AudioInput, sample_rate: Optional[int] = None, model: Mo
          threshold: float = 0.8) -> list[Detection]:
     """All the detections of :func:`iter_spots`, in order."""
     return list(iter_spots(path_or_array, sample_rate, model, threshold))
+
+
+def load_dancer(model: ModelSpec | Dancer = None, device: str = "cpu") -> Dancer:
+    """A :class:`~audiokit.dancing.Dancer` for ``model``: None (the default dance model; ModelError while none is
+    shipped), a pretrained name or file, a dance module (``DanceGenerator``), or a Dancer (returned as it is).
+    ModelKindError for a model that does not dance."""
+    if isinstance(model, Dancer):
+        return model
+    check_device(device)
+    return Dancer(_module(model, "dance", device))
+
+
+def dance(music: AudioInput, sample_rate: Optional[int] = None, model: ModelSpec | Dancer = None,
+          style: Optional[str] = "auto", seed: Optional[int] = None) -> np.ndarray:
+    """A dance to ``music``: an audio file, or an array ``[T]`` / ``[C, T]`` (float) at ``sample_rate`` Hz (any rate
+    and channels: mixed down to one, resampled to the model's rate). Returns joint positions ``[frames, 23, 3]``
+    (float32, centimetres, y up, ``audiokit.motion.skeleton``) at the model's frame rate (25 fps): one pose per
+    whole 40 ms of music, at least 2. ``style``: ``"auto"`` (picked from the music), ``"cha-cha"``, ``"rumba"``,
+    ``"tango"``, ``"waltz"``, or None (the model's "any style"). ``seed``: see ``audiokit.dancing`` (the shipped
+    family is deterministic). ``model``: see :func:`load_dancer`. AudioError for bad or too short music.
+    """
+    dancer = load_dancer(model)
+    rate, blocks = _audio_blocks(music, sample_rate)
+    wav = torch.cat(list(blocks), dim=-1)  # [C, T]
+    return dancer.dance(wav, rate, style, seed, music if isinstance(music, (str, Path)) else "input")
+
+
+def dance_file(path: Union[str, Path], out_dir: Union[str, Path, None] = None, formats: Iterable[str] = DEFAULT_FORMATS,
+               model: ModelSpec | Dancer = None, style: Optional[str] = "auto", force: bool = False,
+               seed: Optional[int] = None, size: int = DEFAULT_SIZE) -> list[Path]:
+    """Dance to a music file and write ``<stem>.bvh`` and ``<stem>.mp4`` (``formats``: any of ``"bvh"``, ``"gif"``,
+    ``"mp4"``) in ``out_dir`` (default: beside it): a BVH of the skeleton with per-joint rotations
+    (``audiokit.motion.bvh``), and a ``size`` x ``size`` stick-figure video, the MP4 with the music as its
+    soundtrack (``audiokit.motion.render``). Returns their paths.
+
+    Refuses to overwrite unless ``force`` (all outputs checked before the model runs), and never writes over
+    ``path`` itself; the outputs are placed all or none. AudioError for a bad file (nothing is written then).
+    """
+    path = Path(path)
+    dancer = load_dancer(model)
+    targets = dance_targets(path, out_dir, formats)
+    check_targets(targets, force, "use force=True", inputs={file_identity(path)})
+    return dancer.dance_file(path, targets, style, seed, size, force, "use force=True")

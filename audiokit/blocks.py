@@ -10,7 +10,6 @@
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable, Collection, Iterator, Optional, Sequence
 
@@ -18,7 +17,16 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from audiokit.audio.io import NOT_FINITE, TRUNCATED, AudioWriter, format_of, move_into_place, open_audio, temporary_path
+from audiokit.audio.io import (
+    NOT_FINITE,
+    TRUNCATED,
+    AudioWriter,
+    Placement,
+    file_identity,
+    format_of,
+    open_audio,
+    temporary_path,
+)
 from audiokit.errors import AudioError, ModelError, os_reason
 from audiokit.streaming.outputs import OutputSpec
 from audiokit.streaming.pipeline import BlockPipeline
@@ -70,16 +78,6 @@ def output_paths(path: Path, folder: Path, suffix: str, count: int, extension: s
 def output_extension(output: OutputSpec) -> str:
     """The file suffix of an output of this kind: ``.wav`` for audio, :data:`FRAMES_SUFFIX` for frames."""
     return ".wav" if output.is_audio else FRAMES_SUFFIX
-
-
-def file_identity(path: Path) -> Optional[tuple[int, int]]:
-    """``(device, inode)`` of the file ``path`` names (through links), None when there is none: the same for
-    every spelling of one file, symlinks and hard links included."""
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError):
-        return None
-    return st.st_dev, st.st_ino
 
 
 def written_by_audiokit(path: Path) -> bool:
@@ -179,22 +177,17 @@ class OutputFiles:
         """Close every file and rename it into place (see the class docstring); all discarded if one fails, and
         without ``replace`` those already in place withdrawn."""
         target = self.targets[0] if self.targets else None
-        placed: list[tuple[Path, Optional[tuple[int, int]]]] = []
+        placement = Placement(self.replace)
         try:
             for f, target in zip(self.files, self.targets):
                 f.close()
             for f, target in zip(self.files, self.targets):
-                identity = file_identity(Path(f.name))
-                move_into_place(Path(f.name), target, self.replace)
-                placed.append((target, identity))
+                placement.place(Path(f.name), target)
         except AudioError:  # a file that could not be completed (nothing placed yet)
             self.discard()
             raise
         except (sf.LibsndfileError, OSError, RuntimeError) as exc:
-            if not self.replace:
-                for done, identity in placed:  # created by this call: taken back, unless replaced meanwhile
-                    if file_identity(done) == identity:
-                        done.unlink(missing_ok=True)
+            placement.withdraw()  # those placed by this call, unless they replaced files or were replaced meanwhile
             self.discard()
             if isinstance(exc, FileExistsError):
                 raise AudioError(target, f"exists, {self.force_hint}") from None

@@ -260,6 +260,44 @@ def move_into_place(tmp: Path, target: Path, replace: bool) -> None:
         os.unlink(tmp)
 
 
+def file_identity(path: str | os.PathLike) -> tuple[int, int] | None:
+    """``(device, inode)`` of the file ``path`` names (through links), None when there is none: the same for
+    every spelling of one file, symlinks and hard links included."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+class Placement:
+    """Finished files put in place one after another (:func:`move_into_place`), so that the outputs of one input
+    are placed all or none: when one cannot be, :meth:`withdraw` deletes those this object placed, except any
+    that replaced a file (``replace``: the old one is gone) or that another run has replaced meanwhile."""
+
+    def __init__(self, replace: bool):
+        self.replace = replace
+        self.placed: list[tuple[Path, tuple[int, int] | None]] = []
+
+    def place(self, tmp: Path, target: Path) -> None:
+        """Move ``tmp`` to ``target`` (see :func:`move_into_place`: FileExistsError without ``replace``)."""
+        identity = file_identity(tmp)
+        move_into_place(tmp, target, self.replace)
+        self.placed.append((target, identity))
+
+    def withdraw(self) -> None:
+        """Delete the files placed so far (see the class docstring)."""
+        placed, self.placed = self.placed, []
+        if self.replace:
+            return
+        for target, identity in placed:
+            if file_identity(target) == identity:
+                try:
+                    target.unlink(missing_ok=True)
+                except OSError:
+                    pass  # (a file system that became read-only: nothing more can be done)
+
+
 def write_audio(path: str | os.PathLike, wav, sample_rate: int, force: bool = False, subtype: str = "PCM_16") -> Path:
     """Write ``wav`` (array or tensor [channels, samples] or [samples], float in [-1, 1]) atomically.
 

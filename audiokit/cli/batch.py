@@ -121,13 +121,15 @@ def process_files(
         failures += 1
         tqdm.write(f"error: {one_line(error, path)}", file=sys.stderr)
 
-    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
-        report(AudioError(out_dir, "is not a folder (-o names the folder to write into)"))
+    try:
+        check_output_dir(out_dir)
+    except AudioError as exc:
+        report(exc)
         return 1
     output_stem = re.compile(f"_{re.escape(suffix)}$" + (f"|{outputs_like}" if outputs_like else ""))
     files = [f for f in find_audio_files(inputs, on_missing=report)
              if not output_stem.search(f.stem) or _named_explicitly(f, inputs) or not written_by_audiokit(f)]
-    reads = {identity for identity in map(file_identity, files) if identity is not None}
+    reads = read_identities(files)
     open_processor = process_fn.open if hasattr(process_fn, "open") else partial(_WholeChannels, process_fn, device)
     output = getattr(process_fn, "output", OutputSpec.audio(None))  # a known count: existing outputs refused first
     claimed: dict[Path, Path] = {}  # output -> the input it belongs to, to catch name clashes in one run
@@ -155,6 +157,29 @@ def process_files(
     return 1 if failures or not files else 0
 
 
+def check_output_dir(out_dir: str | Path | None) -> None:
+    """AudioError when ``-o`` names something that exists and is not a folder (a missing one is created)."""
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise AudioError(out_dir, "is not a folder (-o names the folder to write into)")
+
+
+def read_identities(files: Iterable[Path]) -> set[tuple[int, int]]:
+    """The :func:`~audiokit.blocks.file_identity` of every input a run reads (none is ever written over)."""
+    return {identity for identity in map(file_identity, files) if identity is not None}
+
+
+def claim_targets(path: Path, targets: list[Path], force: bool, claimed: dict[Path, Path], reads: set) -> list[Path]:
+    """``targets``, the outputs of input ``path``, claimed for it in this run; AudioError when one is an input of
+    the run (``reads``: :func:`read_identities`), exists (without ``force``) or was claimed for another input
+    (``claimed``: output -> input, updated here). All are checked before any is written."""
+    for target in targets:
+        if target in claimed:
+            raise AudioError(target, f"would be written for both {claimed[target]} and {path}")
+    check_targets(targets, force, inputs=reads)
+    claimed.update(dict.fromkeys(targets, path))
+    return targets
+
+
 def _named_explicitly(path: Path, inputs: Iterable[str | Path]) -> bool:
     """True when ``path`` was given itself, not found in a folder or by a pattern."""
     return any(Path(item) == path for item in inputs)
@@ -162,16 +187,9 @@ def _named_explicitly(path: Path, inputs: Iterable[str | Path]) -> bool:
 
 def _claim_outputs(path: Path, out_dir, suffix: str, force: bool, claimed: dict[Path, Path], extension: str,
                    reads: set, count: int) -> list[Path]:
-    """The ``count`` output paths of ``path``; AudioError when one is an input of this run (``reads``: their
-    file identities), exists (without ``force``) or was written for another input in this run. All are checked
-    before any is written."""
+    """The ``count`` output paths of ``path``, claimed (:func:`claim_targets`)."""
     targets = output_paths(path, Path(out_dir) if out_dir is not None else path.parent, suffix, count, extension)
-    for target in targets:
-        if target in claimed:
-            raise AudioError(target, f"would be written for both {claimed[target]} and {path}")
-    check_targets(targets, force, inputs=reads)
-    claimed.update(dict.fromkeys(targets, path))
-    return targets
+    return claim_targets(path, targets, force, claimed, reads)
 
 
 class _WholeChannels:

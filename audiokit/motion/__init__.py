@@ -1,7 +1,8 @@
 """Motion layer: the dance skeleton, reading dance data, BVH out and in, stick-figure video.
 
-Beside ``audio`` in the layer order: it imports only ``audiokit.errors`` (and numpy, scipy, soundfile;
-matplotlib and imageio-ffmpeg when rendering: ``audiokit.motion.render.render``).
+Beside ``audio`` in the layer order: it imports only ``audiokit.errors`` and ``audiokit.audio`` (whose atomic file
+writing it shares; and numpy, scipy, soundfile; matplotlib and imageio-ffmpeg when rendering:
+``audiokit.motion.render.render``).
 """
 from audiokit.motion.bvh import Bvh, fit_rig, read_bvh, write_bvh
 from audiokit.motion.dance_data import DanceClip, find_dances, read_dance

@@ -44,6 +44,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -205,8 +206,15 @@ def write_bvh(path: str | os.PathLike, positions, fps: float = FPS, rig: Rig = B
               rest: np.ndarray | None = None, stretch: bool = False, force: bool = False) -> Path:
     """Write ``positions`` [T, 23, 3] as a BVH file (see :func:`bvh_text`), atomically: to a temporary file,
     then renamed. Refuses to overwrite unless ``force``; creates the folder. Returns the path."""
+    return replace_atomically(path, bvh_writer(positions, fps, rig, scale, rest, stretch), force)
+
+
+def bvh_writer(positions, fps: float = FPS, rig: Rig = BVH_RIG, scale: float = 1.0, rest: np.ndarray | None = None,
+               stretch: bool = False) -> Callable[[Path], object]:
+    """The BVH text of ``positions`` made now (:func:`bvh_text`; MotionError for bad positions), and a function
+    ``write(tmp)`` writing it to ``tmp``, for :func:`audiokit.motion.files.write_together`."""
     text = bvh_text(positions, fps, rig, scale, rest, stretch)
-    return replace_atomically(path, lambda tmp: tmp.write_text(text, encoding="ascii"), force)
+    return lambda tmp: tmp.write_text(text, encoding="ascii")
 
 
 def _depth_first(rig: Rig) -> list[int]:

@@ -1,41 +1,68 @@
-"""Writing files atomically: to a hidden temporary name beside the target, then ``os.replace``."""
+"""Writing motion files atomically, with the audio layer's machinery (:mod:`audiokit.audio.io`): each file goes
+to a hidden temporary name beside its target (``temporary_path``), then is moved into place
+(``move_into_place``), which never replaces a file that exists by then, not even one another run created a
+moment ago, unless forced."""
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
-from audiokit.errors import MotionFileError
+from audiokit.audio.io import Placement, temporary_path
+from audiokit.errors import MotionFileError, os_reason
 
-
-def temporary_path(path: Path) -> Path:
-    """A hidden, unique name beside ``path`` with the same extension (tools such as ffmpeg pick the format
-    from it); the stem is shortened so that a name near the file system's 255-byte limit still fits."""
-    stem = path.stem.encode("utf-8", "surrogateescape")[:100].decode("utf-8", "ignore")
-    return path.with_name(f".{stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
+Writer = Callable[[Path], object]
+"""Writes the whole file at the path it is given (a temporary name with the target's extension: tools such as
+ffmpeg pick the format from it)."""
 
 
-def replace_atomically(path: str | os.PathLike, write: Callable[[Path], object], force: bool = False) -> Path:
-    """Call ``write(tmp)`` to write a temporary file beside ``path``, then rename it to ``path``, so that a
+def replace_atomically(path: str | os.PathLike, write: Writer, force: bool = False) -> Path:
+    """Call ``write(tmp)`` to write a temporary file beside ``path``, then move it to ``path``, so that a
     failure never leaves a half-written file. MotionFileError if ``path`` exists (unless ``force``) or the
     writing fails with an OSError. Creates the parent folder. Returns ``path``."""
-    path = Path(path)
-    if path.is_dir():
-        raise MotionFileError(path, "is a folder")
-    if path.exists() and not force:
-        raise MotionFileError(path, "exists, use --force")
+    return write_together([(path, write)], force)[0]
+
+
+def write_together(writes: Sequence[tuple[str | os.PathLike, Writer]], force: bool = False,
+                   force_hint: str = "use --force") -> list[Path]:
+    """Write several files all or none: ``write(tmp)`` for each ``(path, write)`` in turn, each to a temporary
+    file beside its path, then all moved into place. MotionFileError naming the file if a path is a folder or
+    exists (unless ``force``; also one created meanwhile: ``exists, <force_hint>``), or a writing fails with an
+    OSError; then the temporary files are deleted and the files this call placed taken back, except those that
+    replaced a file under ``force`` (the old ones are gone). Creates the parent folders. Returns the paths."""
+    paths = [Path(path) for path, _ in writes]
+    for path in paths:
+        if path.is_dir():
+            raise MotionFileError(path, "is a folder")
+        if path.exists() and not force:
+            raise MotionFileError(path, f"exists, {force_hint}")
+    temporaries: list[Path] = []
+    placement = Placement(replace=force)
+    path = paths[0] if paths else None
+    try:
+        for path, (_, write) in zip(paths, writes):
+            _make_folder(path)
+            temporaries.append(temporary_path(path))
+            write(temporaries[-1])
+        for path, tmp in zip(paths, temporaries):
+            placement.place(tmp, path)
+    except BaseException as exc:
+        placement.withdraw()
+        for tmp in temporaries:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass  # (a read-only file system refuses even that; nothing was made there)
+        if isinstance(exc, FileExistsError):  # created meanwhile by another run
+            raise MotionFileError(path, f"exists, {force_hint}") from None
+        if isinstance(exc, OSError):
+            raise MotionFileError(path, f"cannot write ({os_reason(exc)})") from exc
+        raise
+    return paths
+
+
+def _make_folder(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise MotionFileError(path, f"cannot create its folder ({exc.strerror or exc})") from exc
-    tmp = temporary_path(path)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise MotionFileError(path, f"cannot write ({exc.strerror or exc})") from exc
-        raise
-    return path
+        raise MotionFileError(path, f"cannot create its folder ({os_reason(exc)})") from exc

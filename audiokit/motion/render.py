@@ -16,7 +16,7 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -172,6 +172,16 @@ def render(path: str | os.PathLike, positions, fps: float = FPS, audio=None, sam
     """Render ``positions`` [T, 23, 3] to ``path``: ``.gif``, or ``.mp4`` with ``audio`` (float [samples] or
     [samples, channels], at ``sample_rate``) as its soundtrack, cut or padded with silence to the video's
     length ``T / fps``. Refuses to overwrite unless ``force``. Returns the path."""
+    return replace_atomically(path, video_writer(path, positions, fps, audio, sample_rate, size, title, unit_cm),
+                              force)
+
+
+def video_writer(path: str | os.PathLike, positions, fps: float = FPS, audio=None, sample_rate: int | None = None,
+                 size: tuple[int, int] = (480, 480), title: str | None = None,
+                 unit_cm: float = 1.0) -> Callable[[Path], None]:
+    """The arguments of :func:`render` checked now (MotionError, MotionFileError), and a function ``write(tmp)``
+    that renders the video to ``tmp`` (a file name with ``path``'s extension), for
+    :func:`audiokit.motion.files.write_together`."""
     path = Path(path)
     kind = path.suffix.lower()
     if kind not in (".gif", ".mp4"):
@@ -196,7 +206,7 @@ def render(path: str | os.PathLike, positions, fps: float = FPS, audio=None, sam
         if len(music) < samples:
             music = np.concatenate([music, np.zeros((samples - len(music),) + music.shape[1:], np.float32)])
 
-    def write(tmp: Path):
+    def write(tmp: Path) -> None:
         with tempfile.TemporaryDirectory(prefix="audiokit-render-") as work:
             extra = Path(work) / ("palette.png" if kind == ".gif" else "music.wav")
             if kind == ".gif":
@@ -207,4 +217,4 @@ def render(path: str | os.PathLike, positions, fps: float = FPS, audio=None, sam
             _encode(tmp, frames, fps, audio=extra if music is not None else None,
                     palette=extra if kind == ".gif" else None)
 
-    return replace_atomically(path, write, force)
+    return write
