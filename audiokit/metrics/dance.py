@@ -44,6 +44,8 @@ STILL_BODY_PER_S = 0.01
 """A second whose mean joint speed is below this many body sizes per second (about 5 cm/s) is still."""
 ROOT_JOINTS = (7, 16)
 """The hips: their midpoint is the root."""
+PER_MOTION = ("beat_f", "bas", "beats_per_s", "speed_per_body", "foot_sliding", "root_drift", "freeze")
+"""The figures of :func:`score_motion`."""
 
 
 def motion_beats(positions, fps: float, smooth_s: float = BEAT_SMOOTH_S, spacing_s: float = BEAT_SPACING_S,
@@ -150,3 +152,10 @@ def freeze(positions, fps: float, last_s: float = 60.0, threshold: float = STILL
     return float((seconds < threshold).mean())
 
 
+def score_motion(positions, fps: float, beats) -> dict[str, float]:
+    """The per-motion figures (:data:`PER_MOTION`) of ``positions [T, 23, 3]`` against music ``beats`` (s)."""
+    moves = motion_beats(positions, fps)
+    return {"beat_f": beat_f_measure(beats, moves), "bas": beat_alignment_score(beats, moves),
+            "beats_per_s": len(moves) * fps / len(positions), "speed_per_body": speed_per_body(positions, fps),
+            "foot_sliding": foot_sliding(positions, fps), "root_drift": root_drift(positions, fps),
+            "freeze": freeze(positions, fps)}

@@ -34,17 +34,13 @@ import torch
 import torchaudio.functional as AF
 
 from audiokit.models.dance import STYLES, poses_from_positions
-from audiokit.motion.dance_data import find_dances, read_dance
+from audiokit.motion.dance_data import TEST_DANCES, VALID_DANCES, find_dances, read_dance
 from audiokit.motion.kinematics import mean_joint_speed, speed_minima
 from audiokit.motion.skeleton import mirror
 from audiokit.tasks.augment import scale_to_snr
 from audiokit.tasks.data import resolve_folder
 from audiokit.tasks.recipe_brain import RecipeBrain
 
-VALID_DANCES = ("DANCE_C_7", "DANCE_R_7", "DANCE_W_29")
-"""Held out for validation (choosing the checkpoint)."""
-TEST_DANCES = ("DANCE_C_6", "DANCE_R_5", "DANCE_W_30")
-"""Held out for test (never trained on nor used to choose)."""
 TEMPO_STEPS = 100
 """Tempo factors are rounded to 1 / TEMPO_STEPS (the resampling ratio is ``round(factor * 100) / 100``)."""
 
