@@ -133,10 +133,11 @@ def foot_sliding(positions, fps: float, contact_height: float = CONTACT_HEIGHT_C
 
 def root_drift(positions, fps: float, span_s: float = 20.0) -> float:
     """Height of the root (the hips' midpoint) over its last ``span_s`` seconds minus over its first (medians,
-    cm): positive when the dancer floats up. The real dancers differ by up to +-10 cm (knees more or less bent)."""
+    cm; each span at most a third of the motion): positive when the dancer floats up. The real dancers differ
+    by up to +-10 cm (knees more or less bent)."""
     positions = check_positions(positions)
     root = positions[:, list(ROOT_JOINTS), 1].mean(axis=1)
-    span = max(1, min(len(root), round(span_s * fps)))
+    span = max(1, min(len(root) // 3, round(span_s * fps)))
     return float(np.median(root[-span:]) - np.median(root[:span]))
 
 
