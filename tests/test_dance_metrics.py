@@ -180,7 +180,15 @@ def test_evaluate_dance_cli(dance_folder, tmp_path, capsys):
     frozen, real = report["rows"]["frozen"], report["rows"]["real"]
     assert frozen["freeze"] == 1.0 and frozen["speed_per_body"] == 0.0 and real["speed_per_body"] > 0
     assert frozen["fid_k"] > real["fid_k"]
+    from audiokit.motion import read_dance, write_bvh
+    for name in ("DANCE_C_1", "DANCE_R_2"):  # generated motion given as BVH files: here the real dancer's
+        write_bvh(tmp_path / f"{name}.bvh", read_dance(dance_folder / name).positions)
+    assert main([*common, "--motion", str(tmp_path), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert list(rows) == list(dance_eval.ROWS)
+    assert rows["generated"]["speed_per_body"] == pytest.approx(rows["real"]["speed_per_body"], rel=0.3)
     for options, problem in ((["evaluate", "--model", str(path)], "--model: only used with --dance"),
+                             ([*common, "--model", str(path), "--motion", str(tmp_path)], "give one of them"),
                              (["evaluate"], "--clean DIR and --estimate DIR are needed"),
                              ([*common, "--clean", str(tmp_path)], "--clean: not used with --dance"),
                              ([*common, "--dances", "DANCE_X_9"], "holds no dance DANCE_X_9"),
