@@ -102,6 +102,11 @@ def body_size(positions) -> float:
     return float(np.median(bone_lengths(positions).sum(axis=-1)))
 
 
+def _size(positions) -> float:
+    """:func:`body_size`, at least 1e-6 cm (a body collapsed to a point still divides)."""
+    return max(body_size(positions), 1e-6)
+
+
 def joint_speed(positions, fps: float) -> np.ndarray:
     """Speed of every joint, ``[T - 1, J]`` cm/s, between consecutive frames."""
     positions = check_positions(positions, np.shape(positions)[-2])
@@ -110,7 +115,7 @@ def joint_speed(positions, fps: float) -> np.ndarray:
 
 def speed_per_body(positions, fps: float) -> float:
     """Mean joint speed over frames and joints divided by :func:`body_size`, body sizes per second."""
-    return float(joint_speed(positions, fps).mean() / body_size(positions)) if len(positions) > 1 else 0.0
+    return float(joint_speed(positions, fps).mean() / _size(positions)) if len(positions) > 1 else 0.0
 
 
 def foot_sliding(positions, fps: float, contact_height: float = CONTACT_HEIGHT_CM, max_speed: float | None = None,
@@ -146,7 +151,7 @@ def freeze(positions, fps: float, last_s: float = 60.0, threshold: float = STILL
     joint speed is below ``threshold`` body sizes per second: 1 for a frozen pose, 0 for the real dancers."""
     positions = check_positions(positions)
     tail = positions[-max(2, round(last_s * fps) + 1):]
-    speed = joint_speed(tail, fps).mean(axis=1) / body_size(positions)
+    speed = joint_speed(tail, fps).mean(axis=1) / _size(positions)
     second = max(1, round(fps))
     seconds = speed[:len(speed) // second * second].reshape(-1, second).mean(axis=1) if len(speed) >= second \
         else speed.mean(keepdims=True)
