@@ -1,5 +1,6 @@
 """``audiokit evaluate --clean DIR --estimate DIR [--json] [--dnsmos DIR] [--separated [--mixture DIR]]``:
-score estimates against references.
+score estimates against references; ``audiokit evaluate --dance [--model NAME|PATH | --motion DIR] [--data DIR]
+[--dances NAME ...] [--json]``: score dances.
 
 Per file (matched by stem, ``<stem>_enhanced.wav`` fits ``<stem>.wav``): PESQ wb/nb, STOI, SI-SNR (dB),
 SDR (dB, plain energy ratio) and optionally DNSMOS SIG/BAK/OVRL of the estimate, then the averages, every column
@@ -8,6 +9,8 @@ A silent reference, and an estimate that fits no reference, are errors.
 With ``--separated``: per mixture, references ``<stem>_s1.wav, <stem>_s2.wav, ...`` in --clean against the
 ``audiokit separate`` outputs ``<stem>_s1.wav, ...`` in --estimate, in whichever order fits best
 (permutation-invariant SI-SNR, SDR; SI-SNR improvement when --mixture holds ``<stem>.wav``).
+With ``--dance``: the model's motion for each test dance's music beside the real dancer and controls (another
+song's dancer, random poses, a frozen pose), see :mod:`audiokit.metrics.dance_eval`.
 """
 from __future__ import annotations
 
@@ -17,15 +20,16 @@ import math
 import sys
 from pathlib import Path
 
-from audiokit.errors import FileError, one_line
+from audiokit.cli import evaluate_dance
+from audiokit.errors import AudiokitError, FileError, one_line
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``evaluate`` subcommand."""
-    parser = subparsers.add_parser("evaluate", help="score enhanced/separated files against clean references",
+    parser = subparsers.add_parser("evaluate", help="score enhanced/separated files against references, or dances",
                                    description=__doc__.split("\n\n")[1])
-    parser.add_argument("--clean", type=Path, required=True, metavar="DIR", help="folder of clean reference files")
-    parser.add_argument("--estimate", type=Path, required=True, metavar="DIR", help="folder of processed files")
+    parser.add_argument("--clean", type=Path, metavar="DIR", help="folder of clean reference files")
+    parser.add_argument("--estimate", type=Path, metavar="DIR", help="folder of processed files")
     parser.add_argument("--dnsmos", type=Path, metavar="DIR",
                         help="folder with the DNSMOS P.835 sig_bak_ovr.onnx model (needs onnxruntime)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -33,11 +37,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="score separated sources <stem>_s<k>.wav permutation-invariantly")
     parser.add_argument("--mixture", type=Path, metavar="DIR",
                         help="with --separated: folder of the mixtures <stem>.wav (adds SI-SNR improvement)")
+    evaluate_dance.add_options(parser)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     """Score the folders, print a table (or JSON) on stdout and error lines on stderr; 1 if any file failed."""
+    evaluate_dance.check_options(args)
+    if args.dance:
+        result = evaluate_dance.run(args)
+        print(json.dumps(_json_safe(result), indent=2) if args.json else evaluate_dance.format_table(result))
+        return 0
+    if args.clean is None or args.estimate is None:
+        raise AudiokitError("--clean DIR and --estimate DIR are needed (or --dance)")
     # imported here: the metrics pull in scipy.signal (most of a second) that other commands never need
     from audiokit.metrics.scoring import average_scores, score_folders, undefined_scores
     from audiokit.metrics.separation import score_separated_folders

@@ -1,5 +1,7 @@
 """Speech quality metrics: PESQ, STOI, SI-SNR, SDR, permutation-invariant SI-SNR, DNSMOS (optional),
-and scoring of clean/estimate pairs and folders. A leaf layer: of audiokit it imports only audiokit.audio."""
+and scoring of clean/estimate pairs and folders; dance metrics (``dance``, ``dance_features``, ``dance_eval``:
+beats and their alignment, AIST++ features and distances, the evaluation beside real dancers and controls).
+A leaf layer: of audiokit it imports only audiokit.audio and audiokit.motion."""
 from audiokit.metrics.energy import pit_si_snr, sdr, si_snr
 from audiokit.metrics.perceptual import pesq_nb, pesq_wb, stoi
 from audiokit.metrics.scoring import METRICS, average_scores, match_estimates, score_folders, score_pair

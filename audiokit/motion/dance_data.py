@@ -34,6 +34,10 @@ from audiokit.motion.skeleton import FPS, NUM_JOINTS, UP_AXIS
 STYLES = {"C": "cha-cha", "R": "rumba", "T": "tango", "W": "waltz"}
 SKELETON_FILES = ("skeletons.json", "skeletons.json.gz")
 AUDIO_PREFERENCE = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3")
+VALID_DANCES = ("DANCE_C_7", "DANCE_R_7", "DANCE_W_29")
+"""Held out for validation (choosing the checkpoint): one cha-cha, rumba and waltz."""
+TEST_DANCES = ("DANCE_C_6", "DANCE_R_5", "DANCE_W_30")
+"""Held out for test (never trained on nor used to choose; scored by ``audiokit evaluate --dance``)."""
 DRIFT_WINDOW_S = 2.0
 """Width of the running median that takes the slow drift out of the centre's height (see ``ground``)."""
 

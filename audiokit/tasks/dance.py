@@ -34,16 +34,13 @@ import torch
 import torchaudio.functional as AF
 
 from audiokit.models.dance import STYLES, poses_from_positions
-from audiokit.motion.dance_data import find_dances, read_dance
+from audiokit.motion.dance_data import TEST_DANCES, VALID_DANCES, find_dances, read_dance
+from audiokit.motion.kinematics import mean_joint_speed, speed_minima
 from audiokit.motion.skeleton import mirror
 from audiokit.tasks.augment import scale_to_snr
 from audiokit.tasks.data import resolve_folder
 from audiokit.tasks.recipe_brain import RecipeBrain
 
-VALID_DANCES = ("DANCE_C_7", "DANCE_R_7", "DANCE_W_29")
-"""Held out for validation (choosing the checkpoint)."""
-TEST_DANCES = ("DANCE_C_6", "DANCE_R_5", "DANCE_W_30")
-"""Held out for test (never trained on nor used to choose)."""
 TEMPO_STEPS = 100
 """Tempo factors are rounded to 1 / TEMPO_STEPS (the resampling ratio is ``round(factor * 100) / 100``)."""
 
@@ -51,17 +48,14 @@ TEMPO_STEPS = 100
 def motion_beats(positions: np.ndarray, smooth: int = 5) -> np.ndarray:
     """Weak beat labels ``[T]`` (bool) from world positions ``[T, 23, 3]``: a beat where the motion changes
     direction, taken as a local minimum of the mean joint speed (velocities averaged over ``smooth`` frames:
-    the body slows to turn). About 1.5-2.6 per second in the real dances."""
-    positions = np.asarray(positions, dtype=np.float64)
+    the body slows to turn; :func:`audiokit.motion.kinematics.speed_minima` with every minimum kept). About
+    1.5-2.6 per second in the real dances. (Evaluation counts fewer, deeper ones:
+    :func:`audiokit.metrics.dance.motion_beats`.)"""
     beats = np.zeros(len(positions), dtype=bool)
     if len(positions) < 4:
         return beats
-    velocity = np.diff(positions, axis=0)
-    kernel = np.ones(smooth) / smooth
-    velocity = np.apply_along_axis(lambda v: np.convolve(v, kernel, mode="same"), 0, velocity)
-    speed = np.linalg.norm(velocity, axis=-1).mean(axis=-1)  # [T - 1], speed between frames t and t + 1
-    minima = (speed[1:-1] < speed[:-2]) & (speed[1:-1] <= speed[2:])
-    beats[2:len(speed)] = minima  # speed[k] is at frame k + 1
+    speed = mean_joint_speed(positions, smooth)  # [T - 1], speed[k] between frames k and k + 1
+    beats[speed_minima(speed) + 1] = True  # a beat at the frame the slowest step ends
     return beats
 
 

@@ -1,0 +1,167 @@
+"""Evaluating dances: motion made for a song beside the real dancer on the same song and beside controls.
+
+For each evaluated dance (by default the test dances, :data:`audiokit.motion.dance_data.TEST_DANCES`) five motions
+``[T, 23, 3]`` (cm, 25 fps) are scored against the music of that dance (:data:`ROWS`):
+
+* ``generated``: made by the caller from the dance (its music), e.g. by a model or read from a BVH file;
+* ``real``: the real dancer;
+* ``another song``: the real dancer of another evaluated dance (the next one, in turn; a dance of another
+  style from the data folder when only one is evaluated), played forward then backward until it is as long;
+* ``random``: real poses of this dance in random order (:func:`random_motion`);
+* ``frozen``: the dance's first pose, held.
+
+Per motion (:func:`audiokit.metrics.dance.score_motion`): beat F-measure and AIST++'s beat alignment
+score against the music beats (librosa's tracker, or ``beats.txt`` in the dance folder: one time in seconds a
+line), motion beats per second, mean joint speed per body size, foot sliding, root drift and freeze; each row's
+figure is the mean over the dances. Over all dances of a row, cut into windows of ``window_s`` seconds
+(:mod:`audiokit.metrics.dance_features`): FID_k, FID_g and the diversity of kinetic and geometric features,
+against a **reference** of real dancing: the windows of every other dance in the data folder (not evaluated, not
+a partner; 191 windows of 10 s for the three test dances), so that the real dancers' own row is a measured
+floor rather than 0 by construction. The evaluated dances hold 23 windows of 10 s in all: few, so FIDs move by
+several units with the windows' placement; compare rows, not papers.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from audiokit.errors import MotionFileError
+from audiokit.metrics.dance import PER_MOTION, ROOT_JOINTS, music_beats, score_motion
+from audiokit.metrics.dance_features import diversity, frechet_distance, geometric_features, kinetic_features, windows
+from audiokit.motion.dance_data import TEST_DANCES, DanceClip, find_dances, read_dance, style_of
+
+ROWS = ("generated", "real", "another song", "random", "frozen")
+PER_SET = ("fid_k", "fid_g", "div_k", "div_g")
+
+
+def another_song(other, frames: int) -> np.ndarray:
+    """``other [T, J, 3]`` cut to ``frames``, or played forward, backward, forward... until that long."""
+    other = np.asarray(other)
+    cycle = np.concatenate([np.arange(len(other)), np.arange(len(other) - 2, 0, -1)]) if len(other) > 1 else [0]
+    return other[np.resize(cycle, frames)]
+
+
+def random_motion(positions, fps: float, seed: int = 0, gap_s=(0.3, 0.9)) -> np.ndarray:
+    """Real poses in random order, ``[T, J, 3]`` like ``positions``: keyframes ``gap_s`` seconds apart (drawn
+    uniformly), each a random frame's pose (relative to the root's horizontal place; its height kept), eased
+    between with a half cosine (so the body stops at each keyframe: motion beats at random times, at a
+    dance-like rate), the root held at its mean horizontal place. Limbs shorten a little halfway between
+    keyframes that face different ways."""
+    rng = np.random.default_rng(seed)
+    positions = np.asarray(positions, dtype=np.float64)
+    count = len(positions)
+    root = positions[:, list(ROOT_JOINTS)].mean(axis=1) * [1, 0, 1]
+    poses = positions - root[:, None]
+    keys = [0]
+    while keys[-1] < count - 1:
+        keys.append(keys[-1] + max(1, round(rng.uniform(*gap_s) * fps)))
+    chosen = poses[rng.integers(0, count, len(keys))]
+    frame = np.arange(count)
+    segment = np.searchsorted(keys, frame, side="right") - 1
+    start, end = np.array(keys)[segment], np.array(keys)[np.minimum(segment + 1, len(keys) - 1)]
+    ease = (1 - np.cos(np.pi * (frame - start) / np.maximum(end - start, 1))) / 2
+    moved = (1 - ease)[:, None, None] * chosen[segment] + ease[:, None, None] * chosen[np.minimum(segment + 1,
+                                                                                                   len(keys) - 1)]
+    return (moved + root.mean(axis=0)).astype(np.float32)
+
+
+def frozen(positions) -> np.ndarray:
+    """The first pose of ``positions [T, J, 3]`` held for ``T`` frames."""
+    positions = np.asarray(positions)
+    return np.repeat(positions[:1], len(positions), axis=0)
+
+
+def motion_features(positions, fps: float, window_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Kinetic ``[N, 69]`` and geometric ``[N, 32]`` features of the ``window_s`` windows of ``positions``."""
+    parts = windows(positions, fps, window_s)
+    return (np.stack([kinetic_features(w, fps) for w in parts]), np.stack([geometric_features(w, fps) for w in parts]))
+
+
+def dance_beats(clip: DanceClip, folder: Path) -> np.ndarray:
+    """Music beat times (s) of a dance: ``beats.txt`` in its folder if there is one, else librosa's."""
+    given = folder / "beats.txt"
+    if given.is_file():
+        try:
+            return np.sort(np.loadtxt(given, usecols=0, ndmin=1, dtype=np.float64))
+        except ValueError as exc:
+            raise MotionFileError(given, f"not a list of beat times in seconds ({exc})") from None
+    return music_beats(clip.audio, clip.sample_rate)
+
+
+def partners(evaluated: list[Path], folders: list[Path]) -> list[Path]:
+    """The dance whose motion is each evaluated dance's "another song" (see the module docstring)."""
+    if len(evaluated) > 1:
+        return evaluated[1:] + evaluated[:1]
+    others = [f for f in folders if f not in evaluated]
+    if not others:
+        raise MotionFileError(evaluated[0].parent, "holds no other dance for the 'another song' control")
+    different = [f for f in others if style_of(f.name) != style_of(evaluated[0].name)]
+    return [(different or others)[0]]
+
+
+def evaluate_dances(root, dances=TEST_DANCES, generate: Callable[[DanceClip], np.ndarray] | None = None,
+                    window_s: float = 10.0, seed: int = 0) -> dict:
+    """Score the ``dances`` (folder names) under ``root`` (see the module docstring). ``generate(clip)`` gives
+    the generated motion ``[T, 23, 3]`` (cm, at the clip's fps) for a dance; without it that row is left out.
+
+    Returns ``{"rows": {row: {figure: value}}, "dances": {dance: {"music_beats_per_s", row: {...}}},
+    "reference": {"dances": [...], "windows": N}, "windows": {row: N}}`` (figures: :data:`PER_MOTION`,
+    :data:`PER_SET`)."""
+    folders = find_dances(root)
+    by_name = {f.name: f for f in folders}
+    missing = [d for d in dances if d not in by_name]
+    if missing:
+        raise MotionFileError(root, f"holds no dance {', '.join(missing)}")
+    evaluated = [by_name[d] for d in dict.fromkeys(dances)]
+    paired = partners(evaluated, folders)
+    rows = [r for r in ROWS if generate is not None or r != "generated"]
+    scores = {r: [] for r in rows}
+    features = {r: ([], []) for r in rows}
+    per_dance = {}
+    for number, (folder, partner) in enumerate(zip(evaluated, paired)):
+        clip = read_dance(folder)
+        beats = dance_beats(clip, folder)
+        real = clip.positions
+        motions = {"real": real, "another song": another_song(read_dance(partner, audio=False).positions, len(real)),
+                   "random": random_motion(real, clip.fps, seed + number), "frozen": frozen(real)}
+        if generate is not None:
+            motions["generated"] = np.asarray(generate(clip))
+        per_dance[clip.name] = {"music_beats_per_s": len(beats) / clip.duration, "another_song": partner.name}
+        for row in rows:
+            row_scores = score_motion(motions[row], clip.fps, beats)
+            per_dance[clip.name][row] = row_scores
+            scores[row].append(row_scores)
+            kinetic, geometric = motion_features(motions[row], clip.fps, window_s)
+            features[row][0].append(kinetic)
+            features[row][1].append(geometric)
+    reference_folders = [f for f in folders if f not in evaluated and f not in paired]
+    reference = _reference_features(reference_folders, window_s) if reference_folders else \
+        (np.concatenate(features["real"][0]), np.concatenate(features["real"][1]))
+    table = {}
+    for row in rows:
+        table[row] = {name: _mean([s[name] for s in scores[row]]) for name in PER_MOTION}
+        kinetic, geometric = np.concatenate(features[row][0]), np.concatenate(features[row][1])
+        table[row].update(fid_k=frechet_distance(kinetic, reference[0]), div_k=diversity(kinetic, reference[0]),
+                          fid_g=frechet_distance(geometric, reference[1]), div_g=diversity(geometric, reference[1]))
+    return {"rows": table, "dances": per_dance, "windows": {r: int(sum(len(k) for k in features[r][0])) for r in rows},
+            "reference": {"dances": [f.name for f in reference_folders] or [f.name for f in evaluated],
+                          "windows": len(reference[0]), "window_s": window_s}}
+
+
+def _reference_features(folders: list[Path], window_s: float) -> tuple[np.ndarray, np.ndarray]:
+    kinetic, geometric = [], []
+    for folder in folders:
+        clip = read_dance(folder, audio=False)
+        k, g = motion_features(clip.positions, clip.fps, window_s)
+        kinetic.append(k)
+        geometric.append(g)
+    return np.concatenate(kinetic), np.concatenate(geometric)
+
+
+def _mean(values: list[float]) -> float:
+    """Mean of the finite values (NaN if none: e.g. no foot ever on the floor)."""
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
