@@ -123,6 +123,25 @@ class DanceGenerator(StreamingModule):
         self.register_buffer("spec_mean", torch.zeros(self.feature_dim))
         self.register_buffer("spec_std", torch.ones(self.feature_dim))
 
+    # ------------------------------------------------------------------ timing
+    @property
+    def frame_samples(self) -> int:
+        """Input samples per motion frame (640 at 16 kHz and 25 fps)."""
+        return round(self.sample_rate / self.fps)
+
+    @property
+    def window_samples(self) -> int:
+        """Samples of the spectrum window a pose reads, ending at its frame's end:
+        ``n_fft + (context - 1) * hop_length`` (1376, 86 ms, for the recipe's)."""
+        return self.config["n_fft"] + (self.context - 1) * self.config["hop_length"]
+
+    @property
+    def latency_samples(self) -> int:
+        """Stated latency of streaming generation (samples): one motion frame plus the spectrum window (126 ms
+        for the recipe's). A frame's pose is out when the frame's last sample is in, and it answers the
+        ``window_samples`` heard before that."""
+        return self.frame_samples + self.window_samples
+
     # ------------------------------------------------------------------ data
     def features(self, wav: torch.Tensor, lead: int = 0) -> torch.Tensor:
         """Spectrum windows ``[B, T, feature_dim]`` of ``wav [B, N]`` at :attr:`sample_rate`."""
