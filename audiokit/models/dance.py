@@ -83,6 +83,8 @@ class DanceGenerator(StreamingModule):
         style_dim: size of the style embedding.
     """
 
+    causal = True  #: a pose reads only the music heard up to its frame's end (so it streams, :meth:`step`)
+
     def __init__(self, sample_rate: int = 16000, fps: float = 25.0, n_fft: int = 256, hop_length: int = 160,
                  context: int = 8, conv_channels=(16, 32), hidden: int = 128, encoder: str = "lstm",
                  encoder_layers: int = 2, fsmn_order: int = 10, embedding_dim: int = 32, decoder_hidden: int = 256,
