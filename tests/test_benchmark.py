@@ -119,3 +119,29 @@ def test_lssl_section_is_picked_by_models_and_reports_every_length():
     assert report["rows"] == [] and [r["length"] for r in report["lssl"]["kernel"]] == [1000, 4000, 16000, 64000]
     assert all(r["ms"] > 0 and r["peak_mb"] > 0 for r in report["lssl"]["kernel"])
     assert all(0 < v < 100 for v in report["lssl"]["step"].values())
+
+
+def test_dance_section_formatting():
+    sys.path.insert(0, str(TOOL.parent))
+    from benchmark import format_dance
+    r = dict(weights="random weights, the architecture of recipes/dance/dance_lstm.yaml", params_m=1.47, seconds=30.0,
+             offline_rtf=0.018, offline_cpu_rtf=0.0179, stream_rtf=0.0655, stream_cpu_rtf=0.0512, chunk_ms=10.0,
+             chunk_p50_ms=0.02, chunk_max_ms=9.11, latency_ms=126.0, frame_ms=40.0, window_ms=86.0)
+    first, second = format_dance(r).splitlines()
+    assert first.startswith("dance generator (random weights, the architecture of recipes/dance/dance_lstm.yaml, "
+                            "1.47 M parameters), 1 thread, 30 s of music")
+    assert "offline (model.dance) RTF 0.0180" in second and "10 ms blocks) RTF 0.0655 (CPU 0.0512)" in second
+    assert second.endswith("latency 126.0 ms = motion frame 40 ms + spectrum window 86 ms")
+
+
+@pytest.mark.slow
+def test_dance_section_measures_offline_and_streaming_generation():
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, str(TOOL), "--quick", "--json", "--models", "dance"],
+                          capture_output=True, text=True, cwd=REPO, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    dance = report["dance"]
+    assert report["rows"] == [] and dance["seconds"] == 2.0 and dance["chunk_ms"] == 10.0
+    assert dance["latency_ms"] == 126.0 and dance["frame_ms"] == 40.0 and dance["window_ms"] == 86.0
+    assert all(0 < dance[k] < 50 for k in ("offline_rtf", "offline_cpu_rtf", "stream_rtf", "stream_cpu_rtf"))

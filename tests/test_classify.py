@@ -331,6 +331,24 @@ def test_stream_classify_saves_the_offline_posteriors_and_prints_the_detections(
     assert re.search(r"\| (go|stop|_unknown_|_silence_) \d\.\d\d \|", err[err.index("done:"):])
 
 
+def test_stream_classify_takes_a_file_as_its_input(tmp_path, lssl_file, capsys):
+    """``--input FILE``: the file through the same pipeline, the posteriors those of the whole file, detections
+    printed as they are found."""
+    from conftest import speechlike
+    clip = write(tmp_path / "clip.wav", 2 * speechlike(1.0, seed=5))
+    save = tmp_path / "post.npz"
+    assert main(["stream", "classify", "--input", str(clip), "--model", str(lssl_file), "--threshold", "0.4",
+                 "--json", "--save", str(save)]) == 0
+    out, err = capsys.readouterr()
+    expected = offline_posteriors(tiny_lssl(), torch.from_numpy(sf.read(clip, dtype="float32")[0]))
+    np.testing.assert_allclose(np.load(save)["frames"][0], expected, atol=1e-5)
+    spotter = Spotter(KEYWORDS, 1000, 0.4)
+    detections = [d.as_dict() for d in spotter.push(expected) + spotter.finish()]
+    assert detections and [json.loads(line)["label"] for line in out.splitlines()] == [d["label"] for d in detections]
+    assert re.search(r"stream classify: 16000 Hz .* file .*clip\.wav, block 160 \(10\.0 ms\)", err), err
+    assert f"frames {len(expected)}" in err.splitlines()[-1]
+
+
 def test_a_shipped_default_classifier_is_listed_and_used(monkeypatch, tmp_path, capsys):
     import audiokit.hub.pretrained as pretrained
 

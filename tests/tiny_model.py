@@ -77,27 +77,27 @@ def save_dc_words(path: Path) -> Path:
     return save_pretrained(DCWords(), path, "dcwords", {"gain": 40.0})
 
 
-TINY_DANCE = dict(sample_rate=8000, n_fft=64, hop_length=80, context=4, conv_channels=(4,), hidden=16,
-                  encoder_layers=2, fsmn_order=3, embedding_dim=8, decoder_hidden=16, decoder_layers=2, style_dim=4)
+TINY_DANCE = dict(sample_rate=16000, n_fft=64, hop_length=160, context=4, conv_channels=(4,), hidden=16,
+                  encoder_layers=1, embedding_dim=8, decoder_hidden=16, decoder_layers=1, style_dim=4)
 
 
 def tiny_dance(seed: int = 0, **changes):
-    """A DanceGenerator at 8 kHz (320 samples per 25 fps frame), 16 wide, random weights, eval mode; its poses
-    are spread like a standing body (mean pose of a T-ish figure, 5 cm standard deviation)."""
+    """A DanceGenerator at 16 kHz and 25 fps (640 samples a frame, a 544-sample spectrum window), 16 wide, random
+    weights, eval mode, its poses spread about 2 cm around a standing body (:func:`test_motion.t_pose`)."""
     import numpy as np
+    from test_motion import t_pose
 
     from audiokit.models.dance import DanceGenerator, poses_from_positions
-    from audiokit.motion.skeleton import NUM_JOINTS
 
     torch.manual_seed(seed)
     model = DanceGenerator(**{**TINY_DANCE, **changes}).eval()
-    body = np.random.default_rng(seed).normal(size=(1, NUM_JOINTS, 3)) * 20 + [0.0, 100.0, 0.0]
-    model.set_stats(poses_from_positions(body)[0], np.full(72, 5.0), np.full(model.feature_dim, -5.0),
-                    np.full(model.feature_dim, 5.0))
+    mean = poses_from_positions(t_pose()[None] + [0.0, 95.0, 0.0])[0]
+    std = np.concatenate([np.full(69, 2.0), [1.0, 0.5, 0.5]])
+    model.set_stats(mean, std, np.full(model.feature_dim, -5.0), np.full(model.feature_dim, 5.0))
     return model
 
 
 def save_tiny_dance(path: Path, **changes) -> Path:
-    """Save ``tiny_dance`` as a pretrained file (family ``dance_lstm``) at ``path``; returns ``path``."""
+    """Save ``tiny_dance`` as a pretrained file at ``path``; returns ``path``."""
     model = tiny_dance(**changes)
     return save_pretrained(model, path, "dance_lstm", model.config, {"note": "random weights, for tests"})

@@ -21,6 +21,12 @@ Models (``--models``, default all):
   --spot`` does; latency is from the end of the word (last sample within 30 dB of the clip's peak) to the
   frame whose detection line is printed (the detection's end, when the posterior falls below half the
   threshold), plus the compute time of the block that prints it; also the onset of the detection.
+* ``dance``: the dance generator on 1 thread: the shipped ``DEFAULT_MODELS["dance"]`` when there is one, else the
+  architecture of ``recipes/dance/dance_lstm.yaml`` at random initialisation (the printout says which).
+  Real-time factor of offline generation (``model.dance`` on 30 s of music, ``--quick`` 2 s) and of streaming
+  generation through the adapter ``audiokit stream dance`` runs, fed 10 ms blocks (per-block times: the blocks
+  that complete a 40 ms motion frame do the work), and the stated latency (one motion frame plus the spectrum
+  window a pose reads).
 
 For each model and each thread count it measures, each in a fresh subprocess (so that peak
 memory, VmHWM, belongs to that one measurement):
@@ -88,7 +94,8 @@ SEPARATOR_FILE = REPO / "pretrained" / "mossformer2_ss_8k_small.safetensors"
 SEPARATOR_CONFIG = dict(in_channels=64, out_channels=64, num_blocks=2, kernel_size=32, sample_rate=8000)
 MODELS = ("causal_small", "official", "separator_small", "se48k")
 #: what ``--models`` picks from: the models, and the LSSL layer's own section
-SECTIONS = MODELS + ("lssl", "kws")
+SECTIONS = MODELS + ("lssl", "kws", "dance")
+DANCE_RECIPE = REPO / "recipes" / "dance" / "dance_lstm.yaml"
 LSSL_LENGTHS = (1000, 4000, 16000, 64000)
 LSSL_CHUNKS = (1, 16, 160)
 #: longest input (s) per model, for the slow ones
@@ -510,6 +517,63 @@ def format_classifier(r: dict) -> str:
     return "\n".join(lines)
 
 
+def build_dancer():
+    """``(dance generator in eval mode, where it comes from)``: the shipped default, else the recipe's architecture."""
+    from audiokit.hub.export import build_recipe_model
+    from audiokit.hub.pretrained import load_model
+    from audiokit.hub.registry import DEFAULT_MODELS
+    name = DEFAULT_MODELS.get("dance")
+    if name:
+        return load_model(name).eval(), f"pretrained {name}"
+    with tempfile.TemporaryDirectory() as tmp:
+        model, _ = build_recipe_model(DANCE_RECIPE, Path(tmp))
+    return model.eval(), f"random weights, the architecture of {DANCE_RECIPE.relative_to(REPO)}"
+
+
+def measure_dance(seconds: float, repeats: int) -> dict:
+    """The dance generator on 1 thread (see the module docstring, ``dance``)."""
+    from audiokit.streaming.adapters import ADAPTERS
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model, weights = build_dancer()
+    rate = model.sample_rate
+    wav = test_signal(seconds, rate)[0]
+    model.dance(wav[:rate].numpy())  # warm-up
+    wall, cpu, _ = _best_time(lambda: model.dance(wav.numpy()), repeats)
+    result = dict(weights=weights, seconds=seconds, offline_rtf=wall / seconds, offline_cpu_rtf=cpu / seconds)
+    adapter, chunk = ADAPTERS["dance"](model), rate // 100
+    warm = adapter.open()
+    for piece in wav[:rate].split(chunk):
+        warm.feed(piece[None])
+    best, best_cpu = None, math.inf
+    for _ in range(repeats):
+        stream, times = adapter.open(), []
+        start_cpu = time.process_time()
+        for piece in wav.split(chunk):
+            start = time.perf_counter()
+            stream.feed(piece[None])
+            times.append(time.perf_counter() - start)
+        best_cpu = min(best_cpu, time.process_time() - start_cpu)
+        if best is None or sum(times) < sum(best):
+            best = times
+    result.update(stream_rtf=sum(best) / seconds, stream_cpu_rtf=best_cpu / seconds, chunk_ms=1000 * chunk / rate,
+                  chunk_p50_ms=1000 * float(np.percentile(best, 50)), chunk_max_ms=1000 * max(best),
+                  frame_ms=1000 * model.frame_samples / rate, window_ms=1000 * model.window_samples / rate,
+                  latency_ms=1000 * adapter.latency_samples / rate,
+                  params_m=sum(p.numel() for p in model.parameters()) / 1e6)
+    return result
+
+
+def format_dance(r: dict) -> str:
+    """Lines for the ``dance`` section (:func:`measure_dance`)."""
+    return (f"dance generator ({r['weights']}, {r['params_m']:.2f} M parameters), 1 thread, {r['seconds']:g} s of "
+            f"music:\noffline (model.dance) RTF {r['offline_rtf']:.4f} (CPU {r['offline_cpu_rtf']:.4f}); streaming "
+            f"(stream dance's adapter, {r['chunk_ms']:g} ms blocks) RTF {r['stream_rtf']:.4f} (CPU "
+            f"{r['stream_cpu_rtf']:.4f}), per block p50 {r['chunk_p50_ms']:.2f} ms, max {r['chunk_max_ms']:.2f} ms; "
+            f"latency {r['latency_ms']:.1f} ms = motion frame {r['frame_ms']:g} ms + spectrum window "
+            f"{r['window_ms']:g} ms")
+
+
 def format_lssl(report: dict) -> str:
     """Lines for the ``lssl`` section: ``{"kernel": [rows of measure_lssl_kernel], "step": measure_lssl_steps}``."""
     lines = ["LSSL kernel, H=128, N=64, float64, 1 thread:",
@@ -567,7 +631,7 @@ def main(argv=None) -> int:
         task = json.loads(args.worker)
         kind = task.pop("kind")
         workers = {"reference": compare_reference, "measure": measure, "lssl_kernel": measure_lssl_kernel,
-                   "lssl_steps": measure_lssl_steps, "kws": measure_classifier}
+                   "lssl_steps": measure_lssl_steps, "kws": measure_classifier, "dance": measure_dance}
         print(json.dumps(workers[kind](**task)))
         return 0
     references = {family: getattr(args, family) for family in REFERENCES if getattr(args, family)}
@@ -594,6 +658,9 @@ def main(argv=None) -> int:
                           "step": _in_subprocess(dict(kind="lssl_steps", repeats=repeats))}
     if "kws" in args.models:
         report["kws"] = _in_subprocess(dict(kind="kws", repeats=repeats))
+    if "dance" in args.models:
+        report["dance"] = _in_subprocess(dict(kind="dance", seconds=args.seconds or (2.0 if args.quick else 30.0),
+                                              repeats=repeats))
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
@@ -609,6 +676,8 @@ def main(argv=None) -> int:
         print(format_lssl(report["lssl"]))
     if "kws" in report:
         print(format_classifier(report["kws"]))
+    if "dance" in report:
+        print(format_dance(report["dance"]))
     if args.e2e_latency:
         import stream_latency
         stream_latency.main(sorted(stream_latency.available()))

@@ -5,12 +5,12 @@ from __future__ import annotations
 import queue
 import threading
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import numpy as np
 
 from audiokit.audio.io import format_of
-from audiokit.blocks import FRAMES_SUFFIX, OutputFiles, check_targets
+from audiokit.blocks import FRAMES_SUFFIX, OutputFiles, check_targets, file_identity
 from audiokit.errors import AudioError
 from audiokit.streaming.outputs import OutputSpec
 
@@ -93,20 +93,21 @@ class Taps:
             raise AudioError(self.files.targets[0], f"writing failed: {' '.join(str(self.error).split())}")
 
 
-def check_outputs(saves: List[Path], record: Optional[Path], force: bool, output: OutputSpec) -> None:
-    """AudioError for an output named twice, of a type that cannot be written (frames: not ``.npz``), standing as
-    a folder, or existing (without ``force``)."""
+def check_outputs(saves: List[Path], record: Optional[Path], force: bool, output: OutputSpec,
+                  also: Sequence[str] = (), inputs: Sequence[Path] = ()) -> None:
+    """AudioError for an output named twice, of a type that cannot be written (frames: not ``.npz`` nor one of the
+    suffixes ``also``), standing as a folder, existing (without ``force``) or being one of ``inputs``."""
     paths, seen = saves + ([record] if record else []), set()
     for path in paths:
         if path.resolve() in seen:
             raise AudioError(path, "named twice among the --save and --record outputs")
         seen.add(path.resolve())
         if path != record and not output.is_audio:
-            if path.suffix.lower() != FRAMES_SUFFIX:
-                raise AudioError(path, f"frames are saved as {FRAMES_SUFFIX} files")
+            if path.suffix.lower() not in (FRAMES_SUFFIX, *also):
+                raise AudioError(path, f"frames are saved as {' or '.join((FRAMES_SUFFIX, *also))} files")
         else:
             format_of(path)
-    check_targets(paths, force)
+    check_targets(paths, force, inputs={identity for p in inputs if (identity := file_identity(p)) is not None})
 
 
 def save_paths(save: Optional[Path], outputs: int) -> List[Path]:

@@ -6,15 +6,16 @@ a constant latency (printed at start); under overload blocks are bypassed or dro
 Ctrl-C, SIGTERM or ``--duration`` ends the stream; ``--save`` files are then completed with the delayed tail
 (uninterruptibly) and put in place; a stream that fails leaves none.
 
-A task emitting frames (``classify``: running class posteriors) plays nothing: the live report shows its latest
-frame (the top class and its probability), its events (the words detected) are printed on stdout as they happen
-(``--json``: one object per line) and ``--save`` collects its frames into an ``.npz`` file.
+A task emitting frames (``classify``: running class posteriors; ``dance``: poses) plays nothing: the live report
+shows its latest frame (the top class and its probability; where the dancer is), its events (the words detected)
+are printed on stdout as they happen (``--json``: one object per line), ``--osc`` sends every frame as it comes
+out, ``--save`` collects its frames into an ``.npz`` file and poses into BVH/MP4/GIF files
+(:mod:`audiokit.cli.live_frames`). Such a task also takes an audio file as its input instead of a device
+(``--input FILE``, :mod:`audiokit.cli.stream_file`).
 """
 from __future__ import annotations
 
 import argparse
-import collections
-import json
 import math
 import os
 import signal
@@ -29,10 +30,13 @@ import torch
 from audiokit.cli.batch import naming_model
 from audiokit.cli.live_devices import check_devices, device_index, device_rate, open_stream, sounddevice_module
 from audiokit.cli.live_files import Taps, check_outputs, save_paths
+from audiokit.cli.live_frames import MOTION_SUFFIXES, FrameOutputs, MotionSaves
 from audiokit.errors import AudiokitError, ModelKindError
 from audiokit.hub.pretrained import load_model
 from audiokit.hub.registry import DEFAULT_MODELS, default_model
-from audiokit.streaming.adapters import ADAPTERS, TaskAdapter
+from audiokit.motion.dance_data import STYLES
+from audiokit.streaming.adapters import ADAPTERS
+from audiokit.streaming.osc import FrameSender, check_osc_address, osc_target
 from audiokit.streaming.pipeline import BlockPipeline
 from audiokit.streaming.realtime import POLICIES, BlockEngine, delay_blocks_for, worst_block_seconds
 
@@ -50,6 +54,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, metavar="FILE", help="weights to load instead of the pretrained ones")
     p.add_argument("--list-devices", action="store_true", help="list the audio devices and exit")
     p.add_argument("--input-device", metavar="ID|NAME", help="capture device (default: the system default)")
+    p.add_argument("--input", type=Path, metavar="FILE",
+                   help="tasks emitting frames (classify, dance): an audio file as the input instead of a device, "
+                        "channels mixed down, read as fast as the model goes (--realtime: at its own pace)")
+    p.add_argument("--realtime", action="store_true", help="--input: read the file at its own pace")
     p.add_argument("--output-device", metavar="ID|NAME", help="playback device (default: the system default)")
     p.add_argument("--no-play", action="store_true", help="capture only (use with --save)")
     p.add_argument("--device-rate", type=int, metavar="HZ",
@@ -62,9 +70,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="a block not processed in time: play it unprocessed (bypass), silence (drop), or wait "
                         "for the model (wait: only for unclocked devices such as files); default: bypass")
     p.add_argument("--record", type=Path, metavar="RAW.wav", help="also write the captured input")
-    p.add_argument("--save", type=Path, metavar="OUT.wav",
+    p.add_argument("--save", type=Path, metavar="OUT.wav", action="append",
                    help="also write the output (separate: OUT_s1.wav, OUT_s2.wav, ...), aligned with --record "
-                        "plus the latency; classify: the posteriors of every frame, OUT.npz")
+                        "plus the latency; classify: the posteriors of every frame, OUT.npz; dance: the poses, "
+                        "OUT.bvh, OUT.mp4 (the input as its music), OUT.gif and/or OUT.npz (repeat --save)")
     p.add_argument("--play-speaker", type=int, default=1, metavar="N", help="separate: the speaker played (default 1)")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds of input (default: Ctrl-C)")
     p.add_argument("--window-ms", type=float, help="windowed models: window length (separate default: 1000)")
@@ -73,6 +82,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, metavar="P",
                    help="classify: posterior a word must reach to be detected (default: 0.8)")
     p.add_argument("--json", action="store_true", help="classify: print each detection as a JSON object")
+    p.add_argument("--style", choices=("any", "auto", *STYLES.values()),
+                   help="dance: the dance style (default: any; auto: picked from the music as it plays)")
+    p.add_argument("--osc", metavar="HOST:PORT",
+                   help="tasks emitting frames: send every frame as it comes out over OSC (UDP) to HOST:PORT")
+    p.add_argument("--osc-address", metavar="/ADDRESS",
+                   help="--osc: the address of the frame messages (default: /audiokit/pose for dance, "
+                        "/audiokit/TASK otherwise)")
     p.add_argument("--extra-load-ms", type=float, default=0.0, help=argparse.SUPPRESS)  # overload tests
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     return p
@@ -98,45 +114,27 @@ def _check_options(args) -> None:
         raise AudiokitError(f"--threshold {args.threshold:g}: must be a probability in (0, 1]")
     if args.json and not adapter.reports_events:
         raise AudiokitError(f"--json: stream {args.task} prints no events")
+    if args.style is not None and "style" not in adapter.options:
+        raise AudiokitError(f"--style {args.style}: not used by stream {args.task}")
+    saves = args.save or []
+    if len(saves) > 1 and not adapter.motion:
+        raise AudiokitError(f"--save: stream {args.task} writes one file, {len(saves)} given")
+    if args.osc_address is not None and args.osc is None:
+        raise AudiokitError(f"--osc-address {args.osc_address}: needs --osc HOST:PORT")
+    if args.osc is not None:  # before any audio: the host resolves, or one line
+        osc_target(args.osc)
+        if args.osc_address is not None:
+            check_osc_address(args.osc_address)
+    for name in ("input_device", "output_device", "device_rate", "delay_blocks", "record"):
+        if args.input is not None and getattr(args, name) is not None:
+            raise AudiokitError(f"--{name.replace('_', '-')}: not with --input (a file is the input)")
+    if args.realtime and args.input is None:
+        raise AudiokitError("--realtime: only with --input FILE (a device keeps its own pace)")
 
 
 def _cores() -> int:
     """CPU cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-class _Events:
-    """The events of a task emitting frames, printed on stdout as they happen: the audio callback queues every
-    frame block (:meth:`put`), the main thread hands them to the adapter (:meth:`drain`), at most ``limit``
-    frames in all once it is set (the tail fed after the input ends holds no events)."""
-
-    def __init__(self, adapter: TaskAdapter, as_json: bool, interactive: bool):
-        self.adapter, self.as_json, self.interactive = adapter, as_json, interactive
-        self.active = adapter.reports_events
-        self.limit: Optional[int] = None
-        self.frames = 0
-        self._queue: collections.deque = collections.deque()
-
-    def put(self, out: np.ndarray) -> None:
-        if self.active and out.shape[1]:
-            self._queue.append(out)
-
-    def drain(self, end: bool = False) -> None:
-        """Print the events of the frames queued so far (with ``end``, then those still open)."""
-        while self._queue:
-            out = self._queue.popleft()
-            if self.limit is not None:
-                out = out[:, :max(0, self.limit - self.frames)]
-            self.frames += out.shape[1]
-            self._print(self.adapter.events(out))
-        if end and self.active:
-            self._print(self.adapter.end_events())
-
-    def _print(self, events: list) -> None:
-        for event in events:
-            if self.interactive:
-                print("\r\x1b[2K", end="", file=sys.stderr, flush=True)  # off the live report's line
-            print(json.dumps(event.as_dict()) if self.as_json else str(event), flush=True)
 
 
 def _report(engine: BlockEngine, block_s: float, extra: str = "", overall: bool = False) -> str:
@@ -153,6 +151,9 @@ def run(args: argparse.Namespace) -> int:
         if args.task is None:
             raise AudiokitError("name a task: " + ", ".join(sorted(ADAPTERS)))
         _check_options(args)
+        if args.input is not None:
+            from audiokit.cli.stream_file import stream_file
+            return stream_file(args, *_prepare(args, inputs=[args.input]))
     sd = sounddevice_module()
     try:
         check_devices(sd)
@@ -164,8 +165,9 @@ def run(args: argparse.Namespace) -> int:
         raise AudiokitError(f"audio device: {' '.join(str(exc).split())}") from None
 
 
-def _stream(sd, args: argparse.Namespace) -> int:
-    microphone = device_index(sd, args.input_device, "input")
+def _prepare(args: argparse.Namespace, inputs=()) -> tuple:
+    """``(adapter, --save files for Taps, frame outputs)``: the model loaded into the task's adapter, the outputs
+    checked (none of them one of ``inputs``), the OSC sender ready; AudiokitError for what cannot work."""
     torch.set_num_threads(args.threads)
     model_name = args.model or default_model(args.task)
     model = load_model(model_name, checkpoint=args.checkpoint)
@@ -175,12 +177,31 @@ def _stream(sd, args: argparse.Namespace) -> int:
     with naming_model(model_name, ModelKindError):
         adapter = ADAPTERS[args.task](model, window=ms(args.window_ms), overlap=ms(args.overlap_ms), **options)
     output = adapter.output
+    if output.is_audio and args.osc is not None:
+        raise AudiokitError(f"--osc: stream {args.task} gives audio, not frames")
     if output.is_audio and not 1 <= args.play_speaker <= output.count:
         raise AudiokitError(f"--play-speaker must be 1..{output.count}")
+    given = args.save or []
+    motion = [p for p in given if adapter.motion and p.suffix.lower() in MOTION_SUFFIXES]
+    others = [p for p in given if p not in motion]
+    if len(others) > 1:
+        raise AudiokitError(f"--save: one {others[0].suffix or 'audio'} file, {len(others)} given")
+    saves = save_paths(others[0] if others else None, output.count)
+    check_outputs(saves + motion, args.record, args.force, output, MOTION_SUFFIXES if adapter.motion else (),
+                  inputs)
+    osc = None if args.osc is None else FrameSender(args.osc, args.osc_address or adapter.osc_address,
+                                                    output.frame_rate)
+    sinks = FrameOutputs(adapter, args.json, sys.stderr.isatty(), osc,
+                          MotionSaves(motion, output.frame_rate, args.force) if motion else None)
+    return adapter, saves, sinks
+
+
+def _stream(sd, args: argparse.Namespace) -> int:
+    microphone = device_index(sd, args.input_device, "input")
+    adapter, saves, sinks = _prepare(args)
+    output = adapter.output
     no_play = args.no_play or not output.is_audio  # frames are shown and saved, not played
     devices = (microphone, None if no_play else device_index(sd, args.output_device, "output"))
-    saves = save_paths(args.save, output.count)
-    check_outputs(saves, args.record, args.force, output)
 
     rate = device_rate(sd, args, devices, adapter.sample_rate, no_play)
     block = max(1, round(rate * args.block_ms / 1000))
@@ -200,7 +221,7 @@ def _stream(sd, args: argparse.Namespace) -> int:
     speaker = args.play_speaker - 1
     taps: Optional[Taps] = None
     interactive, interrupted, finished = sys.stderr.isatty(), False, False
-    events = _Events(adapter, args.json, interactive)
+    motion = sinks.motion
 
     def callback(indata, outdata, frames, time_info, status):
         if status.input_overflow or status.output_underflow:
@@ -210,7 +231,9 @@ def _stream(sd, args: argparse.Namespace) -> int:
         out = engine.exchange(block_in)
         if output.is_audio or out.shape[1]:
             last_out[0] = out  # the latest frames, for the report
-        events.put(out)
+        sinks.put(out)
+        if motion is not None:
+            motion.hear(block_in)
         taps.put(seq, block_in, out)
         if outdata is not None:
             outdata[:, 0] = np.clip(np.rint(out[speaker] * 32768), -32768, 32767)
@@ -239,7 +262,7 @@ def _stream(sd, args: argparse.Namespace) -> int:
                 while not done.wait(0.5 if interactive else 2.0):
                     if engine.error is not None:
                         break
-                    events.drain()
+                    sinks.drain()
                     line = _report(engine, block / rate, adapter.describe(last_out[0]))
                     print(("\r" + line) if interactive else line, end="" if interactive else "\n",
                           file=sys.stderr, flush=True)
@@ -257,18 +280,22 @@ def _stream(sd, args: argparse.Namespace) -> int:
             if taps is not None:
                 captured = engine.counters.blocks * block  # input samples
                 length = captured + latency if output.is_audio else math.ceil(captured * output.frame_rate / rate)
-                events.limit = None if output.is_audio else length
-                _finish(engine, taps, bool(saves) or events.active, block, latency, length, keep=finished,
-                        on_out=events.put)
+                sinks.limit = None if output.is_audio else length
+                _finish(engine, taps, bool(saves) or sinks.wanted, block, latency, length, keep=finished,
+                        on_out=sinks.put)
+                if finished and engine.error is None and motion is not None:
+                    motion.save(rate)
         finally:
             engine.stop()
+            sinks.close()
             _restore_signals(previous if previous_term is None else {**previous, signal.SIGTERM: previous_term})
     if interactive:
         print(file=sys.stderr)
     if engine.error is not None:
         raise AudiokitError(f"model failed during streaming: {engine.error}")
-    events.drain(end=True)
+    sinks.drain(end=True)
     print(("interrupted: " if interrupted else "") + "done: " + summary
+          + ("" if output.is_audio else sinks.summary())
           + (f" | writer dropped {taps.dropped}" if taps.dropped else ""), file=sys.stderr)
     return 0
 

@@ -12,15 +12,8 @@ waltz), a fifth "any style" entry (``style=None``; trained by giving some window
 picked from the music, a style head on the audio embeddings giving per frame the softmax of the mean of its
 logits over the frames heard so far, which weighs the four style embeddings (causal, so it streams too).
 
-Pose representation (:func:`poses_from_positions`, :data:`POSE_DIM` = 72 numbers per frame), from world
-positions ``[T, 23, 3]`` (cm, y up, the skeleton of :mod:`audiokit.motion.skeleton`):
-
-* 0-68: the 23 joints relative to the root, the midpoint of the hips (joints 7 and 16), in world axes (so
-  the dancer's turning is in these numbers), joint-major ``x, y, z``;
-* 69: the root's height above the floor;
-* 70, 71: the root's horizontal velocity, x and z, cm per frame (frame 0: 0).
-
-:func:`positions_from_poses` inverts it (integrating the velocity from a start point). The network works on
+Pose representation: :mod:`audiokit.motion.poses` (:data:`POSE_DIM` = 72 numbers per frame: the joints relative
+to the root, the root height and horizontal velocity). The network works on
 these numbers **normalised** by the per-dimension mean and standard deviation of the training data
 (:meth:`DanceGenerator.set_stats`, buffers saved with the weights); its spectra inputs are raw
 ``frame_log_power`` output and are normalised inside with the same kind of statistics.
@@ -39,32 +32,12 @@ import torch
 from torch import nn
 
 from audiokit.audio.features import frame_log_power
+from audiokit.motion.dance_data import STYLES as DANCE_STYLES
+from audiokit.motion.poses import POSE_DIM, ROOT_JOINTS, poses_from_positions, positions_from_poses  # noqa: F401
 from audiokit.nn.fsmn import FSMN
 from audiokit.nn.state import State, StreamingModule
 
-NUM_JOINTS = 23
-ROOT_JOINTS = (7, 16)
-POSE_DIM = NUM_JOINTS * 3 + 3
-STYLES = ("cha-cha", "rumba", "tango", "waltz")
-
-
-def poses_from_positions(positions) -> np.ndarray:
-    """World positions ``[T, 23, 3]`` -> pose vectors ``[T, 72]`` (see the module docstring), float32."""
-    positions = np.asarray(positions, dtype=np.float64)
-    root = positions[:, list(ROOT_JOINTS)].mean(axis=1)  # [T, 3]
-    relative = (positions - root[:, None]).reshape(len(positions), -1)
-    velocity = np.zeros((len(positions), 2))
-    velocity[1:] = np.diff(root[:, [0, 2]], axis=0)
-    return np.concatenate([relative, root[:, 1:2], velocity], axis=1).astype(np.float32)
-
-
-def positions_from_poses(poses, start_xz=(0.0, 0.0)) -> np.ndarray:
-    """Pose vectors ``[T, 72]`` -> world positions ``[T, 23, 3]``, the root starting at ``start_xz``."""
-    poses = np.asarray(poses, dtype=np.float64)
-    root = np.zeros((len(poses), 3))
-    root[:, 1] = poses[:, NUM_JOINTS * 3]
-    root[:, [0, 2]] = np.asarray(start_xz, dtype=np.float64) + np.cumsum(poses[:, NUM_JOINTS * 3 + 1:], axis=0)
-    return (poses[:, :NUM_JOINTS * 3].reshape(-1, NUM_JOINTS, 3) + root[:, None]).astype(np.float32)
+STYLES = tuple(DANCE_STYLES.values())  # ("cha-cha", "rumba", "tango", "waltz"), style indices 0-3
 
 
 class DanceGenerator(StreamingModule):
@@ -82,6 +55,8 @@ class DanceGenerator(StreamingModule):
         num_styles: dance styles (0: no style input); index ``num_styles`` means "any style".
         style_dim: size of the style embedding.
     """
+
+    causal = True  #: a pose reads only the music heard up to its frame's end (so it streams, :meth:`step`)
 
     def __init__(self, sample_rate: int = 16000, fps: float = 25.0, n_fft: int = 256, hop_length: int = 160,
                  context: int = 8, conv_channels=(16, 32), hidden: int = 128, encoder: str = "lstm",
@@ -122,6 +97,25 @@ class DanceGenerator(StreamingModule):
         self.register_buffer("pose_std", torch.ones(POSE_DIM))
         self.register_buffer("spec_mean", torch.zeros(self.feature_dim))
         self.register_buffer("spec_std", torch.ones(self.feature_dim))
+
+    # ------------------------------------------------------------------ timing
+    @property
+    def frame_samples(self) -> int:
+        """Input samples per motion frame (640 at 16 kHz and 25 fps)."""
+        return round(self.sample_rate / self.fps)
+
+    @property
+    def window_samples(self) -> int:
+        """Samples of the spectrum window a pose reads, ending at its frame's end:
+        ``n_fft + (context - 1) * hop_length`` (1376, 86 ms, for the recipe's)."""
+        return self.config["n_fft"] + (self.context - 1) * self.config["hop_length"]
+
+    @property
+    def latency_samples(self) -> int:
+        """Stated latency of streaming generation (samples): one motion frame plus the spectrum window (126 ms
+        for the recipe's). A frame's pose is out when the frame's last sample is in, and it answers the
+        ``window_samples`` heard before that."""
+        return self.frame_samples + self.window_samples
 
     # ------------------------------------------------------------------ data
     def features(self, wav: torch.Tensor, lead: int = 0) -> torch.Tensor:

@@ -17,7 +17,10 @@ An adapter wraps a loaded model and offers
   ``reports_events`` says whether a task has any.
 
 ``options`` names the ``audiokit stream`` options a task takes, passed to its constructor as keyword arguments
-(``threshold`` for ``classify``). A new task is one small subclass registered in :data:`ADAPTERS`.
+(``threshold`` for ``classify``, ``style`` for ``dance``); ``osc_address`` is the OSC address its frames are sent
+to by default (``audiokit stream --osc``); ``motion`` says that its frames are joint positions ``[23, 3]`` (cm),
+which can also be saved as BVH or a stick-figure video. A new task is one small subclass registered in
+:data:`ADAPTERS`.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from torch import nn
 
 from ..errors import ModelError
 from .classification import Classifier, PosteriorStream, Spotter
+from .dance import NUM_JOINTS, DanceStream, check_dancer
 from .outputs import OutputSpec
 from .pipeline import ChannelStreams
 from .separation import WindowedSeparator, refuse_separator
@@ -42,6 +46,11 @@ class TaskAdapter:
     output = OutputSpec.audio(1)
     options: tuple = ()
     reports_events = False
+    motion = False
+
+    @property
+    def osc_address(self) -> str:
+        return f"/audiokit/{self.name}"
 
     def __init__(self, model: nn.Module, window: Optional[int] = None, overlap: Optional[int] = None):
         self.model = model
@@ -143,4 +152,37 @@ class ClassifyAdapter(TaskAdapter):
         return self.spotter.finish()
 
 
-ADAPTERS: Dict[str, type] = {"enhance": EnhanceAdapter, "separate": SeparateAdapter, "classify": ClassifyAdapter}
+class DanceAdapter(TaskAdapter):
+    """Dance from music: the poses of a dance generator, world positions ``[23, 3]`` (cm) at its frame rate (25 fps),
+    generated frame by frame as the music arrives, exactly as offline
+    (:class:`~audiokit.streaming.dance.DanceStream`); ``style``: a dance style name, ``"any"`` (or None) or
+    ``"auto"`` (picked from the music). ``window``/``overlap`` are not used (the generator is causal).
+    ``latency_samples``: one motion frame plus the spectrum window a pose reads."""
+
+    name = "dance"
+    options = ("style",)
+    motion = True
+    osc_address = "/audiokit/pose"
+
+    def __init__(self, model: nn.Module, window: Optional[int] = None, overlap: Optional[int] = None,
+                 style: Optional[str] = None):
+        super().__init__(model)
+        check_dancer(model)  # ModelKindError for anything else
+        self.model = model.eval()
+        self.style = None if style == "any" else style
+        self.output = OutputSpec.frames(model.fps, (NUM_JOINTS, 3))
+        self.latency_samples = int(model.latency_samples)
+
+    def open(self) -> DanceStream:
+        return DanceStream(self.model, self.style)
+
+    def describe(self, out: np.ndarray) -> str:
+        """Where the dancer (the mean of the joints) is on the floor in the latest frame: ``dancer x 12 z -40 cm``."""
+        if not out.shape[1]:
+            return ""
+        x, _, z = out[0, -1].mean(0)
+        return f"dancer x {x:.0f} z {z:.0f} cm"
+
+
+ADAPTERS: Dict[str, type] = {"enhance": EnhanceAdapter, "separate": SeparateAdapter, "classify": ClassifyAdapter,
+                             "dance": DanceAdapter}
