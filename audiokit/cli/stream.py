@@ -31,7 +31,7 @@ from audiokit.cli.batch import naming_model
 from audiokit.cli.live_devices import check_devices, device_index, device_rate, open_stream, sounddevice_module
 from audiokit.cli.live_files import Taps, check_outputs, save_paths
 from audiokit.cli.live_frames import MOTION_SUFFIXES, FrameOutputs, MotionSaves
-from audiokit.errors import AudiokitError, ModelKindError
+from audiokit.errors import AudiokitError, ModelKindError, one_line
 from audiokit.hub.pretrained import load_model
 from audiokit.hub.registry import DEFAULT_MODELS, default_model
 from audiokit.motion.dance_data import STYLES
@@ -222,6 +222,7 @@ def _stream(sd, args: argparse.Namespace) -> int:
     taps: Optional[Taps] = None
     interactive, interrupted, finished = sys.stderr.isatty(), False, False
     motion = sinks.motion
+    failures: list = []  # what went wrong in the audio callback (or the tail): ends the stream as Ctrl-C does
 
     def callback(indata, outdata, frames, time_info, status):
         if status.input_overflow or status.output_underflow:
@@ -229,12 +230,12 @@ def _stream(sd, args: argparse.Namespace) -> int:
         seq = engine.counters.blocks
         block_in = indata[:, 0].astype(np.float32) / 32768  # 16-bit: what every device and the file plugin take
         out = engine.exchange(block_in)
+        taps.put(seq, block_in, out)  # first: the files keep this block whatever fails below
         if output.is_audio or out.shape[1]:
             last_out[0] = out  # the latest frames, for the report
         sinks.put(out)
         if motion is not None:
             motion.hear(block_in)
-        taps.put(seq, block_in, out)
         if outdata is not None:
             outdata[:, 0] = np.clip(np.rint(out[speaker] * 32768), -32768, 32767)
         if limit is not None and engine.counters.blocks >= limit:
@@ -243,7 +244,7 @@ def _stream(sd, args: argparse.Namespace) -> int:
     try:
         kind = sd.InputStream if no_play else sd.Stream
         stream = open_stream(sd, kind, rate, block, devices[0] if no_play else devices, no_play, callback,
-                             done.set)  # the device is opened before any output file
+                             done.set, failures.append)  # the device is opened before any output file
     except (ValueError, sd.PortAudioError) as exc:
         raise AudiokitError(f"audio device: {' '.join(str(exc).split())}") from None
     print(f"stream {args.task}: {rate} Hz (model {adapter.sample_rate} Hz), "
@@ -281,8 +282,10 @@ def _stream(sd, args: argparse.Namespace) -> int:
                 captured = engine.counters.blocks * block  # input samples
                 length = captured + latency if output.is_audio else math.ceil(captured * output.frame_rate / rate)
                 sinks.limit = None if output.is_audio else length
-                _finish(engine, taps, bool(saves) or sinks.wanted, block, latency, length, keep=finished,
-                        on_out=sinks.put)
+                tail_failure = _finish(engine, taps, bool(saves) or sinks.wanted, block, latency, length,
+                                       keep=finished, on_out=sinks.put)
+                if tail_failure is not None and not failures:
+                    failures.append(tail_failure)
                 if finished and engine.error is None and motion is not None:
                     motion.save(rate)
         finally:
@@ -294,29 +297,38 @@ def _stream(sd, args: argparse.Namespace) -> int:
     if engine.error is not None:
         raise AudiokitError(f"model failed during streaming: {engine.error}")
     sinks.drain(end=True)
-    print(("interrupted: " if interrupted else "") + "done: " + summary
+    print(("stopped: " if failures else "interrupted: " if interrupted else "") + "done: " + summary
           + ("" if output.is_audio else sinks.summary())
           + (f" | writer dropped {taps.dropped}" if taps.dropped else ""), file=sys.stderr)
+    if failures:
+        kept = "; the files hold what it produced" if saves or args.record or motion is not None else ""
+        raise AudiokitError(f"streaming failed: {one_line(failures[0])} (the stream stopped there{kept})")
     return 0
 
 
 def _finish(engine: BlockEngine, taps: Taps, tail: bool, block: int, latency: int, length: int,
-            keep: bool, on_out=None) -> None:
+            keep: bool, on_out=None) -> Optional[Exception]:
     """With ``tail`` (--save files, or a task's events), run the delayed tail (the device is gone: the engine waits
     for the model): the --save files get ``length`` samples or frames in all, ``on_out`` every tail output;
-    then put every file in place (``keep``) or delete them."""
-    captured = engine.counters.blocks
+    then put every file in place (``keep``) or delete them. An exception of the tail's own (the code the audio
+    callback runs) ends the tail there, the files kept as they are; it is returned."""
+    captured, failure = engine.counters.blocks, None
     engine.policy = "wait"
     taps.limit_saves(length)
     if keep and tail:
         for i in range(math.ceil(latency / block)):
             if engine.error is not None:
                 break  # the model failed: the files go
-            out = engine.exchange(np.zeros(block, np.float32))
-            taps.put(captured + i, None, out)
-            if on_out is not None:
-                on_out(out)
+            try:
+                out = engine.exchange(np.zeros(block, np.float32))
+                taps.put(captured + i, None, out)
+                if on_out is not None:
+                    on_out(out)
+            except Exception as exc:  # noqa: BLE001 - reported by the caller
+                failure = exc
+                break
     taps.close(keep and engine.error is None)
+    return failure
 
 
 def _main_thread() -> bool:
