@@ -65,6 +65,7 @@ def generator(args: argparse.Namespace):
         return None
     import torch
 
+    from audiokit.audio.dc import remove_dc
     from audiokit.audio.resample import resample
     from audiokit.cli.batch import naming_model
     from audiokit.errors import FileError, ModelError
@@ -82,7 +83,8 @@ def generator(args: argparse.Namespace):
     def generate(clip):
         chosen = {"any": None, "known": clip.style}.get(style, style) if model.num_styles else None
         with torch.inference_mode():
-            return model.dance(resample(clip.audio, clip.sample_rate, model.sample_rate), style=chosen)
+            music = remove_dc(clip.audio, clip.sample_rate)  # as audiokit dance and stream dance give it
+            return model.dance(resample(music, clip.sample_rate, model.sample_rate), style=chosen)
 
     return generate
 

@@ -205,7 +205,8 @@ def _stream(sd, args: argparse.Namespace) -> int:
 
     rate = device_rate(sd, args, devices, adapter.sample_rate, no_play)
     block = max(1, round(rate * args.block_ms / 1000))
-    make_pipeline = lambda: BlockPipeline(adapter.open, rate, adapter.sample_rate, output, block=block)  # noqa: E731
+    make_pipeline = lambda: BlockPipeline(adapter.open, rate, adapter.sample_rate, output, block=block,  # noqa: E731
+                                          dc_free=adapter.dc_free)
     pipeline = make_pipeline()
     worst = worst_block_seconds(make_pipeline, pipeline.latency + rate)  # also warms the model up
     delay_blocks = args.delay_blocks or delay_blocks_for(worst, block / rate)

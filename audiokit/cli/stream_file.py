@@ -35,7 +35,7 @@ def stream_file(args: argparse.Namespace, adapter: TaskAdapter, saves: List, fra
                             "FILE)")
     rate, _, blocks = open_blocks(args.input, args.block_ms / 1000)
     block = max(1, int(args.block_ms / 1000 * rate))  # as open_blocks reads them
-    pipeline = BlockPipeline(adapter.open, rate, adapter.sample_rate, output, block=block)
+    pipeline = BlockPipeline(adapter.open, rate, adapter.sample_rate, output, block=block, dc_free=adapter.dc_free)
     files = OutputFiles(saves, rate, 1, output, replace=args.force) if saves else None
     print(f"stream {args.task}: {rate} Hz (model {adapter.sample_rate} Hz), file {args.input}, block {block} "
           f"({1e3 * block / rate:.1f} ms), latency {pipeline.latency} samples ({1e3 * pipeline.latency / rate:.1f} "
