@@ -141,6 +141,24 @@ def test_stream_dance_from_a_file_sends_every_pose_over_osc_and_saves_it(dance_f
         assert len(server.wait_for(11, timeout=0.3)) == 10
 
 
+def test_the_saved_files_of_a_stream_are_written_all_or_none(dance_file, tmp_path, capsys, monkeypatch):
+    """One --save file that cannot be written (a full disk while the video is encoded) takes the others back (the
+    BVH, the frames), as audiokit dance does: a stream that fails leaves no output files."""
+    song = tmp_path / "song.wav"
+    sf.write(song, music(0.4), 16000)
+
+    def full(path, frames, fps, audio=None, palette=None):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("audiokit.motion.render._encode", full)
+    saves = [tmp_path / "dance.bvh", tmp_path / "dance.mp4", tmp_path / "dance.npz"]
+    assert main(["stream", "dance", "--input", str(song), "--model", str(dance_file),
+                 *[arg for path in saves for arg in ("--save", str(path))]]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"error: {saves[1]}: cannot write (no space left on device)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["song.wav"]  # nothing, not even temporary files
+
+
 @pytest.mark.parametrize("options, problem", [
     (["--osc", "127.0.0.1"], "--osc 127.0.0.1: want HOST:PORT with a port from 1 to 65535"),
     (["--osc", "127.0.0.1:0"], "--osc 127.0.0.1:0: want HOST:PORT with a port from 1 to 65535"),
@@ -201,6 +219,21 @@ def test_stream_dance_through_the_sound_device_sends_the_offline_poses(dance_fil
     assert read_bvh(bvh).frames == 16
     assert re.search(r"stream dance: 16000 Hz .* latency \d+ samples .* \+ model 1184", err), err
     assert "frames 16 | OSC sent 16" in err[err.index("done:"):]
+
+
+def test_the_saved_files_of_a_live_stream_are_written_all_or_none(dance_file, tmp_path):
+    pytest.importorskip("sounddevice")
+    from test_realtime_device import Device, voice
+
+    device, out = Device(tmp_path), tmp_path / "out"
+    out.mkdir()
+    saves = [out / "dance.bvh", out / "dance.mp4", out / "dance.npz"]
+    proc, err, _ = device.play(["dance", "--model", dance_file, "--overload", "wait", "--duration", 0.3,
+                                "--record", out / "rec.wav", *[arg for path in saves for arg in ("--save", path)]],
+                               voice(0.3, seed=5), timeout=120, FULL_DISK_FOR_VIDEOS="1")
+    assert proc.returncode == 1, err
+    assert err.strip().splitlines()[-1] == f"error: {saves[1]}: cannot write (no space left on device)", err
+    assert list(out.iterdir()) == []  # the stream failed: no outputs, no temporary files
 
 
 @pytest.mark.slow

@@ -21,12 +21,14 @@ import os
 import signal
 import sys
 import threading
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
 
+from audiokit.audio.io import Placement
 from audiokit.cli.batch import naming_model
 from audiokit.cli.live_devices import check_devices, device_index, device_rate, open_stream, sounddevice_module
 from audiokit.cli.live_files import Taps, check_outputs, save_paths
@@ -284,11 +286,10 @@ def _stream(sd, args: argparse.Namespace) -> int:
                 length = captured + latency if output.is_audio else math.ceil(captured * output.frame_rate / rate)
                 sinks.limit = None if output.is_audio else length
                 tail_failure = _finish(engine, taps, bool(saves) or sinks.wanted, block, latency, length,
-                                       keep=finished, on_out=sinks.put)
+                                       keep=finished, on_out=sinks.put,
+                                       save_motion=None if motion is None else partial(motion.save, rate))
                 if tail_failure is not None and not failures:
                     failures.append(tail_failure)
-                if finished and engine.error is None and motion is not None:
-                    motion.save(rate)
         finally:
             engine.stop()
             sinks.close()
@@ -308,10 +309,11 @@ def _stream(sd, args: argparse.Namespace) -> int:
 
 
 def _finish(engine: BlockEngine, taps: Taps, tail: bool, block: int, latency: int, length: int,
-            keep: bool, on_out=None) -> Optional[Exception]:
+            keep: bool, on_out=None, save_motion=None) -> Optional[Exception]:
     """With ``tail`` (--save files, or a task's events), run the delayed tail (the device is gone: the engine waits
     for the model): the --save files get ``length`` samples or frames in all, ``on_out`` every tail output;
-    then put every file in place (``keep``) or delete them. An exception of the tail's own (the code the audio
+    then put every file in place (``keep``: ``save_motion(placement)`` first, the motion files, and the others
+    through the same placement, all or none) or delete them. An exception of the tail's own (the code the audio
     callback runs) ends the tail there, the files kept as they are; it is returned."""
     captured, failure = engine.counters.blocks, None
     engine.policy = "wait"
@@ -328,7 +330,15 @@ def _finish(engine: BlockEngine, taps: Taps, tail: bool, block: int, latency: in
             except Exception as exc:  # noqa: BLE001 - reported by the caller
                 failure = exc
                 break
-    taps.close(keep and engine.error is None)
+    keep = keep and engine.error is None
+    placement = Placement(taps.files.replace)
+    if keep and save_motion is not None:
+        try:
+            save_motion(placement)  # (withdrawn by itself when it fails)
+        except BaseException:
+            taps.close(False)
+            raise
+    taps.close(keep, placement)
     return failure
 
 

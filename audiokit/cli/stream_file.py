@@ -20,6 +20,7 @@ from typing import List
 
 import numpy as np
 
+from audiokit.audio.io import Placement
 from audiokit.blocks import OutputFiles, open_blocks
 from audiokit.cli.live_frames import FrameOutputs
 from audiokit.errors import AudiokitError, one_line
@@ -71,10 +72,11 @@ def stream_file(args: argparse.Namespace, adapter: TaskAdapter, saves: List, fra
                 print(("\r" + line) if frames.interactive else line, end="" if frames.interactive else "\n",
                       file=sys.stderr, flush=True)
         put(_model(lambda _: pipeline.flush(), None))
-        if files is not None:
-            files.commit()
+        placement = Placement(args.force)  # every --save file in place, or none
         if frames.motion is not None:
-            frames.motion.save(rate)
+            frames.motion.save(rate, placement)
+        if files is not None:
+            files.commit(placement)
         done = True
     finally:
         blocks.close()

@@ -24,12 +24,14 @@ def replace_atomically(path: str | os.PathLike, write: Writer, force: bool = Fal
 
 
 def write_together(writes: Sequence[tuple[str | os.PathLike, Writer]], force: bool = False,
-                   force_hint: str = "use --force") -> list[Path]:
+                   force_hint: str = "use --force", placement: Placement | None = None) -> list[Path]:
     """Write several files all or none: ``write(tmp)`` for each ``(path, write)`` in turn, each to a temporary
     file beside its path, then all moved into place. MotionFileError naming the file if a path is a folder or
     exists (unless ``force``; also one created meanwhile: ``exists, <force_hint>``), or a writing fails with an
     OSError; then the temporary files are deleted and the files this call placed taken back, except those that
-    replaced a file under ``force`` (the old ones are gone). Creates the parent folders. Returns the paths."""
+    replaced a file under ``force`` (the old ones are gone). Creates the parent folders. Returns the paths.
+    ``placement``: the files are put in place through it (to be withdrawn with other outputs of the run, e.g.
+    ``OutputFiles.commit(placement)``); its ``replace`` then stands for ``force``."""
     paths = [Path(path) for path, _ in writes]
     for path in paths:
         if path.is_dir():
@@ -37,7 +39,7 @@ def write_together(writes: Sequence[tuple[str | os.PathLike, Writer]], force: bo
         if path.exists() and not force:
             raise MotionFileError(path, f"exists, {force_hint}")
     temporaries: list[Path] = []
-    placement = Placement(replace=force)
+    placement = Placement(replace=force) if placement is None else placement
     path = paths[0] if paths else None
     try:
         for path, (_, write) in zip(paths, writes):
