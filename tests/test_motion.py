@@ -504,3 +504,13 @@ def test_render_refuses_bad_requests(tmp_path):
     with pytest.raises(MotionError, match="at least one frame"):
         render.render(tmp_path / "a.mp4", motion[:0])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.gif"]
+
+
+def test_a_video_on_a_full_disk_says_so(tmp_path):
+    """ffmpeg's failure to write keeps its cause as an OSError (os_reason: "no space left on device"), not a line
+    of ffmpeg's log; /dev/full stands for the full disk."""
+    video = tmp_path / "full.mp4"
+    video.symlink_to("/dev/full")
+    with pytest.raises(OSError) as caught:
+        render._encode(video, render.render_frames(synthetic_motion(3), size=(64, 64)), 25.0)
+    assert caught.value.errno == 28 and caught.value.strerror == "No space left on device"
