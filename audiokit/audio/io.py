@@ -355,6 +355,10 @@ def format_of(path: Path) -> str:
     return name
 
 
+#: what ``-`` as an input file name gets (it is no file; standard input is not read)
+STDIN_REFUSED = "not a regular file (standard input is not read: name the audio file)"
+
+
 def find_audio_files(
     inputs: Iterable[str | os.PathLike], on_missing: Callable[[AudioError], None] | None = None
 ) -> list[Path]:
@@ -379,7 +383,7 @@ def find_audio_files(
         path = Path(text)
         unreadable: list[AudioError] = []
         if text == "-":
-            report(AudioError(text, "not a regular file (standard input is not read: name the audio file)"))
+            report(AudioError(text, STDIN_REFUSED))
             continue
         if path.is_dir():
             matches = sorted(p for p in _files_under(path, unreadable.append) if _is_audio(p))

@@ -28,12 +28,12 @@ from typing import Optional
 import numpy as np
 import torch
 
-from audiokit.audio.io import Placement
+from audiokit.audio.io import STDIN_REFUSED, Placement
 from audiokit.cli.batch import naming_model
 from audiokit.cli.live_devices import check_devices, device_index, device_rate, open_stream, sounddevice_module
 from audiokit.cli.live_files import Taps, check_outputs, save_paths
 from audiokit.cli.live_frames import MOTION_SUFFIXES, FrameOutputs, MotionSaves
-from audiokit.errors import AudiokitError, ModelKindError, one_line
+from audiokit.errors import AudioError, AudiokitError, ModelKindError, one_line
 from audiokit.hub.pretrained import load_model
 from audiokit.hub.registry import DEFAULT_MODELS, default_model
 from audiokit.motion.dance_data import STYLES
@@ -56,7 +56,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, metavar="FILE", help="weights to load instead of the pretrained ones")
     p.add_argument("--list-devices", action="store_true", help="list the audio devices and exit")
     p.add_argument("--input-device", metavar="ID|NAME", help="capture device (default: the system default)")
-    p.add_argument("--input", type=Path, metavar="FILE",
+    p.add_argument("--input", metavar="FILE",
                    help="tasks emitting frames (classify, dance): an audio file as the input instead of a device, "
                         "channels mixed down, read as fast as the model goes (--realtime: at its own pace)")
     p.add_argument("--realtime", action="store_true", help="--input: read the file at its own pace")
@@ -155,6 +155,9 @@ def run(args: argparse.Namespace) -> int:
         _check_options(args)
         if args.input is not None:
             from audiokit.cli.stream_file import stream_file
+            if args.input == "-":  # said as enhance says it (a file named so is ./-)
+                raise AudioError(args.input, STDIN_REFUSED)
+            args.input = Path(args.input)
             return stream_file(args, *_prepare(args, inputs=[args.input]))
     sd = sounddevice_module()
     try:
