@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -419,6 +420,14 @@ def _break(folder: Path, how: str):
         (folder / "audio.wav").write_bytes(b"RIFF....garbage")
     elif how == "short audio":
         sf.write(folder / "audio.wav", np.zeros(800), 8000)
+    elif how == "truncated audio":  # (its header says 2 s)
+        whole = (folder / "audio.wav").read_bytes()
+        (folder / "audio.wav").write_bytes(whole[:len(whole) // 2])
+    elif how == "audio at 100 Hz":
+        sf.write(folder / "audio.wav", np.full(200, 0.1), 100)
+    elif how == "audio a FIFO":
+        (folder / "audio.wav").unlink()
+        os.mkfifo(folder / "audio.wav")
 
 
 @pytest.mark.parametrize("how, problem", [
@@ -427,6 +436,9 @@ def _break(folder: Path, how: str):
     ("wrong joints", "[frames][23][3], not [2, 21, 3]"), ("length", "'length' is 51"),
     ("no config", "config.json: missing"), ("bad config", "must be after"),
     ("no audio", "no music file"), ("bad audio", "not a readable audio file"), ("short audio", "0.10 s of music"),
+    ("truncated audio", "audio.wav: truncated (the file ends before the audio data its header declares)"),
+    ("audio at 100 Hz", "audio.wav: sample rate 100: want a whole number of Hz, at least 1000"),
+    ("audio a FIFO", "audio.wav: not a regular file (a FIFO)"),  # (the audio files' checks, issue 18)
 ])
 def test_broken_dance_folders_raise_one_line(tmp_path, how, problem):
     folder = tmp_path / "DANCE_W_1"
