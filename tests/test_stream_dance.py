@@ -192,6 +192,8 @@ def test_stream_dance_needs_a_dance_model(tmp_path, capsys, monkeypatch):
     assert main(["stream", "dance", "--input", str(song)]) == 1
     assert capsys.readouterr().err == ("error: no default dance model is shipped yet; name one with --model "
                                        "(or model=)\n")
+    assert main(["stream", "dance", "--input", str(song), "--model", "no_such_model"]) == 1
+    assert capsys.readouterr().err.startswith("error: no_such_model: unknown model 'no_such_model'; known: ")
     frcrn = save_tiny(tmp_path / "frcrn.safetensors")
     assert main(["stream", "dance", "--input", str(song), "--model", str(frcrn)]) == 1
     assert capsys.readouterr().err.startswith(f"error: {frcrn}: FRCRN is not a dance generator")

@@ -175,7 +175,8 @@ def _prepare(args: argparse.Namespace, inputs=()) -> tuple:
     checked (none of them one of ``inputs``), the OSC sender ready; AudiokitError for what cannot work."""
     torch.set_num_threads(args.threads)
     model_name = args.model or default_model(args.task)
-    model = load_model(model_name, checkpoint=args.checkpoint)
+    with naming_model(model_name):  # as enhance names it
+        model = load_model(model_name, checkpoint=args.checkpoint)
     rate_guess = int(getattr(model, "sample_rate", 16000))
     ms = lambda v: None if v is None else round(v * rate_guess / 1000)  # noqa: E731
     options = {name: getattr(args, name) for name in ADAPTERS[args.task].options}
