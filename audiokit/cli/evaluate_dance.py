@@ -103,13 +103,14 @@ def _bvh_motion(folder: Path):
     return generate
 
 
-def run(args: argparse.Namespace) -> dict:
-    """Score the dances of ``args``; the result of ``evaluate_dances``."""
+def run(args: argparse.Namespace, on_error=None) -> dict:
+    """Score the dances of ``args``; the result of ``evaluate_dances`` (a dance that cannot be scored is handed to
+    ``on_error`` and left out of every row)."""
     from audiokit.metrics.dance_eval import evaluate_dances
     from audiokit.motion.dance_data import TEST_DANCES
 
     return evaluate_dances(args.data or DEFAULT_DATA, args.dances or TEST_DANCES, generator(args),
-                           window_s=args.window or 10.0)
+                           window_s=args.window or 10.0, on_error=on_error)
 
 
 def format_table(result: dict) -> str:
