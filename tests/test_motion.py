@@ -306,6 +306,16 @@ def test_bvh_reader_names_the_problem(tmp_path, text, problem):
     assert str(caught.value).startswith(str(path)) and "\n" not in str(caught.value)
 
 
+def test_bvh_reader_says_what_is_not_a_file(tmp_path):
+    os.mkfifo(tmp_path / "fifo.bvh")
+    (tmp_path / "folder.bvh").mkdir()
+    for name, problem in (("fifo.bvh", "not a regular file (a FIFO)"), ("folder.bvh", "is a folder, not a BVH file"),
+                          ("none.bvh", "no such file")):
+        with pytest.raises(MotionFileError) as caught:
+            bvh.read_bvh(tmp_path / name)
+        assert str(caught.value) == f"{tmp_path / name}: {problem}"
+
+
 def test_bvh_writer_refuses_to_overwrite_and_bad_input(tmp_path):
     motion = synthetic_motion(5)
     path = bvh.write_bvh(tmp_path / "a.bvh", motion)

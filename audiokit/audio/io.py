@@ -63,7 +63,7 @@ def open_audio(path: str | os.PathLike) -> sf.SoundFile:
     try:
         mode = path.stat().st_mode
         if not stat.S_ISREG(mode):  # reading a FIFO or a device could wait, or go on, forever
-            raise AudioError(path, f"not a regular file (a {_file_kind(mode)})")
+            raise AudioError(path, f"not a regular file (a {file_kind(mode)})")
         if path.stat().st_size == 0:
             raise AudioError(path, "is empty (0 bytes)")
         with open(path, "rb"):  # the cause of a failure (permission denied, ...), which libsndfile does not give
@@ -86,7 +86,7 @@ def open_audio(path: str | os.PathLike) -> sf.SoundFile:
     return f
 
 
-def _file_kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
     """What a file that is not a regular file is, from its ``st_mode``."""
     kinds = {stat.S_ISFIFO: "FIFO", stat.S_ISCHR: "character device", stat.S_ISBLK: "block device",
              stat.S_ISSOCK: "socket"}
