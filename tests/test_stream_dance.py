@@ -141,6 +141,19 @@ def test_stream_dance_from_a_file_sends_every_pose_over_osc_and_saves_it(dance_f
         assert len(server.wait_for(11, timeout=0.3)) == 10
 
 
+def test_a_motion_file_that_cannot_be_written_is_said_before_the_stream(dance_file, tmp_path, capsys):
+    """A --save BVH/MP4/GIF is written when the stream ends: a folder where it cannot be is said at the start (as
+    for the .npz and audio files, opened at once), not after the whole stream; no folder is left made."""
+    song = tmp_path / "song.wav"
+    sf.write(song, music(0.4), 16000)
+    (tmp_path / "afile").write_text("x")
+    for save in (tmp_path / "afile" / "x.bvh", tmp_path / "afile" / "sub" / "x.mp4"):
+        assert main(["stream", "dance", "--input", str(song), "--model", str(dance_file), "--save", str(save)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {save}: ") and err.count("\n") == 1, err  # no "stream dance: ..." line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "song.wav"]
+
+
 def test_the_saved_files_of_a_stream_are_written_all_or_none(dance_file, tmp_path, capsys, monkeypatch):
     """One --save file that cannot be written (a full disk while the video is encoded) takes the others back (the
     BVH, the frames), as audiokit dance does: a stream that fails leaves no output files."""

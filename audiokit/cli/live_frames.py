@@ -25,9 +25,13 @@ class MotionSaves:
     """Poses ``[n, 23, 3]`` (cm) collected as they come (:meth:`put`), written to ``paths`` by :meth:`save` at the
     end: ``.bvh`` (:func:`~audiokit.motion.bvh.write_bvh`), ``.mp4`` or ``.gif``
     (:func:`~audiokit.motion.render.render`), each atomically (a failure leaves no file). An MP4 gets the input as
-    its soundtrack: :meth:`hear` keeps the input blocks (in memory, float32) when one is asked for."""
+    its soundtrack: :meth:`hear` keeps the input blocks (in memory, float32) when one is asked for. Where a file
+    cannot be written (:func:`~audiokit.motion.files.check_writable`) is said on construction (MotionFileError)."""
 
     def __init__(self, paths: List[Path], fps: float, force: bool = False):
+        from audiokit.motion.files import check_writable
+
+        check_writable(paths)  # written only when the stream ends: a folder that cannot take them is said now
         self.paths, self.fps, self.force = paths, fps, force
         self.parts: List[np.ndarray] = []
         self.music: Optional[List[np.ndarray]] = [] if any(p.suffix.lower() == ".mp4" for p in paths) else None

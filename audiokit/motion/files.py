@@ -63,6 +63,43 @@ def write_together(writes: Sequence[tuple[str | os.PathLike, Writer]], force: bo
     return paths
 
 
+def check_writable(paths: Sequence[str | os.PathLike]) -> None:
+    """MotionFileError for the first of ``paths`` that cannot be written now: its folder cannot be made, or no file
+    can be created in it (a read-only file system, permission denied, a file standing for a folder). Found by
+    making the folder and a temporary file in it, both removed again; for outputs written at the end of a long
+    run (a stream), so that this is said at its start. (A disk that fills up meanwhile is said at the end.)"""
+    for path in map(Path, paths):
+        missing, folder = [], path.parent
+        while not os.path.lexists(folder) and folder != folder.parent:
+            missing.append(folder)
+            folder = folder.parent
+        made: list[Path] = []
+        try:
+            for folder in reversed(missing):
+                folder.mkdir()
+                made.append(folder)
+        except OSError as exc:
+            _remove(made)
+            raise MotionFileError(path, f"cannot create its folder ({os_reason(exc)})") from exc
+        tmp = temporary_path(path)
+        try:
+            open(tmp, "xb").close()
+            tmp.unlink()
+        except OSError as exc:
+            raise MotionFileError(path, f"cannot write ({os_reason(exc)})") from exc
+        finally:
+            _remove(made)
+
+
+def _remove(folders: list[Path]) -> None:
+    """Remove the (empty) ``folders`` made, the deepest first."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
 def _make_folder(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
