@@ -173,17 +173,19 @@ class OutputFiles:
         f = self.files[k]
         f.write(samples[None] if isinstance(f, FrameFile) else np.clip(samples, -1.0, 1.0))
 
-    def commit(self) -> None:
+    def commit(self, placement: Optional[Placement] = None) -> None:
         """Close every file and rename it into place (see the class docstring); all discarded if one fails, and
-        without ``replace`` those already in place withdrawn."""
+        without ``replace`` those already in place withdrawn. ``placement``: one that has already put other
+        outputs of the same run in place (e.g. motion files), withdrawn with these."""
         target = self.targets[0] if self.targets else None
-        placement = Placement(self.replace)
+        placement = Placement(self.replace) if placement is None else placement
         try:
             for f, target in zip(self.files, self.targets):
                 f.close()
             for f, target in zip(self.files, self.targets):
                 placement.place(Path(f.name), target)
-        except AudioError:  # a file that could not be completed (nothing placed yet)
+        except AudioError:  # a file that could not be completed (none of these placed yet)
+            placement.withdraw()
             self.discard()
             raise
         except (sf.LibsndfileError, OSError, RuntimeError) as exc:

@@ -6,7 +6,8 @@ and channel count, and its moves written as BVH, GIF or MP4 (``audiokit.motion``
   :meth:`Dancer.dance_file` writes a music file's outputs.
 * :func:`dance_targets`: where a music file's outputs go, ``<stem>.bvh``, ``<stem>.gif``, ``<stem>.mp4``.
 
-The music is mixed down to one channel (the mean of its channels) and resampled to the model's rate
+The music is mixed down to one channel (the mean of its channels), its DC offset removed (inaudible, it would
+move the dance: ``audiokit.audio.dc``, as ``audiokit stream dance`` does) and resampled to the model's rate
 (``audiokit.audio.resample``); the dance has one pose per whole motion frame of it (``1 / fps`` s, 40 ms at
 25 fps), the last partial frame dropped: ``frames = floor(N / (rate / fps))`` for the ``N`` samples at the model's
 rate ``rate`` (``N = ceil(T * rate / file rate)``), and at least 2. An MP4 gets the input music itself (every
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from audiokit.audio.dc import remove_dc
 from audiokit.audio.io import read_audio
 from audiokit.audio.resample import resample
 from audiokit.errors import AudioError, AudiokitError, ModelError, ModelKindError
@@ -93,7 +95,8 @@ class Dancer:
         check_style(style)
         _check_seed(seed)
         x = torch.as_tensor(np.asarray(wav, dtype=np.float32) if isinstance(wav, np.ndarray) else wav)
-        mono = resample(x.detach().cpu().float().reshape(-1, x.shape[-1]).mean(0), sample_rate, self.sample_rate)
+        mono = x.detach().cpu().float().reshape(-1, x.shape[-1]).mean(0)
+        mono = resample(remove_dc(mono, sample_rate), sample_rate, self.sample_rate)
         frames = len(mono) // round(self.sample_rate / self.fps)
         if frames < MIN_FRAMES:
             raise AudioError(name, f"is too short to dance to ({x.shape[-1] / sample_rate:.3f} s; a dance needs "

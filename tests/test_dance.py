@@ -1,6 +1,8 @@
 """Dance generation: spectrum features, the DanceGenerator model, its task and recipe (tiny sizes)."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -204,3 +206,20 @@ def test_pretrained_file_round_trip(tmp_path):
     assert isinstance(loaded, DanceGenerator) and loaded.config == model.config
     spec = torch.randn(1, 6, model.feature_dim)
     torch.testing.assert_close(loaded.generate(spec, style="auto"), model.generate(spec, style="auto"))
+
+
+def test_a_model_file_whose_frames_are_not_whole_samples_is_refused(tmp_path):
+    """A model file saying 16001 Hz at 25 fps (or 0 fps) is refused on loading, naming the file; it was taken and
+    then every music file failed with a ValueError of the spectra."""
+    import json
+
+    from audiokit.errors import CheckpointError
+    from audiokit.hub.pretrained import load_model, read_metadata, save_pretrained
+    model = tiny_model()
+    for changes, problem in (({"sample_rate": 16001}, "25 frames per second are not whole samples at 16001 Hz"),
+                             ({"fps": 0}, "fps must be a positive number")):
+        path = save_pretrained(model, tmp_path / f"dance{len(changes)}{problem[:2]}.safetensors", "dance_lstm",
+                               {**model.config, **changes})
+        assert json.dumps(read_metadata(path)["config"])  # (the file itself is well formed)
+        with pytest.raises(CheckpointError, match=re.escape(f"{path}: bad configuration for dance_lstm: {problem}")):
+            load_model(str(path))

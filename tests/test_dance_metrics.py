@@ -198,6 +198,38 @@ def test_evaluate_dance_cli(dance_folder, tmp_path, capsys):
         assert err.startswith("error: ") and problem in err and err.count("\n") == 1, err
 
 
+def test_evaluate_dance_leaves_out_a_dance_that_cannot_be_scored(dance_folder, tmp_path, capsys):
+    """A scored dance whose music is truncated, whose generated BVH is cut short, or a reference dance that cannot
+    be read: one error line each, the other dances scored in every row, status 1 (as evaluate does for files)."""
+    import shutil
+
+    from audiokit.cli.main import main
+    from audiokit.motion import read_dance, write_bvh
+
+    data, motion = tmp_path / "data", tmp_path / "motion"
+    shutil.copytree(dance_folder, data)
+    for name in ("DANCE_C_1", "DANCE_R_2"):
+        write_bvh(motion / f"{name}.bvh", read_dance(data / name).positions)
+    music = next((data / "DANCE_W_3").glob("audio.*"))
+    music.write_bytes(music.read_bytes()[:music.stat().st_size // 2])
+    text = (motion / "DANCE_R_2.bvh").read_text()
+    (motion / "DANCE_R_2.bvh").write_text(text[:len(text) // 2])
+    (data / "DANCE_T_4" / "config.json").write_text("{")  # a reference dance
+    common = ["evaluate", "--dance", "--data", str(data), "--window", "2", "--json"]
+    assert main([*common, "--dances", "DANCE_C_1", "DANCE_R_2", "DANCE_W_3", "--motion", str(motion)]) == 1
+    captured = capsys.readouterr()
+    errors = captured.err.splitlines()
+    assert len(errors) == 3 and all(line.startswith("error: ") for line in errors), captured.err
+    assert errors[0].startswith(f"error: {motion / 'DANCE_R_2.bvh'}: not a valid BVH file")
+    assert errors[1].startswith(f"error: {music}: truncated")
+    assert errors[2].startswith(f"error: {data / 'DANCE_T_4' / 'config.json'}: ")
+    report = json.loads(captured.out)
+    assert list(report["dances"]) == ["DANCE_C_1"] and report["windows"]["generated"] == report["windows"]["real"]
+    assert report["reference"]["dances"] == ["DANCE_C_1"]  # (no reference dance left: the real dancers' windows)
+    assert main([*common, "--dances", "DANCE_W_3"]) == 1  # nothing left to score
+    assert capsys.readouterr().err.splitlines()[-1] == f"error: {data}: no dance could be scored"
+
+
 @pytest.mark.slow
 def test_music_beats_of_a_click_track():
     rate, clicks = 16000, np.arange(0.25, 12, 0.5)  # 120 beats per minute

@@ -1,17 +1,17 @@
 """A DC offset never reaches the model: arrays, files, chunked and live streams give the output of the signal
-without it (issue 18)."""
+without it (issue 18), for enhancers, separators and dance generators."""
 from __future__ import annotations
 
 import numpy as np
 import soundfile as sf
 import torch
-from tiny_model import save_tiny, tiny_frcrn
+from tiny_model import save_tiny, tiny_dance, tiny_frcrn
 
 import audiokit
 from audiokit.audio.dc import DCBlocker, remove_dc
 from audiokit.audio.io import read_audio
 from audiokit.cli.main import main
-from audiokit.streaming.adapters import EnhanceAdapter
+from audiokit.streaming.adapters import DanceAdapter, EnhanceAdapter
 from audiokit.streaming.pipeline import BlockPipeline
 from audiokit.streaming.realtime import BlockEngine, drive
 
@@ -82,3 +82,26 @@ class Halves(torch.nn.Module):
 
     def separate(self, wav):
         return torch.stack([wav / 2, wav / 2], dim=1)
+
+
+def test_dancers_never_hear_an_offset():
+    """An offset is inaudible: a dancer dances (offline, API, streamed) as without it. (A dance model in training
+    heard +0.02 as another song: its log-power spectra start at 0 Hz.) The classifiers get the input as it is."""
+    rate = 22050
+    x = voice(0.7, rate)
+    dancer = tiny_dance()
+    heard = []
+    features = dancer.features
+    dancer.features = lambda wav, lead=0: heard.append(features(wav, lead)) or heard[-1]
+    for signal in (x, x + OFFSET):  # offline
+        audiokit.dance(signal, rate, model=dancer, style="waltz")
+    torch.testing.assert_close(heard[1], heard[0], atol=0.01, rtol=0)  # log power: the offset moved it by 20
+    adapter = DanceAdapter(dancer, style="waltz")
+    streamed = []
+    for signal in (x, x + OFFSET):  # streamed, as stream dance runs it
+        heard.clear()
+        pipeline = BlockPipeline(adapter.open, rate, adapter.sample_rate, adapter.output, block=441,
+                                 dc_free=adapter.dc_free)
+        [pipeline.process(block) for block in signal[:len(signal) // 441 * 441].reshape(-1, 441)]
+        streamed.append(torch.cat(heard, dim=1))
+    torch.testing.assert_close(streamed[1], streamed[0], atol=0.01, rtol=0)

@@ -35,6 +35,19 @@ def test_fifo_device_and_stdin_are_not_regular_files(make_wav, tmp_path, capsys)
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["good_e.wav"]  # the rest of the batch is done
 
 
+def test_stream_input_is_a_regular_file_too(tmp_path, capsys):
+    """``stream TASK --input`` names one file: '-', a FIFO or a device is said as enhance says it."""
+    from audiokit.cli.main import main
+
+    fifo = tmp_path / "fifo.wav"
+    os.mkfifo(fifo)
+    for name, problem in (("-", "not a regular file (standard input is not read: name the audio file)"),
+                          (str(fifo), "not a regular file (a FIFO)"),
+                          ("/dev/zero", "not a regular file (a character device)")):
+        assert main(["stream", "classify", "--input", name]) == 1
+        assert capsys.readouterr().err == f"error: {name}: {problem}\n"
+
+
 def test_one_file_under_several_names_is_processed_once(make_wav, tmp_path, capsys, monkeypatch):
     source = make_wav("in/a.wav")
     (tmp_path / "in" / "sub").mkdir()

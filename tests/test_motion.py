@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -305,6 +306,16 @@ def test_bvh_reader_names_the_problem(tmp_path, text, problem):
     assert str(caught.value).startswith(str(path)) and "\n" not in str(caught.value)
 
 
+def test_bvh_reader_says_what_is_not_a_file(tmp_path):
+    os.mkfifo(tmp_path / "fifo.bvh")
+    (tmp_path / "folder.bvh").mkdir()
+    for name, problem in (("fifo.bvh", "not a regular file (a FIFO)"), ("folder.bvh", "is a folder, not a BVH file"),
+                          ("none.bvh", "no such file")):
+        with pytest.raises(MotionFileError) as caught:
+            bvh.read_bvh(tmp_path / name)
+        assert str(caught.value) == f"{tmp_path / name}: {problem}"
+
+
 def test_bvh_writer_refuses_to_overwrite_and_bad_input(tmp_path):
     motion = synthetic_motion(5)
     path = bvh.write_bvh(tmp_path / "a.bvh", motion)
@@ -419,6 +430,14 @@ def _break(folder: Path, how: str):
         (folder / "audio.wav").write_bytes(b"RIFF....garbage")
     elif how == "short audio":
         sf.write(folder / "audio.wav", np.zeros(800), 8000)
+    elif how == "truncated audio":  # (its header says 2 s)
+        whole = (folder / "audio.wav").read_bytes()
+        (folder / "audio.wav").write_bytes(whole[:len(whole) // 2])
+    elif how == "audio at 100 Hz":
+        sf.write(folder / "audio.wav", np.full(200, 0.1), 100)
+    elif how == "audio a FIFO":
+        (folder / "audio.wav").unlink()
+        os.mkfifo(folder / "audio.wav")
 
 
 @pytest.mark.parametrize("how, problem", [
@@ -427,6 +446,9 @@ def _break(folder: Path, how: str):
     ("wrong joints", "[frames][23][3], not [2, 21, 3]"), ("length", "'length' is 51"),
     ("no config", "config.json: missing"), ("bad config", "must be after"),
     ("no audio", "no music file"), ("bad audio", "not a readable audio file"), ("short audio", "0.10 s of music"),
+    ("truncated audio", "audio.wav: truncated (the file ends before the audio data its header declares)"),
+    ("audio at 100 Hz", "audio.wav: sample rate 100: want a whole number of Hz, at least 1000"),
+    ("audio a FIFO", "audio.wav: not a regular file (a FIFO)"),  # (the audio files' checks, issue 18)
 ])
 def test_broken_dance_folders_raise_one_line(tmp_path, how, problem):
     folder = tmp_path / "DANCE_W_1"
@@ -504,3 +526,13 @@ def test_render_refuses_bad_requests(tmp_path):
     with pytest.raises(MotionError, match="at least one frame"):
         render.render(tmp_path / "a.mp4", motion[:0])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.gif"]
+
+
+def test_a_video_on_a_full_disk_says_so(tmp_path):
+    """ffmpeg's failure to write keeps its cause as an OSError (os_reason: "no space left on device"), not a line
+    of ffmpeg's log; /dev/full stands for the full disk."""
+    video = tmp_path / "full.mp4"
+    video.symlink_to("/dev/full")
+    with pytest.raises(OSError) as caught:
+        render._encode(video, render.render_frames(synthetic_motion(3), size=(64, 64)), 25.0)
+    assert caught.value.errno == 28 and caught.value.strerror == "No space left on device"

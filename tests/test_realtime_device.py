@@ -63,6 +63,16 @@ class PowerAdapter(TaskAdapter):
     def describe(self, out):
         return f"power {out[0, -1, 0]:.6f}"
 ADAPTERS["power"] = PowerAdapter
+from audiokit.streaming.adapters import EnhanceAdapter
+class FragileEnhance(EnhanceAdapter):  # what it plays for a late block fails: an error in the audio callback
+    def bypass(self, block):
+        raise RuntimeError("the fallback broke")
+ADAPTERS["fragile"] = FragileEnhance
+if os.environ.get("FULL_DISK_FOR_VIDEOS"):  # encoding a video fails as on a full disk
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    import audiokit.motion.render
+    audiokit.motion.render._encode = full
 from audiokit.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -373,6 +383,26 @@ def test_a_model_that_fails_mid_stream_leaves_no_files(device, tmp_path, windows
     assert proc.returncode == 1
     assert err.strip().splitlines()[-1] == "error: model failed during streaming: the model broke"
     assert list(out.iterdir()) == []  # no outputs, no temporary files
+
+
+def test_an_error_in_the_audio_callback_is_one_line_and_keeps_the_files(device, tiny_model, tmp_path):
+    """An exception in the sounddevice callback (here the task's fallback for a late block) ends the stream as
+    Ctrl-C does (the files complete, with what was streamed), then one error line and status 1; not a cffi
+    traceback and status 0."""
+    _, path = tiny_model
+    rec, save = tmp_path / "rec.wav", tmp_path / "out.wav"
+    proc, err, _ = device.play(["fragile", "--model", path, "--extra-load-ms", 20, "--duration", 2.0,
+                                "--record", rec, "--save", save], voice(2.0), timeout=120)
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err and "cffi" not in err, err
+    lines = err.strip().splitlines()
+    assert lines[-1] == "error: streaming failed: RuntimeError: the fallback broke (the stream stopped there; "\
+                        "the files hold what it produced)", err
+    assert [line for line in lines if line.startswith("error:")] == lines[-1:]
+    latency, _ = latencies(err)
+    assert 0 < sf.info(rec).frames < 32000  # ended at the failure, long before --duration
+    assert sf.info(save).frames == sf.info(rec).frames + latency
+    assert not list(tmp_path.glob(".*.tmp*"))
 
 
 def test_save_without_a_suffix_is_wav_and_no_files_at_all_is_fine(device, tiny_model, tmp_path):

@@ -16,6 +16,7 @@ import soundfile as sf
 import torch
 from tiny_model import save_tiny, save_tiny_dance, tiny_dance
 
+from audiokit.audio.dc import remove_dc
 from audiokit.cli.main import main
 from audiokit.hub import registry
 from audiokit.models.dance import DanceGenerator
@@ -88,7 +89,7 @@ def test_streamed_poses_equal_offline_in_blocks_of_any_size():
     model = tiny_dance()
     wav = music(2.0)
     for style in (None, "auto"):
-        offline = model.dance(wav, style)  # [50, 23, 3]
+        offline = model.dance(remove_dc(wav, 16000), style)  # [50, 23, 3]: the model never hears an offset
         adapter = DanceAdapter(model, style=style)
         assert adapter.output == OutputSpec.frames(25, (23, 3))
         for sizes in ([160], np.random.default_rng(1).integers(1, 1500, 100)):  # 10 ms blocks, random ones
@@ -120,7 +121,7 @@ def test_stream_dance_from_a_file_sends_every_pose_over_osc_and_saves_it(dance_f
         assert main(["stream", "dance", "--input", str(song), "--model", str(dance_file), "--style", "auto",
                      "--osc", f"127.0.0.1:{server.port}", "--save", str(bvh), "--save", str(npz)]) == 0
         messages = server.wait_for(30)
-    expected = tiny_dance().dance(wav, "auto")
+    expected = tiny_dance().dance(remove_dc(wav, 16000), "auto")
     check_poses(messages, expected)
     saved = np.load(npz)
     np.testing.assert_allclose(saved["frames"][0], expected, rtol=0, atol=1e-5 * np.abs(expected).max())
@@ -133,11 +134,42 @@ def test_stream_dance_from_a_file_sends_every_pose_over_osc_and_saves_it(dance_f
     with OSCServer() as server:
         assert main(["stream", "dance", "--input", str(song), "--model", str(dance_file), "--duration", "0.4",
                      "--osc", f"localhost:{server.port}", "--osc-address", "/body/joints"]) == 0
-        check_poses(server.wait_for(10), tiny_dance().dance(wav[:6400]), "/body/joints")
+        check_poses(server.wait_for(10), tiny_dance().dance(remove_dc(wav[:6400], 16000)), "/body/joints")
         assert main(["stream", "dance", "--input", str(song), "--model", str(dance_file),
                      "--osc", f"127.0.0.1:{server.port}", "--save", str(bvh)]) == 1
         assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: {bvh}: exists, use --force"
         assert len(server.wait_for(11, timeout=0.3)) == 10
+
+
+def test_a_motion_file_that_cannot_be_written_is_said_before_the_stream(dance_file, tmp_path, capsys):
+    """A --save BVH/MP4/GIF is written when the stream ends: a folder where it cannot be is said at the start (as
+    for the .npz and audio files, opened at once), not after the whole stream; no folder is left made."""
+    song = tmp_path / "song.wav"
+    sf.write(song, music(0.4), 16000)
+    (tmp_path / "afile").write_text("x")
+    for save in (tmp_path / "afile" / "x.bvh", tmp_path / "afile" / "sub" / "x.mp4"):
+        assert main(["stream", "dance", "--input", str(song), "--model", str(dance_file), "--save", str(save)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {save}: ") and err.count("\n") == 1, err  # no "stream dance: ..." line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "song.wav"]
+
+
+def test_the_saved_files_of_a_stream_are_written_all_or_none(dance_file, tmp_path, capsys, monkeypatch):
+    """One --save file that cannot be written (a full disk while the video is encoded) takes the others back (the
+    BVH, the frames), as audiokit dance does: a stream that fails leaves no output files."""
+    song = tmp_path / "song.wav"
+    sf.write(song, music(0.4), 16000)
+
+    def full(path, frames, fps, audio=None, palette=None):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("audiokit.motion.render._encode", full)
+    saves = [tmp_path / "dance.bvh", tmp_path / "dance.mp4", tmp_path / "dance.npz"]
+    assert main(["stream", "dance", "--input", str(song), "--model", str(dance_file),
+                 *[arg for path in saves for arg in ("--save", str(path))]]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"error: {saves[1]}: cannot write (no space left on device)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["song.wav"]  # nothing, not even temporary files
 
 
 @pytest.mark.parametrize("options, problem", [
@@ -173,6 +205,8 @@ def test_stream_dance_needs_a_dance_model(tmp_path, capsys, monkeypatch):
     assert main(["stream", "dance", "--input", str(song)]) == 1
     assert capsys.readouterr().err == ("error: no default dance model is shipped yet; name one with --model "
                                        "(or model=)\n")
+    assert main(["stream", "dance", "--input", str(song), "--model", "no_such_model"]) == 1
+    assert capsys.readouterr().err.startswith("error: no_such_model: unknown model 'no_such_model'; known: ")
     frcrn = save_tiny(tmp_path / "frcrn.safetensors")
     assert main(["stream", "dance", "--input", str(song), "--model", str(frcrn)]) == 1
     assert capsys.readouterr().err.startswith(f"error: {frcrn}: FRCRN is not a dance generator")
@@ -196,10 +230,25 @@ def test_stream_dance_through_the_sound_device_sends_the_offline_poses(dance_fil
     assert played is None  # poses are not played
     recorded, _ = sf.read(rec, dtype="float32")
     assert len(recorded) == 10240
-    check_poses(messages, tiny_dance().dance(recorded))
+    check_poses(messages, tiny_dance().dance(remove_dc(recorded, 16000)))
     assert read_bvh(bvh).frames == 16
     assert re.search(r"stream dance: 16000 Hz .* latency \d+ samples .* \+ model 1184", err), err
     assert "frames 16 | OSC sent 16" in err[err.index("done:"):]
+
+
+def test_the_saved_files_of_a_live_stream_are_written_all_or_none(dance_file, tmp_path):
+    pytest.importorskip("sounddevice")
+    from test_realtime_device import Device, voice
+
+    device, out = Device(tmp_path), tmp_path / "out"
+    out.mkdir()
+    saves = [out / "dance.bvh", out / "dance.mp4", out / "dance.npz"]
+    proc, err, _ = device.play(["dance", "--model", dance_file, "--overload", "wait", "--duration", 0.3,
+                                "--record", out / "rec.wav", *[arg for path in saves for arg in ("--save", path)]],
+                               voice(0.3, seed=5), timeout=120, FULL_DISK_FOR_VIDEOS="1")
+    assert proc.returncode == 1, err
+    assert err.strip().splitlines()[-1] == f"error: {saves[1]}: cannot write (no space left on device)", err
+    assert list(out.iterdir()) == []  # the stream failed: no outputs, no temporary files
 
 
 @pytest.mark.slow

@@ -195,6 +195,15 @@ def test_ddp_two_cpu_processes(data, tmp_path):
     assert sorted((out / "save").glob("CKPT+*"))
 
 
+def test_relative_data_folders_are_taken_from_the_working_directory(data, tmp_path, monkeypatch):
+    """As --output_folder is (issue 18): not from the recipe's folder, nor site-packages for a wheel."""
+    monkeypatch.chdir(tmp_path)
+    options = overrides(data, "run")
+    options[options.index("--speech_folders") + 1] = "[nospeech]"
+    with pytest.raises(FileNotFoundError, match=re.escape(f"{tmp_path / 'nospeech'}: data folder not found")):
+        train(RECIPE, options)
+
+
 def test_run_options_in_the_recipe_apply_unless_given_on_the_command_line():
     from audiokit.tasks.train import parse_overrides, recipe_run_options
     recipe = Path(__file__).resolve().parents[1] / "recipes/enhancement/frcrn_causal_small.yaml"

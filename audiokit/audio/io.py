@@ -63,7 +63,7 @@ def open_audio(path: str | os.PathLike) -> sf.SoundFile:
     try:
         mode = path.stat().st_mode
         if not stat.S_ISREG(mode):  # reading a FIFO or a device could wait, or go on, forever
-            raise AudioError(path, f"not a regular file (a {_file_kind(mode)})")
+            raise AudioError(path, f"not a regular file (a {file_kind(mode)})")
         if path.stat().st_size == 0:
             raise AudioError(path, "is empty (0 bytes)")
         with open(path, "rb"):  # the cause of a failure (permission denied, ...), which libsndfile does not give
@@ -86,7 +86,7 @@ def open_audio(path: str | os.PathLike) -> sf.SoundFile:
     return f
 
 
-def _file_kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
     """What a file that is not a regular file is, from its ``st_mode``."""
     kinds = {stat.S_ISFIFO: "FIFO", stat.S_ISCHR: "character device", stat.S_ISBLK: "block device",
              stat.S_ISSOCK: "socket"}
@@ -355,6 +355,10 @@ def format_of(path: Path) -> str:
     return name
 
 
+#: what ``-`` as an input file name gets (it is no file; standard input is not read)
+STDIN_REFUSED = "not a regular file (standard input is not read: name the audio file)"
+
+
 def find_audio_files(
     inputs: Iterable[str | os.PathLike], on_missing: Callable[[AudioError], None] | None = None
 ) -> list[Path]:
@@ -379,7 +383,7 @@ def find_audio_files(
         path = Path(text)
         unreadable: list[AudioError] = []
         if text == "-":
-            report(AudioError(text, "not a regular file (standard input is not read: name the audio file)"))
+            report(AudioError(text, STDIN_REFUSED))
             continue
         if path.is_dir():
             matches = sorted(p for p in _files_under(path, unreadable.append) if _is_audio(p))

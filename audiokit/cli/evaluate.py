@@ -44,10 +44,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Score the folders, print a table (or JSON) on stdout and error lines on stderr; 1 if any file failed."""
     evaluate_dance.check_options(args)
-    if args.dance:
-        result = evaluate_dance.run(args)
+    errors = []
+
+    def report(error: Exception) -> None:
+        errors.append(error)
+        print(f"error: {one_line(error)}", file=sys.stderr)
+
+    if args.dance:  # a dance that cannot be scored: one line, left out of every row, status 1
+        result = evaluate_dance.run(args, on_error=report)
         print(json.dumps(_json_safe(result), indent=2) if args.json else evaluate_dance.format_table(result))
-        return 0
+        return 1 if errors else 0
     if args.clean is None or args.estimate is None:
         raise AudiokitError("--clean DIR and --estimate DIR are needed (or --dance)")
     # imported here: the metrics pull in scipy.signal (most of a second) that other commands never need
@@ -66,12 +72,6 @@ def run(args: argparse.Namespace) -> int:
         from audiokit.metrics.dnsmos import Dnsmos
 
         dnsmos = Dnsmos(args.dnsmos)
-    errors = []
-
-    def report(error: Exception) -> None:
-        errors.append(error)
-        print(f"error: {one_line(error)}", file=sys.stderr)
-
     if args.separated:
         scores = score_separated_folders(args.clean, args.estimate, args.mixture, on_error=report)
     else:

@@ -65,6 +65,7 @@ def generator(args: argparse.Namespace):
         return None
     import torch
 
+    from audiokit.audio.dc import remove_dc
     from audiokit.audio.resample import resample
     from audiokit.cli.batch import naming_model
     from audiokit.errors import FileError, ModelError
@@ -82,7 +83,8 @@ def generator(args: argparse.Namespace):
     def generate(clip):
         chosen = {"any": None, "known": clip.style}.get(style, style) if model.num_styles else None
         with torch.inference_mode():
-            return model.dance(resample(clip.audio, clip.sample_rate, model.sample_rate), style=chosen)
+            music = remove_dc(clip.audio, clip.sample_rate)  # as audiokit dance and stream dance give it
+            return model.dance(resample(music, clip.sample_rate, model.sample_rate), style=chosen)
 
     return generate
 
@@ -101,13 +103,14 @@ def _bvh_motion(folder: Path):
     return generate
 
 
-def run(args: argparse.Namespace) -> dict:
-    """Score the dances of ``args``; the result of ``evaluate_dances``."""
+def run(args: argparse.Namespace, on_error=None) -> dict:
+    """Score the dances of ``args``; the result of ``evaluate_dances`` (a dance that cannot be scored is handed to
+    ``on_error`` and left out of every row)."""
     from audiokit.metrics.dance_eval import evaluate_dances
     from audiokit.motion.dance_data import TEST_DANCES
 
     return evaluate_dances(args.data or DEFAULT_DATA, args.dances or TEST_DANCES, generator(args),
-                           window_s=args.window or 10.0)
+                           window_s=args.window or 10.0, on_error=on_error)
 
 
 def format_table(result: dict) -> str:

@@ -78,12 +78,25 @@ def _chosen_rate(sd, args, devices, model_rate: int, no_play: bool) -> int:
         return int(sd.query_devices(devices[0], "input")["default_samplerate"])
 
 
-def open_stream(sd, kind, rate, block, devices, no_play, callback, finished):
-    """A started-on-enter sounddevice stream calling ``callback(indata, outdata|None, frames, time, status)``."""
+def open_stream(sd, kind, rate, block, devices, no_play, callback, finished, failed):
+    """A started-on-enter sounddevice stream calling ``callback(indata, outdata|None, frames, time, status)``.
+
+    An exception escaping ``callback`` would otherwise be printed by cffi as a traceback and the stream aborted
+    as if it had ended well (``finished`` runs either way): it is handed to ``failed(exc)`` instead, and the stream
+    aborted (``sd.CallbackStop`` and ``sd.CallbackAbort`` keep their meaning)."""
+    def guarded(indata, outdata, frames, time_info, status):
+        try:
+            callback(indata, outdata, frames, time_info, status)
+        except (sd.CallbackStop, sd.CallbackAbort):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread, which then ends the stream
+            failed(exc)
+            raise sd.CallbackAbort from None
+
     if no_play:
         def wrapped(indata, frames, time_info, status):
-            callback(indata, None, frames, time_info, status)
+            guarded(indata, None, frames, time_info, status)
     else:
-        wrapped = callback
+        wrapped = guarded
     return kind(samplerate=rate, blocksize=block, device=devices, channels=1, dtype="int16", latency="low",
                 callback=wrapped, finished_callback=finished)

@@ -9,7 +9,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from audiokit.audio.io import format_of
+from audiokit.audio.io import Placement, format_of
 from audiokit.blocks import FRAMES_SUFFIX, OutputFiles, check_targets, file_identity
 from audiokit.errors import AudioError
 from audiokit.streaming.outputs import OutputSpec
@@ -78,14 +78,17 @@ class Taps:
         for k in range(self.first_save, len(self.limits)):
             self.limits[k] = length
 
-    def close(self, keep: bool = True) -> None:
+    def close(self, keep: bool = True, placement: Optional[Placement] = None) -> None:
         """Write what is queued, then put the files in place (``keep``) or delete them; AudioError (files
-        deleted) when a write failed."""
+        deleted) when a write failed. ``placement``: one that put the run's other outputs in place (motion
+        files), withdrawn when these cannot be."""
         self._queue.put(None)
         self._thread.join()
         if keep and self.error is None:
-            self.files.commit()
+            self.files.commit(placement)
             return
+        if placement is not None:
+            placement.withdraw()
         self.files.discard()
         if keep and isinstance(self.error, AudioError):  # it names the file and the cause
             raise self.error

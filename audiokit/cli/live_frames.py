@@ -12,6 +12,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from audiokit.audio.io import Placement
 from audiokit.errors import AudiokitError
 from audiokit.streaming.adapters import TaskAdapter
 from audiokit.streaming.osc import FrameSender
@@ -24,9 +25,13 @@ class MotionSaves:
     """Poses ``[n, 23, 3]`` (cm) collected as they come (:meth:`put`), written to ``paths`` by :meth:`save` at the
     end: ``.bvh`` (:func:`~audiokit.motion.bvh.write_bvh`), ``.mp4`` or ``.gif``
     (:func:`~audiokit.motion.render.render`), each atomically (a failure leaves no file). An MP4 gets the input as
-    its soundtrack: :meth:`hear` keeps the input blocks (in memory, float32) when one is asked for."""
+    its soundtrack: :meth:`hear` keeps the input blocks (in memory, float32) when one is asked for. Where a file
+    cannot be written (:func:`~audiokit.motion.files.check_writable`) is said on construction (MotionFileError)."""
 
     def __init__(self, paths: List[Path], fps: float, force: bool = False):
+        from audiokit.motion.files import check_writable
+
+        check_writable(paths)  # written only when the stream ends: a folder that cannot take them is said now
         self.paths, self.fps, self.force = paths, fps, force
         self.parts: List[np.ndarray] = []
         self.music: Optional[List[np.ndarray]] = [] if any(p.suffix.lower() == ".mp4" for p in paths) else None
@@ -39,26 +44,27 @@ class MotionSaves:
         if self.music is not None:
             self.music.append(np.array(samples, np.float32))
 
-    def save(self, rate: int) -> List[Path]:
-        """Write every file (the music at ``rate`` Hz); the paths written. AudiokitError when no pose was made."""
+    def save(self, rate: int, placement: Optional[Placement] = None) -> List[Path]:
+        """Write every file (the music at ``rate`` Hz), all or none
+        (:func:`~audiokit.motion.files.write_together`, through ``placement`` when given: the run's other
+        outputs are put in place with it); the paths written. AudiokitError when no pose was made."""
         if not self.paths:
             return []
         positions = np.concatenate(self.parts) if self.parts else np.zeros((0, 23, 3), np.float32)
         if not len(positions):
             raise AudiokitError(f"{self.paths[0]}: not written, no pose was generated (the stream ended before its "
                                 "first motion frame)")
-        from audiokit.motion.bvh import write_bvh
-        from audiokit.motion.render import render
+        from audiokit.motion.bvh import bvh_writer
+        from audiokit.motion.files import write_together
+        from audiokit.motion.render import video_writer
 
         music = np.concatenate(self.music) if self.music else None
+        writes = []
         for path in self.paths:
-            if path.suffix.lower() == ".bvh":
-                write_bvh(path, positions, self.fps, force=self.force)
-            else:
-                mp4 = path.suffix.lower() == ".mp4"
-                render(path, positions, self.fps, audio=music if mp4 else None, sample_rate=rate if mp4 else None,
-                       force=self.force)
-        return self.paths
+            mp4 = path.suffix.lower() == ".mp4"
+            writes.append((path, bvh_writer(positions, self.fps) if path.suffix.lower() == ".bvh" else
+                           video_writer(path, positions, self.fps, music if mp4 else None, rate if mp4 else None)))
+        return write_together(writes, self.force, placement=placement)
 
 
 class FrameOutputs:

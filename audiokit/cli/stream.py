@@ -21,17 +21,19 @@ import os
 import signal
 import sys
 import threading
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
 
+from audiokit.audio.io import STDIN_REFUSED, Placement
 from audiokit.cli.batch import naming_model
 from audiokit.cli.live_devices import check_devices, device_index, device_rate, open_stream, sounddevice_module
 from audiokit.cli.live_files import Taps, check_outputs, save_paths
 from audiokit.cli.live_frames import MOTION_SUFFIXES, FrameOutputs, MotionSaves
-from audiokit.errors import AudiokitError, ModelKindError
+from audiokit.errors import AudioError, AudiokitError, ModelKindError, one_line
 from audiokit.hub.pretrained import load_model
 from audiokit.hub.registry import DEFAULT_MODELS, default_model
 from audiokit.motion.dance_data import STYLES
@@ -54,7 +56,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, metavar="FILE", help="weights to load instead of the pretrained ones")
     p.add_argument("--list-devices", action="store_true", help="list the audio devices and exit")
     p.add_argument("--input-device", metavar="ID|NAME", help="capture device (default: the system default)")
-    p.add_argument("--input", type=Path, metavar="FILE",
+    p.add_argument("--input", metavar="FILE",
                    help="tasks emitting frames (classify, dance): an audio file as the input instead of a device, "
                         "channels mixed down, read as fast as the model goes (--realtime: at its own pace)")
     p.add_argument("--realtime", action="store_true", help="--input: read the file at its own pace")
@@ -153,6 +155,9 @@ def run(args: argparse.Namespace) -> int:
         _check_options(args)
         if args.input is not None:
             from audiokit.cli.stream_file import stream_file
+            if args.input == "-":  # said as enhance says it (a file named so is ./-)
+                raise AudioError(args.input, STDIN_REFUSED)
+            args.input = Path(args.input)
             return stream_file(args, *_prepare(args, inputs=[args.input]))
     sd = sounddevice_module()
     try:
@@ -170,7 +175,8 @@ def _prepare(args: argparse.Namespace, inputs=()) -> tuple:
     checked (none of them one of ``inputs``), the OSC sender ready; AudiokitError for what cannot work."""
     torch.set_num_threads(args.threads)
     model_name = args.model or default_model(args.task)
-    model = load_model(model_name, checkpoint=args.checkpoint)
+    with naming_model(model_name):  # as enhance names it
+        model = load_model(model_name, checkpoint=args.checkpoint)
     rate_guess = int(getattr(model, "sample_rate", 16000))
     ms = lambda v: None if v is None else round(v * rate_guess / 1000)  # noqa: E731
     options = {name: getattr(args, name) for name in ADAPTERS[args.task].options}
@@ -205,7 +211,8 @@ def _stream(sd, args: argparse.Namespace) -> int:
 
     rate = device_rate(sd, args, devices, adapter.sample_rate, no_play)
     block = max(1, round(rate * args.block_ms / 1000))
-    make_pipeline = lambda: BlockPipeline(adapter.open, rate, adapter.sample_rate, output, block=block)  # noqa: E731
+    make_pipeline = lambda: BlockPipeline(adapter.open, rate, adapter.sample_rate, output, block=block,  # noqa: E731
+                                          dc_free=adapter.dc_free)
     pipeline = make_pipeline()
     worst = worst_block_seconds(make_pipeline, pipeline.latency + rate)  # also warms the model up
     delay_blocks = args.delay_blocks or delay_blocks_for(worst, block / rate)
@@ -222,6 +229,7 @@ def _stream(sd, args: argparse.Namespace) -> int:
     taps: Optional[Taps] = None
     interactive, interrupted, finished = sys.stderr.isatty(), False, False
     motion = sinks.motion
+    failures: list = []  # what went wrong in the audio callback (or the tail): ends the stream as Ctrl-C does
 
     def callback(indata, outdata, frames, time_info, status):
         if status.input_overflow or status.output_underflow:
@@ -229,12 +237,12 @@ def _stream(sd, args: argparse.Namespace) -> int:
         seq = engine.counters.blocks
         block_in = indata[:, 0].astype(np.float32) / 32768  # 16-bit: what every device and the file plugin take
         out = engine.exchange(block_in)
+        taps.put(seq, block_in, out)  # first: the files keep this block whatever fails below
         if output.is_audio or out.shape[1]:
             last_out[0] = out  # the latest frames, for the report
         sinks.put(out)
         if motion is not None:
             motion.hear(block_in)
-        taps.put(seq, block_in, out)
         if outdata is not None:
             outdata[:, 0] = np.clip(np.rint(out[speaker] * 32768), -32768, 32767)
         if limit is not None and engine.counters.blocks >= limit:
@@ -243,7 +251,7 @@ def _stream(sd, args: argparse.Namespace) -> int:
     try:
         kind = sd.InputStream if no_play else sd.Stream
         stream = open_stream(sd, kind, rate, block, devices[0] if no_play else devices, no_play, callback,
-                             done.set)  # the device is opened before any output file
+                             done.set, failures.append)  # the device is opened before any output file
     except (ValueError, sd.PortAudioError) as exc:
         raise AudiokitError(f"audio device: {' '.join(str(exc).split())}") from None
     print(f"stream {args.task}: {rate} Hz (model {adapter.sample_rate} Hz), "
@@ -281,10 +289,11 @@ def _stream(sd, args: argparse.Namespace) -> int:
                 captured = engine.counters.blocks * block  # input samples
                 length = captured + latency if output.is_audio else math.ceil(captured * output.frame_rate / rate)
                 sinks.limit = None if output.is_audio else length
-                _finish(engine, taps, bool(saves) or sinks.wanted, block, latency, length, keep=finished,
-                        on_out=sinks.put)
-                if finished and engine.error is None and motion is not None:
-                    motion.save(rate)
+                tail_failure = _finish(engine, taps, bool(saves) or sinks.wanted, block, latency, length,
+                                       keep=finished, on_out=sinks.put,
+                                       save_motion=None if motion is None else partial(motion.save, rate))
+                if tail_failure is not None and not failures:
+                    failures.append(tail_failure)
         finally:
             engine.stop()
             sinks.close()
@@ -294,29 +303,47 @@ def _stream(sd, args: argparse.Namespace) -> int:
     if engine.error is not None:
         raise AudiokitError(f"model failed during streaming: {engine.error}")
     sinks.drain(end=True)
-    print(("interrupted: " if interrupted else "") + "done: " + summary
+    print(("stopped: " if failures else "interrupted: " if interrupted else "") + "done: " + summary
           + ("" if output.is_audio else sinks.summary())
           + (f" | writer dropped {taps.dropped}" if taps.dropped else ""), file=sys.stderr)
+    if failures:
+        kept = "; the files hold what it produced" if saves or args.record or motion is not None else ""
+        raise AudiokitError(f"streaming failed: {one_line(failures[0])} (the stream stopped there{kept})")
     return 0
 
 
 def _finish(engine: BlockEngine, taps: Taps, tail: bool, block: int, latency: int, length: int,
-            keep: bool, on_out=None) -> None:
+            keep: bool, on_out=None, save_motion=None) -> Optional[Exception]:
     """With ``tail`` (--save files, or a task's events), run the delayed tail (the device is gone: the engine waits
     for the model): the --save files get ``length`` samples or frames in all, ``on_out`` every tail output;
-    then put every file in place (``keep``) or delete them."""
-    captured = engine.counters.blocks
+    then put every file in place (``keep``: ``save_motion(placement)`` first, the motion files, and the others
+    through the same placement, all or none) or delete them. An exception of the tail's own (the code the audio
+    callback runs) ends the tail there, the files kept as they are; it is returned."""
+    captured, failure = engine.counters.blocks, None
     engine.policy = "wait"
     taps.limit_saves(length)
     if keep and tail:
         for i in range(math.ceil(latency / block)):
             if engine.error is not None:
                 break  # the model failed: the files go
-            out = engine.exchange(np.zeros(block, np.float32))
-            taps.put(captured + i, None, out)
-            if on_out is not None:
-                on_out(out)
-    taps.close(keep and engine.error is None)
+            try:
+                out = engine.exchange(np.zeros(block, np.float32))
+                taps.put(captured + i, None, out)
+                if on_out is not None:
+                    on_out(out)
+            except Exception as exc:  # noqa: BLE001 - reported by the caller
+                failure = exc
+                break
+    keep = keep and engine.error is None
+    placement = Placement(taps.files.replace)
+    if keep and save_motion is not None:
+        try:
+            save_motion(placement)  # (withdrawn by itself when it fails)
+        except BaseException:
+            taps.close(False)
+            raise
+    taps.close(keep, placement)
+    return failure
 
 
 def _main_thread() -> bool:

@@ -20,6 +20,7 @@ from typing import List
 
 import numpy as np
 
+from audiokit.audio.io import Placement
 from audiokit.blocks import OutputFiles, open_blocks
 from audiokit.cli.live_frames import FrameOutputs
 from audiokit.errors import AudiokitError, one_line
@@ -35,7 +36,7 @@ def stream_file(args: argparse.Namespace, adapter: TaskAdapter, saves: List, fra
                             "FILE)")
     rate, _, blocks = open_blocks(args.input, args.block_ms / 1000)
     block = max(1, int(args.block_ms / 1000 * rate))  # as open_blocks reads them
-    pipeline = BlockPipeline(adapter.open, rate, adapter.sample_rate, output, block=block)
+    pipeline = BlockPipeline(adapter.open, rate, adapter.sample_rate, output, block=block, dc_free=adapter.dc_free)
     files = OutputFiles(saves, rate, 1, output, replace=args.force) if saves else None
     print(f"stream {args.task}: {rate} Hz (model {adapter.sample_rate} Hz), file {args.input}, block {block} "
           f"({1e3 * block / rate:.1f} ms), latency {pipeline.latency} samples ({1e3 * pipeline.latency / rate:.1f} "
@@ -71,10 +72,11 @@ def stream_file(args: argparse.Namespace, adapter: TaskAdapter, saves: List, fra
                 print(("\r" + line) if frames.interactive else line, end="" if frames.interactive else "\n",
                       file=sys.stderr, flush=True)
         put(_model(lambda _: pipeline.flush(), None))
-        if files is not None:
-            files.commit()
+        placement = Placement(args.force)  # every --save file in place, or none
         if frames.motion is not None:
-            frames.motion.save(rate)
+            frames.motion.save(rate, placement)
+        if files is not None:
+            files.commit(placement)
         done = True
     finally:
         blocks.close()

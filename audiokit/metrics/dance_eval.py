@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from audiokit.errors import MotionFileError
+from audiokit.errors import AudiokitError, MotionFileError
 from audiokit.metrics.dance import PER_MOTION, ROOT_JOINTS, music_beats, score_motion
 from audiokit.metrics.dance_features import diversity, frechet_distance, geometric_features, kinetic_features, windows
 from audiokit.motion.dance_data import TEST_DANCES, DanceClip, find_dances, read_dance, style_of
@@ -103,13 +103,24 @@ def partners(evaluated: list[Path], folders: list[Path]) -> list[Path]:
 
 
 def evaluate_dances(root, dances=TEST_DANCES, generate: Callable[[DanceClip], np.ndarray] | None = None,
-                    window_s: float = 10.0, seed: int = 0) -> dict:
+                    window_s: float = 10.0, seed: int = 0,
+                    on_error: Callable[[AudiokitError], None] | None = None) -> dict:
     """Score the ``dances`` (folder names) under ``root`` (see the module docstring). ``generate(clip)`` gives
     the generated motion ``[T, 23, 3]`` (cm, at the clip's fps) for a dance; without it that row is left out.
+
+    A dance that cannot be scored (its folder, its music, its partner's motion or its generated motion is bad:
+    an AudiokitError) or a reference dance that cannot be read is handed to ``on_error`` and left out of every
+    row (so that all rows still cover the same dances), or raised when ``on_error`` is None; MotionFileError when
+    no dance is left to score.
 
     Returns ``{"rows": {row: {figure: value}}, "dances": {dance: {"music_beats_per_s", row: {...}}},
     "reference": {"dances": [...], "windows": N}, "windows": {row: N}}`` (figures: :data:`PER_MOTION`,
     :data:`PER_SET`)."""
+    def failed(error: AudiokitError) -> None:
+        if on_error is None:
+            raise error
+        on_error(error)
+
     folders = find_dances(root)
     by_name = {f.name: f for f in folders}
     missing = [d for d in dances if d not in by_name]
@@ -122,24 +133,33 @@ def evaluate_dances(root, dances=TEST_DANCES, generate: Callable[[DanceClip], np
     features = {r: ([], []) for r in rows}
     per_dance = {}
     for number, (folder, partner) in enumerate(zip(evaluated, paired)):
-        clip = read_dance(folder)
-        beats = dance_beats(clip, folder)
-        real = clip.positions
-        motions = {"real": real, "another song": another_song(read_dance(partner, audio=False).positions, len(real)),
-                   "random": random_motion(real, clip.fps, seed + number), "frozen": frozen(real)}
-        if generate is not None:
-            motions["generated"] = np.asarray(generate(clip))
-        per_dance[clip.name] = {"music_beats_per_s": len(beats) / clip.duration, "another_song": partner.name}
-        for row in rows:
-            row_scores = score_motion(motions[row], clip.fps, beats)
+        try:
+            clip = read_dance(folder)
+            beats = dance_beats(clip, folder)
+            real = clip.positions
+            motions = {"real": real,
+                       "another song": another_song(read_dance(partner, audio=False).positions, len(real)),
+                       "random": random_motion(real, clip.fps, seed + number), "frozen": frozen(real)}
+            if generate is not None:
+                motions["generated"] = np.asarray(generate(clip))
+            dance = {"music_beats_per_s": len(beats) / clip.duration, "another_song": partner.name}
+            found = {row: (score_motion(motions[row], clip.fps, beats), motion_features(motions[row], clip.fps,
+                                                                                         window_s)) for row in rows}
+        except AudiokitError as exc:  # this dance is left out of every row
+            failed(exc)
+            continue
+        per_dance[clip.name] = dance
+        for row, (row_scores, (kinetic, geometric)) in found.items():
             per_dance[clip.name][row] = row_scores
             scores[row].append(row_scores)
-            kinetic, geometric = motion_features(motions[row], clip.fps, window_s)
             features[row][0].append(kinetic)
             features[row][1].append(geometric)
+    if not per_dance:
+        raise MotionFileError(root, "no dance could be scored")
     reference_folders = [f for f in folders if f not in evaluated and f not in paired]
-    reference = _reference_features(reference_folders, window_s) if reference_folders else \
-        (np.concatenate(features["real"][0]), np.concatenate(features["real"][1]))
+    reference_folders, reference = _reference_features(reference_folders, window_s, failed)
+    if not reference_folders:
+        reference = (np.concatenate(features["real"][0]), np.concatenate(features["real"][1]))
     table = {}
     for row in rows:
         table[row] = {name: _mean([s[name] for s in scores[row]]) for name in PER_MOTION}
@@ -147,18 +167,25 @@ def evaluate_dances(root, dances=TEST_DANCES, generate: Callable[[DanceClip], np
         table[row].update(fid_k=frechet_distance(kinetic, reference[0]), div_k=diversity(kinetic, reference[0]),
                           fid_g=frechet_distance(geometric, reference[1]), div_g=diversity(geometric, reference[1]))
     return {"rows": table, "dances": per_dance, "windows": {r: int(sum(len(k) for k in features[r][0])) for r in rows},
-            "reference": {"dances": [f.name for f in reference_folders] or [f.name for f in evaluated],
+            "reference": {"dances": [f.name for f in reference_folders] or list(per_dance),
                           "windows": len(reference[0]), "window_s": window_s}}
 
 
-def _reference_features(folders: list[Path], window_s: float) -> tuple[np.ndarray, np.ndarray]:
-    kinetic, geometric = [], []
+def _reference_features(folders: list[Path], window_s: float, failed: Callable[[AudiokitError], None]) -> tuple:
+    """``(the folders read, (kinetic, geometric) features of their windows, or None without any))``; a folder
+    that cannot be read is handed to ``failed`` and left out."""
+    kinetic, geometric, read = [], [], []
     for folder in folders:
-        clip = read_dance(folder, audio=False)
-        k, g = motion_features(clip.positions, clip.fps, window_s)
+        try:
+            clip = read_dance(folder, audio=False)
+            k, g = motion_features(clip.positions, clip.fps, window_s)
+        except AudiokitError as exc:
+            failed(exc)
+            continue
         kinetic.append(k)
         geometric.append(g)
-    return np.concatenate(kinetic), np.concatenate(geometric)
+        read.append(folder)
+    return read, ((np.concatenate(kinetic), np.concatenate(geometric)) if read else None)
 
 
 def _mean(values: list[float]) -> float:

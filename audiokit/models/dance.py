@@ -25,6 +25,7 @@ generation; :meth:`step` the streaming one (one pose per spectrum frame, the sta
 """
 from __future__ import annotations
 
+import math
 from typing import Optional, Tuple
 
 import numpy as np
@@ -65,6 +66,11 @@ class DanceGenerator(StreamingModule):
         super().__init__()
         if encoder not in ("lstm", "fsmn"):
             raise ValueError(f"encoder must be 'lstm' or 'fsmn', not {encoder!r}")
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps < math.inf:
+            raise ValueError(f"fps must be a positive number, not {fps!r}")
+        if isinstance(sample_rate, (int, float)) and sample_rate > 0 and \
+                abs(sample_rate / fps - round(sample_rate / fps)) > 1e-6:  # (other rates: the loader's rate check)
+            raise ValueError(f"{fps:g} frames per second are not whole samples at {sample_rate} Hz")
         conv_channels = [int(c) for c in conv_channels]
         self.config = dict(sample_rate=sample_rate, fps=fps, n_fft=n_fft, hop_length=hop_length, context=context,
                            conv_channels=conv_channels, hidden=hidden, encoder=encoder,

@@ -48,6 +48,7 @@ from typing import Callable
 
 import numpy as np
 
+from audiokit.audio.io import file_kind
 from audiokit.errors import MotionError, MotionFileError
 from audiokit.motion.files import replace_atomically
 from audiokit.motion.rotations import axis_rotation, euler_to_matrix, frame, matrix_to_euler_zyx, normalize, swing
@@ -308,8 +309,10 @@ _CHANNEL = re.compile(r"^[XYZxyz](position|rotation)$", re.IGNORECASE)
 def read_bvh(path: str | os.PathLike) -> Bvh:
     """Parse a BVH file; MotionFileError (one line, with the line number) for anything malformed."""
     path = Path(path)
-    if not path.is_file():
-        raise MotionFileError(path, "no such file" if not path.exists() else "is not a file")
+    if not path.is_file():  # (a FIFO or a device could be read forever)
+        problem = "no such file" if not path.exists() else "is a folder, not a BVH file" if path.is_dir() else \
+            f"not a regular file (a {file_kind(path.stat().st_mode)})"
+        raise MotionFileError(path, problem)
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:

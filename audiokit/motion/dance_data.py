@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from audiokit.errors import MotionFileError
+from audiokit.audio.io import open_audio
+from audiokit.errors import AudioError, MotionFileError
 from audiokit.motion.skeleton import FPS, NUM_JOINTS, UP_AXIS
 
 STYLES = {"C": "cha-cha", "R": "rumba", "T": "tango", "W": "waltz"}
@@ -192,7 +193,7 @@ def read_config(folder: Path) -> dict:
 
 def find_music(folder: Path) -> Path:
     """The music file of a dance folder: ``audio.*`` (wav, flac, ogg, opus, mp3 first, then others)."""
-    found = sorted((p for p in folder.glob("audio.*") if p.is_file()),
+    found = sorted((p for p in folder.glob("audio.*") if not p.is_dir()),  # a FIFO, a broken link: said by the reader
                    key=lambda p: (AUDIO_PREFERENCE.index(p.suffix.lower()) if p.suffix.lower() in AUDIO_PREFERENCE
                                   else len(AUDIO_PREFERENCE), p.name))
     if not found:
@@ -201,10 +202,11 @@ def find_music(folder: Path) -> Path:
 
 
 def read_music(folder: Path, config: dict) -> tuple[np.ndarray, int]:
-    """The danced span of the folder's music, mono float32, and its sample rate."""
+    """The danced span of the folder's music, mono float32, and its sample rate; the music file checked as every
+    audio input is (``open_audio``: a regular file, not truncated, a sample rate a model can take, ...)."""
     path = find_music(folder)
     try:
-        with sf.SoundFile(path) as f:
+        with open_audio(path) as f:
             rate = f.samplerate
             start = int(round(config["start_position"] * rate / FPS))
             stop = int(round(config["end_position"] * rate / FPS))
@@ -215,6 +217,8 @@ def read_music(folder: Path, config: dict) -> tuple[np.ndarray, int]:
             wav = f.read(stop - start, dtype="float32", always_2d=True)
     except MotionFileError:
         raise
+    except AudioError as exc:  # (it names the file)
+        raise MotionFileError(exc.path, exc.problem) from None
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         detail = getattr(exc, "error_string", None) or str(exc)
         raise MotionFileError(path, f"not a readable audio file ({' '.join(detail.split()).rstrip('.')})") from exc

@@ -24,12 +24,14 @@ def replace_atomically(path: str | os.PathLike, write: Writer, force: bool = Fal
 
 
 def write_together(writes: Sequence[tuple[str | os.PathLike, Writer]], force: bool = False,
-                   force_hint: str = "use --force") -> list[Path]:
+                   force_hint: str = "use --force", placement: Placement | None = None) -> list[Path]:
     """Write several files all or none: ``write(tmp)`` for each ``(path, write)`` in turn, each to a temporary
     file beside its path, then all moved into place. MotionFileError naming the file if a path is a folder or
     exists (unless ``force``; also one created meanwhile: ``exists, <force_hint>``), or a writing fails with an
     OSError; then the temporary files are deleted and the files this call placed taken back, except those that
-    replaced a file under ``force`` (the old ones are gone). Creates the parent folders. Returns the paths."""
+    replaced a file under ``force`` (the old ones are gone). Creates the parent folders. Returns the paths.
+    ``placement``: the files are put in place through it (to be withdrawn with other outputs of the run, e.g.
+    ``OutputFiles.commit(placement)``); its ``replace`` then stands for ``force``."""
     paths = [Path(path) for path, _ in writes]
     for path in paths:
         if path.is_dir():
@@ -37,7 +39,7 @@ def write_together(writes: Sequence[tuple[str | os.PathLike, Writer]], force: bo
         if path.exists() and not force:
             raise MotionFileError(path, f"exists, {force_hint}")
     temporaries: list[Path] = []
-    placement = Placement(replace=force)
+    placement = Placement(replace=force) if placement is None else placement
     path = paths[0] if paths else None
     try:
         for path, (_, write) in zip(paths, writes):
@@ -59,6 +61,43 @@ def write_together(writes: Sequence[tuple[str | os.PathLike, Writer]], force: bo
             raise MotionFileError(path, f"cannot write ({os_reason(exc)})") from exc
         raise
     return paths
+
+
+def check_writable(paths: Sequence[str | os.PathLike]) -> None:
+    """MotionFileError for the first of ``paths`` that cannot be written now: its folder cannot be made, or no file
+    can be created in it (a read-only file system, permission denied, a file standing for a folder). Found by
+    making the folder and a temporary file in it, both removed again; for outputs written at the end of a long
+    run (a stream), so that this is said at its start. (A disk that fills up meanwhile is said at the end.)"""
+    for path in map(Path, paths):
+        missing, folder = [], path.parent
+        while not os.path.lexists(folder) and folder != folder.parent:
+            missing.append(folder)
+            folder = folder.parent
+        made: list[Path] = []
+        try:
+            for folder in reversed(missing):
+                folder.mkdir()
+                made.append(folder)
+        except OSError as exc:
+            _remove(made)
+            raise MotionFileError(path, f"cannot create its folder ({os_reason(exc)})") from exc
+        tmp = temporary_path(path)
+        try:
+            open(tmp, "xb").close()
+            tmp.unlink()
+        except OSError as exc:
+            raise MotionFileError(path, f"cannot write ({os_reason(exc)})") from exc
+        finally:
+            _remove(made)
+
+
+def _remove(folders: list[Path]) -> None:
+    """Remove the (empty) ``folders`` made, the deepest first."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 def _make_folder(path: Path) -> None:

@@ -12,6 +12,7 @@ Positions are [T, 23, 3] in centimetres with y up (:mod:`audiokit.motion.skeleto
 """
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import tempfile
@@ -156,9 +157,16 @@ def _encode(path: Path, frames: Iterator[np.ndarray], fps: float, audio: Path | 
             process.stdin.close()
             code = process.wait()
         log.seek(0)
-        message = " ".join(log.read().decode("utf-8", "replace").split())[-400:]
+        message = " ".join(log.read().decode("utf-8", "replace").split())
     if code != 0:
-        raise OSError(f"ffmpeg failed (exit {code}): {message or 'no message'}")
+        for cause in _SYSTEM_CAUSES:  # ffmpeg says the system's reason (strerror) in its log: keep it as such
+            if os.strerror(cause) in message:
+                raise OSError(cause, os.strerror(cause))
+        raise OSError(f"ffmpeg failed (exit {code}): {message[-400:] or 'no message'}")
+
+
+#: failures of the system that ffmpeg reports in its log, turned back into their OSError
+_SYSTEM_CAUSES = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG, errno.EIO)
 
 
 def _chain(first, rest):

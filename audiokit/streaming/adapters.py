@@ -10,6 +10,8 @@ An adapter wraps a loaded model and offers
   exact for a causal model, else windows of the model's method named after the task (``model.enhance``,
   ``model.classify``, ...);
 * ``bypass(block [B])``: what to play for a block the model could not process in time (``[S, B]``; no frames);
+* ``dc_free``: whether the model is given the input without its DC offset (``BlockPipeline(dc_free=...)``):
+  audio tasks and dance yes, the classifier no (trained on the input as it is);
 * ``describe(out)`` -> a short text for the live report from the latest output (``[S, B]`` audio or
   ``[1, n, *shape]`` frames; the classifier prints its running top class);
 * ``events(frames)`` -> what happened in the next output frames, in order (``[1, n, *shape]``; the classifier's
@@ -47,6 +49,10 @@ class TaskAdapter:
     options: tuple = ()
     reports_events = False
     motion = False
+
+    @property
+    def dc_free(self) -> bool:
+        return self.output.is_audio
 
     @property
     def osc_address(self) -> str:
@@ -162,6 +168,7 @@ class DanceAdapter(TaskAdapter):
     name = "dance"
     options = ("style",)
     motion = True
+    dc_free = True  # an offset would be heard as another song (as audiokit dance removes it)
     osc_address = "/audiokit/pose"
 
     def __init__(self, model: nn.Module, window: Optional[int] = None, overlap: Optional[int] = None,

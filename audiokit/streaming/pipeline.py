@@ -24,11 +24,13 @@ class BlockPipeline:
     """``[C, n]`` blocks at ``rate`` -> DC removed -> resampled to ``model_rate`` -> a processor ->
     ``[S, C, m, *shape]`` blocks.
 
-    A model with audio outputs (an enhancer, a separator) never sees a DC offset, which wrecks its output and is
-    not wanted back: a causal DC blocker (:class:`~audiokit.audio.dc.DCBlocker`, a 10 Hz one-pole high-pass) runs
-    on the input before it is resampled (so that no offset step reaches the resampler); being causal, it gives
-    files, arrays and live audio, in blocks of any size, the same result. Frames (a classifier's) are computed
-    from the input as it is, as the model was trained.
+    A DC offset is inaudible, but it wrecks an enhancer's output (and is not wanted back) and makes a dance
+    generator, whose spectra start at 0 Hz, dance to another song. With ``dc_free`` (the default for audio
+    outputs) the model never sees it: a causal DC blocker (:class:`~audiokit.audio.dc.DCBlocker`, a 10 Hz
+    one-pole high-pass) runs on the input before it is resampled (so that no offset step reaches the
+    resampler); being causal, it gives files, arrays and live audio, in blocks of any size, the same result.
+    Without it (the classifiers: trained on the input as it is, little moved by an offset) the model gets the
+    input as it is.
 
     Audio outputs are resampled back to ``rate`` and, over the whole stream, have exactly as many samples as
     the input (trimmed, or zero-padded at the end by :meth:`flush`). Frames are handed on as the processor
@@ -41,8 +43,9 @@ class BlockPipeline:
     """
 
     def __init__(self, open_processor: Callable[[], object], rate: int, model_rate: int, output: OutputSpec,
-                 channels: int = 1, block: Optional[int] = None):
+                 channels: int = 1, block: Optional[int] = None, dc_free: Optional[bool] = None):
         self.open_processor, self.rate, self.model_rate = open_processor, rate, model_rate
+        self.dc_free = output.is_audio if dc_free is None else dc_free
         self.output, self.channels, self.block = output, channels, block
         self.starved = 0  # live audio blocks that came out short (would mean the latency bound is wrong)
         self.latency = 0
@@ -59,7 +62,7 @@ class BlockPipeline:
     def _open(self) -> None:
         self.processor = self.open_processor()
         self._down = StreamResampler(self.rate, self.model_rate, self.channels)
-        self._dc = DCBlocker(self.rate, self.channels) if self.output.is_audio else (lambda x: x)
+        self._dc = DCBlocker(self.rate, self.channels) if self.dc_free else (lambda x: x)
         self._up: Optional[StreamResampler] = None  # audio only, made for the first output's [S, C]
         self._samples_in = self._samples_out = 0
         self._held = self._primed()  # audio resampled back beyond the input so far, [S, C, t]
