@@ -304,3 +304,22 @@ def test_every_shipped_recipe_takes_init_from():
     assert len(recipes) >= 8
     lacking = [r.name for r in recipes if not re.search(r"^init_from:", r.read_text(), re.M)]
     assert not lacking, f"recipes without init_from: {lacking}"
+
+
+@pytest.mark.parametrize("higher", [True, False])
+def test_export_takes_the_best_checkpoint_in_the_direction_the_brain_ranked_them(tmp_path, higher):
+    from speechbrain.utils.checkpoints import Checkpointer
+
+    from audiokit.hub.export import average_run_checkpoints, find_run_checkpoint
+
+    run = tmp_path / "run"
+    (run / "save").mkdir(parents=True)
+    (run / "hyperparams.yaml").write_text("select_by: pose_loss\n")
+    layer = torch.nn.Linear(1, 1)
+    checkpointer = Checkpointer(run / "save", {"model": layer})
+    for epoch, figure in enumerate([0.3, 0.1, 0.2], 1):
+        with torch.no_grad():
+            layer.weight.fill_(epoch)
+        checkpointer.save_checkpoint(meta={"pose_loss": figure, "epoch": epoch, "higher_is_better": higher})
+    assert find_run_checkpoint(run)[1]["epoch"] == (1 if higher else 2)
+    assert sorted(average_run_checkpoints(run, 2)[1]["epochs"]) == ([1, 3] if higher else [2, 3])

@@ -13,9 +13,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", help="training output folder (hyperparams.yaml, save/CKPT+*)")
     parser.add_argument("out_path", help="the .safetensors file to write")
-    parser.add_argument("--checkpoint", help="a CKPT+* folder to export instead of the best by validation SI-SNR")
+    parser.add_argument("--checkpoint",
+                        help="a CKPT+* folder to export instead of the best by the recipe's select_by figure")
     parser.add_argument("--average", type=int, default=1, metavar="K",
-                        help="export the mean weights of the K best checkpoints by validation SI-SNR")
+                        help="export the mean weights of the K best checkpoints by the recipe's select_by figure")
     parser.add_argument("--card", type=json.loads, default={}, help="model card, JSON (data, recipe, scores)")
     args = parser.parse_args()
     print(export_run(args.run_dir, args.out_path, args.card, args.checkpoint, args.average))

@@ -46,16 +46,26 @@ def build_recipe_model(hparams_file: Path, output_folder: Path, keep: tuple[str,
 
 
 def selection_key(run_dir: Path) -> str:
-    """The validation figure the run keeps its checkpoints by: its recipe's ``select_by`` (``si_snr``,
-    ``pesq``, ``accuracy``: higher is better), ``si_snr`` when the recipe names none."""
+    """The validation figure the run keeps its checkpoints by: its recipe's ``select_by`` (``si_snr``, ``pesq``,
+    ``accuracy``, ``pose_loss``, ...), ``si_snr`` when the recipe names none."""
     hparams = run_dir / "hyperparams.yaml"
     found = re.search(r"^select_by:\s*(\w+)", hparams.read_text(encoding="utf-8"), re.M) if hparams.is_file() else None
     return found[1] if found else "si_snr"
 
 
+def higher_is_better(checkpoints) -> bool:
+    """Whether the run's Brain ranked its checkpoints by a figure where higher is better, as it wrote in their
+    meta (``higher_is_better``); checkpoints of runs older than that record held scores (True)."""
+    flags = {c.meta.get("higher_is_better", True) for c in checkpoints}
+    if len(flags) > 1:
+        raise CheckpointError(Path(checkpoints[0].path).parent, "holds checkpoints ranked both ways "
+                                                                "(higher and lower is better)")
+    return flags.pop() if flags else True
+
+
 def find_run_checkpoint(run_dir: Path) -> tuple[Path, dict]:
-    """``(folder, meta)`` of the checkpoint in ``<run_dir>/save`` with the best :func:`selection_key`, else the
-    latest."""
+    """``(folder, meta)`` of the checkpoint in ``<run_dir>/save`` with the best :func:`selection_key` (highest or
+    lowest, as :func:`higher_is_better` says), else the latest."""
     from speechbrain.utils.checkpoints import Checkpointer
 
     checkpointer = Checkpointer(run_dir / "save")
@@ -64,7 +74,8 @@ def find_run_checkpoint(run_dir: Path) -> tuple[Path, dict]:
         raise CheckpointError(run_dir / "save", "holds no SpeechBrain checkpoint (CKPT+*)")
     key = selection_key(run_dir)
     scored = [c for c in found if key in c.meta]
-    ckpt = max(scored, key=lambda c: c.meta[key]) if scored else max(found, key=lambda c: c.meta["unixtime"])
+    best = max if higher_is_better(scored) else min
+    ckpt = best(scored, key=lambda c: c.meta[key]) if scored else max(found, key=lambda c: c.meta["unixtime"])
     return Path(ckpt.path), dict(ckpt.meta)
 
 
@@ -79,11 +90,14 @@ def read_checkpoint_meta(folder: Path) -> dict:
 
 def average_run_checkpoints(run_dir: Path, count: int) -> tuple[dict, dict]:
     """``(state, meta)``: the mean weights of the ``count`` checkpoints of ``<run_dir>/save`` with the best
-    validation ``si_snr``; ``meta`` names them (``averaged``), with their ``epochs`` and ``si_snr`` values."""
+    validation figure (:func:`selection_key`, :func:`higher_is_better`); ``meta`` names them (``averaged``), with
+    their ``epochs`` and figures."""
     from speechbrain.utils.checkpoints import Checkpointer, average_checkpoints
 
     key = selection_key(run_dir)
-    found = Checkpointer(run_dir / "save").find_checkpoints(max_key=key, max_num_checkpoints=count)
+    checkpointer = Checkpointer(run_dir / "save")
+    direction = "max_key" if higher_is_better(checkpointer.list_checkpoints()) else "min_key"
+    found = checkpointer.find_checkpoints(**{direction: key}, max_num_checkpoints=count)
     if len(found) < count:
         raise CheckpointError(run_dir / "save", f"holds {len(found)} checkpoints with a validation {key}, "
                                                 f"fewer than the {count} to average")

@@ -72,5 +72,6 @@ class RecipeBrain(sb.Brain):
         if self.checkpointer is not None:
             select_by = getattr(self.hparams, "select_by", self.default_select_by)
             keys = {"max_keys" if self.higher_is_better else "min_keys": [select_by]}
-            self.checkpointer.save_and_keep_only(meta={**stats, "epoch": epoch},
+            self.checkpointer.save_and_keep_only(meta={**stats, "epoch": epoch, "select_by": select_by,
+                                                       "higher_is_better": self.higher_is_better},
                                                  num_to_keep=getattr(self.hparams, "keep_checkpoints", 2), **keys)
