@@ -55,8 +55,7 @@ def test_one_table_of_default_models(monkeypatch, tmp_path, make_wav):
     assert registry.default_model("enhance") == "frcrn_causal_small"
     assert registry.default_model("separate") == "mossformer2_ss_8k_small"
     assert registry.default_model("classify") == "lssl_speech_commands"
-    with pytest.raises(ModelError, match="no default dance model is shipped yet"):
-        registry.default_model("dance")
+    assert registry.default_model("dance") == "dance_lstm"
     with pytest.raises(ModelError, match="unknown task 'sing'"):
         registry.default_model("sing")
 
@@ -87,7 +86,10 @@ def test_models_lists_the_default_of_each_task(monkeypatch, tmp_path, capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert next(line for line in out.splitlines() if line.startswith("tiny")).endswith("(default of separate)")
-    assert "  dance     (none shipped yet)" in out
+    assert "  dance     dance_lstm" in out
+    monkeypatch.setitem(registry.DEFAULT_MODELS, "dance", None)
+    assert main(["models"]) == 0
+    assert "  dance     (none shipped yet)" in capsys.readouterr().out
     assert "model families: dance_lstm, frcrn, lssl_classifier, mossformer2_se" in out
 
 

@@ -42,7 +42,7 @@ DEFAULT_MODELS: Dict[str, Optional[str]] = {
     "enhance": "frcrn_causal_small",
     "separate": "mossformer2_ss_8k_small",
     "classify": "lssl_speech_commands",
-    "dance": None,
+    "dance": "dance_lstm",
 }
 
 
