@@ -273,7 +273,7 @@ def test_training_resumes_after_kill_9_at_random_moments(data, tmp_path):
     out = tmp_path / "killed"
     env = dict(os.environ, PYTHONPATH=f"{Path(__file__).parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
                OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-    cmd = [sys.executable, "-m", "audiokit.tasks.train", str(RECIPE), *overrides(data, out, epochs=40, epoch_size=16),
+    cmd = [sys.executable, "-m", "audiokit.tasks.train", str(RECIPE), *overrides(data, out, epochs=20, epoch_size=16),
            "--ckpt_interval_steps", "1"]
     rng = random.Random(0)
     save = out / "save"
@@ -291,9 +291,9 @@ def test_training_resumes_after_kill_9_at_random_moments(data, tmp_path):
         proc.send_signal(signal.SIGKILL)
         output, _ = proc.communicate()
         assert proc.returncode == -signal.SIGKILL and "Traceback" not in output, output[-3000:]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)  # (a loaded machine: minutes)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stdout[-2000:] + done.stderr[-2000:]
-    assert [r["epoch"] for r in curve(out)][-1] == "40"
+    assert [r["epoch"] for r in curve(out)][-1] == "20"
     assert not list((out / "save").glob("partial+*"))
 
 
