@@ -34,6 +34,7 @@ import torch
 import torchaudio.functional as AF
 
 from audiokit.audio.dc import remove_dc
+from audiokit.audio.resample import resample
 from audiokit.models.dance import STYLES, poses_from_positions
 from audiokit.motion.dance_data import TEST_DANCES, VALID_DANCES, find_dances, read_dance
 from audiokit.motion.kinematics import mean_joint_speed, speed_minima
@@ -121,9 +122,9 @@ class DanceWindows(torch.utils.data.Dataset):
         self.dances = []
         for folder in self.folders:
             clip = read_dance(folder)
-            audio = remove_dc(torch.from_numpy(clip.audio), clip.sample_rate)  # as every model input is
-            if clip.sample_rate != sample_rate:
-                audio = AF.resample(audio, clip.sample_rate, sample_rate)
+            # as every model input is (audiokit dance, evaluate --dance): DC removed, soxr resampled
+            audio = remove_dc(torch.from_numpy(clip.audio), clip.sample_rate)
+            audio = resample(audio, clip.sample_rate, sample_rate)
             frames = min(clip.frames, len(audio) // self.per_frame)
             if frames < window_frames:
                 raise ValueError(f"{folder}: {frames} frames, fewer than window_frames {window_frames}")
