@@ -186,7 +186,7 @@ def test_recipe_trains_one_epoch(dances, tmp_path):
 
 @pytest.mark.parametrize("overrides, problem", [
     ({"free_valid": False}, "select_by free_score needs the free-running validation"),
-    ({"valid_style": "salsa"}, "valid_style salsa: must be null (any), auto, known or one of")])
+    ({"valid_style": "salsa"}, "valid_style salsa: must be null or any, auto, known or one of")])
 def test_recipe_refuses_a_free_score_it_cannot_compute(dances, tmp_path, overrides, problem):
     from pathlib import Path
 

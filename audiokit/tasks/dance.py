@@ -225,7 +225,7 @@ class DanceBrain(RecipeBrain):
 
     **Free-running validation** (:meth:`free_running`; on with ``free_valid`` True, the default, and a recipe's
     ``free_scorer``): after each validation pass the model dances, free-running, to the whole songs of
-    ``valid_set`` with style ``valid_style`` (None, the default: "any style"; ``"auto"``; ``"known"``: each
+    ``valid_set`` with style ``valid_style`` (None or ``"any"``, the default: "any style"; ``"auto"``; ``"known"``: each
     dance's own; or a style name), and ``free_scorer(generated, real, reference, fps)`` scores that against the
     real dancers of those songs and, as the reference of real dancing, the ``train_set`` dances. The recipe names
     :func:`audiokit.metrics.dance_eval.free_running_score` (tasks do not import metrics, their peer layer). Its
@@ -246,8 +246,8 @@ class DanceBrain(RecipeBrain):
         """AudiokitError, before training, for a ``valid_style`` the model cannot dance, or a ``free_*``
         ``select_by`` without the free-running validation."""
         style = getattr(self.hparams, "valid_style", None)
-        if style not in (None, "auto", "known", *STYLES):
-            raise AudiokitError(f"valid_style {style}: must be null (any), auto, known or one of {', '.join(STYLES)}")
+        if style not in (None, "any", "auto", "known", *STYLES):
+            raise AudiokitError(f"valid_style {style}: must be null or any, auto, known or one of {', '.join(STYLES)}")
         select_by = getattr(self.hparams, "select_by", self.default_select_by)
         if select_by.startswith("free_") and self.free_scorer() is None:
             raise AudiokitError(f"select_by {select_by} needs the free-running validation (free_valid True and a "
@@ -265,6 +265,7 @@ class DanceBrain(RecipeBrain):
         if scorer is None:
             return {}
         style = getattr(self.hparams, "valid_style", None)
+        style = None if style == "any" else style
         valid, model = self.hparams.valid_set, self.model
         was_training = model.training
         model.eval()
