@@ -6,6 +6,7 @@ import re
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from audiokit.audio.features import frame_log_power
 from audiokit.models.dance import POSE_DIM, DanceGenerator, poses_from_positions, positions_from_poses
@@ -152,22 +153,48 @@ def test_dance_windows_split_augment_and_features(dances):
     assert float(contrastive_loss(emb, torch.tensor([[0, 1, 0, 0]]))) > 0.0
 
 
+def tiny_recipe(dances, folder, **overrides) -> dict:
+    """Overrides of the dance recipe for a one-epoch run of a tiny model on the synthetic ``dances``."""
+    return {"output_folder": str(folder), "data_root": str(dances), "valid_dances": ["DANCE_R_3"],
+            "test_dances": ["DANCE_T_4"], **SPEC, "window_frames": 24, "epoch_size": 4, "batch_size": 2,
+            "number_of_epochs": 1, "hidden": 16, "decoder_hidden": 16, "device": "cpu", **overrides}
+
+
+RECIPE = "recipes/dance/dance_lstm.yaml"
+
+
 def test_recipe_trains_one_epoch(dances, tmp_path):
     from pathlib import Path
 
     from audiokit.tasks.train import train
-    recipe = Path(__file__).resolve().parents[1] / "recipes/dance/dance_lstm.yaml"
-    out = train(recipe, {"output_folder": str(tmp_path / "run"), "data_root": str(dances),
-                         "valid_dances": ["DANCE_R_3"], "test_dances": ["DANCE_T_4"], **SPEC, "window_frames": 24,
-                         "epoch_size": 4, "batch_size": 2, "number_of_epochs": 1, "hidden": 16,
-                         "decoder_hidden": 16, "device": "cpu"})
+    out = train(Path(__file__).resolve().parents[1] / RECIPE, tiny_recipe(dances, tmp_path / "run"))
     curve = (out / "learning_curve.csv").read_text().splitlines()
     assert curve[0].startswith("epoch,lr,train_loss,valid_loss,valid_pose_loss") and len(curve) == 2
     assert list((out / "save").glob("CKPT+*/model.ckpt"))
+    # the free-running validation: recorded in the curve and the checkpoint, which is kept by it (lowest best)
+    row = dict(zip(curve[0].split(","), curve[1].split(",")))
+    free = ("free_score", "free_fid_k", "free_beats_ratio", "free_speed_ratio", "free_freeze")
+    assert all(np.isfinite(float(row[f"valid_{name}"])) for name in free)
+    meta = yaml.safe_load(next((out / "save").glob("CKPT+*/CKPT.yaml")).read_text())
+    assert meta["select_by"] == "free_score" and meta["higher_is_better"] is False
+    assert meta["free_score"] == pytest.approx(float(row["valid_free_score"])) and meta["free_score"] >= 0
     from audiokit.models.dance import DanceGenerator
     state = torch.load(next((out / "save").glob("CKPT+*/model.ckpt")), weights_only=True)
     assert not torch.equal(state["pose_std"], torch.ones(72))  # the statistics are saved with the weights
     assert DanceGenerator(**{**SPEC, "hidden": 16, "decoder_hidden": 16}).load_state_dict(state)
+
+
+@pytest.mark.parametrize("overrides, problem", [
+    ({"free_valid": False}, "select_by free_score needs the free-running validation"),
+    ({"valid_style": "salsa"}, "valid_style salsa: must be null or any, auto, known or one of")])
+def test_recipe_refuses_a_free_score_it_cannot_compute(dances, tmp_path, overrides, problem):
+    from pathlib import Path
+
+    from audiokit.errors import AudiokitError
+    from audiokit.tasks.train import train
+    with pytest.raises(AudiokitError, match=re.escape(problem)):
+        train(Path(__file__).resolve().parents[1] / RECIPE, tiny_recipe(dances, tmp_path / "run", **overrides))
+    assert not list((tmp_path / "run").glob("learning_curve.csv"))  # refused before training
 
 
 def test_streaming_context_runs_the_model_frame_by_frame():

@@ -147,6 +147,35 @@ def test_controls():
     assert not np.allclose(shuffled, dance_eval.random_motion(real, FPS, seed=4))
 
 
+def dancing(seconds: float, hz: float, seed: int) -> np.ndarray:
+    """The body swaying 20 cm along x at ``hz`` (it stops twice a cycle), every joint also swinging 5 cm on each
+    axis with its own phase (the body's shape changes)."""
+    t = np.arange(int(seconds * FPS))[:, None, None] / FPS
+    phases = np.random.default_rng(seed).uniform(0, 2 * np.pi, size=(1, 23, 3))
+    return body(len(t), seed) + 5 * np.sin(2 * np.pi * hz * t + phases) + [20, 0, 0] * np.sin(2 * np.pi * hz * t)
+
+
+def test_free_running_score_prefers_real_dancing_to_a_frozen_or_hurried_one():
+    reference = [dancing(20.0, hz, seed) for seed, hz in enumerate((0.8, 1.0, 1.2, 0.9))]
+    real = [dancing(16.0, 1.0, 7), dancing(12.0, 1.1, 8)]
+
+    def score(generated):
+        return dance_eval.free_running_score(generated, real, reference, FPS, window_s=2.0)
+
+    itself, later = score(real), score([m[12:] for m in real])  # the real dancers, and half a second later
+    assert set(itself) == set(dance_eval.FREE_PARTS)
+    assert itself["beats_ratio"] == itself["speed_ratio"] == 1.0 and itself["freeze"] == 0.0
+    assert itself["score"] == itself["fid_k"] > 0  # a reference of other dances: the real dancers are not 0
+    assert later["score"] < 1.2 * itself["score"]
+    still = score([dance_eval.frozen(m) for m in real])
+    assert still["freeze"] == 1.0 and still["beats_ratio"] < 0.01 and still["speed_ratio"] < 0.02
+    assert still["score"] > 10 * later["score"]
+    hurried = score([dancing(16.0, 2.0, 7), dancing(12.0, 2.2, 8)])  # twice the pace
+    assert hurried["beats_ratio"] == pytest.approx(2, rel=0.2) and hurried["speed_ratio"] == pytest.approx(2, rel=0.1)
+    assert hurried["score"] > 1.5 * later["score"]
+    assert dance_eval.free_running_score(real, real, None, FPS, 2.0)["score"] == pytest.approx(0, abs=1e-3)
+
+
 @pytest.fixture(scope="module")
 def dance_folder(tmp_path_factory):
     from test_dance import write_dance

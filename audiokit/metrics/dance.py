@@ -158,10 +158,16 @@ def freeze(positions, fps: float, last_s: float = 60.0, threshold: float = STILL
     return float((seconds < threshold).mean())
 
 
+def beats_per_s(positions, fps: float, moves=None) -> float:
+    """Motion beats (:func:`motion_beats`, or the given beat times ``moves``) per second of ``positions``."""
+    moves = motion_beats(positions, fps) if moves is None else moves
+    return len(moves) * fps / len(positions)
+
+
 def score_motion(positions, fps: float, beats) -> dict[str, float]:
     """The per-motion figures (:data:`PER_MOTION`) of ``positions [T, 23, 3]`` against music ``beats`` (s)."""
     moves = motion_beats(positions, fps)
     return {"beat_f": beat_f_measure(beats, moves), "bas": beat_alignment_score(beats, moves),
-            "beats_per_s": len(moves) * fps / len(positions), "speed_per_body": speed_per_body(positions, fps),
+            "beats_per_s": beats_per_s(positions, fps, moves), "speed_per_body": speed_per_body(positions, fps),
             "foot_sliding": foot_sliding(positions, fps), "root_drift": root_drift(positions, fps),
             "freeze": freeze(positions, fps)}

@@ -34,6 +34,8 @@ import torch
 import torchaudio.functional as AF
 
 from audiokit.audio.dc import remove_dc
+from audiokit.audio.resample import resample
+from audiokit.errors import AudiokitError
 from audiokit.models.dance import STYLES, poses_from_positions
 from audiokit.motion.dance_data import TEST_DANCES, VALID_DANCES, find_dances, read_dance
 from audiokit.motion.kinematics import mean_joint_speed, speed_minima
@@ -121,9 +123,9 @@ class DanceWindows(torch.utils.data.Dataset):
         self.dances = []
         for folder in self.folders:
             clip = read_dance(folder)
-            audio = remove_dc(torch.from_numpy(clip.audio), clip.sample_rate)  # as every model input is
-            if clip.sample_rate != sample_rate:
-                audio = AF.resample(audio, clip.sample_rate, sample_rate)
+            # as every model input is (audiokit dance, evaluate --dance): DC removed, soxr resampled
+            audio = remove_dc(torch.from_numpy(clip.audio), clip.sample_rate)
+            audio = resample(audio, clip.sample_rate, sample_rate)
             frames = min(clip.frames, len(audio) // self.per_frame)
             if frames < window_frames:
                 raise ValueError(f"{folder}: {frames} frames, fewer than window_frames {window_frames}")
@@ -217,17 +219,61 @@ class DanceBrain(RecipeBrain):
     ``teacher_frames``, ``free_frames`` (auto-conditioning, :func:`teacher_schedule`), ``contrastive_weight``,
     ``margin``, ``style_dropout`` (chance a training window is given the "any style" index instead of its
     own), ``style_weight`` (the style head's cross-entropy, so that ``style="auto"`` can pick the style from
-the music). The normalisation statistics of the model are set from ``train_set`` at the start of a new run
+    the music). The normalisation statistics of the model are set from ``train_set`` at the start of a new run
     (a resumed one takes them from its checkpoint). Validation (same schedule, phase 0) records ``loss``,
-    ``pose_loss`` (the default ``select_by``, lower is better), ``contrastive`` and ``style_loss``."""
+    ``pose_loss`` (lower is better; the learning rate is annealed on it), ``contrastive`` and ``style_loss``.
+
+    **Free-running validation** (:meth:`free_running`; on with ``free_valid`` True, the default, and a recipe's
+    ``free_scorer``): after each validation pass the model dances, free-running, to the whole songs of
+    ``valid_set`` with style ``valid_style`` (None or ``"any"``, the default: "any style"; ``"auto"``; ``"known"``: each
+    dance's own; or a style name), and ``free_scorer(generated, real, reference, fps)`` scores that against the
+    real dancers of those songs and, as the reference of real dancing, the ``train_set`` dances. The recipe names
+    :func:`audiokit.metrics.dance_eval.free_running_score` (tasks do not import metrics, their peer layer). Its
+    figures are recorded as ``free_<name>``: ``free_score`` (lower is better) is the recipe's ``select_by``. The
+    teacher-forced pose loss misjudges free-running dances (``pretrained/dance_lstm.md``); it stays the default
+    ``select_by`` only because a Brain without the recipe's scorer cannot compute ``free_score``."""
 
     default_select_by = "pose_loss"
     higher_is_better = False
 
     def on_fit_start(self):
+        self.check_free_valid()
         if not bool(self.model.pose_std.ne(1).any()):  # not set yet: a checkpoint, if any, replaces them below
             self.model.set_stats(*self.hparams.train_set.stats())
         super().on_fit_start()
+
+    def check_free_valid(self) -> None:
+        """AudiokitError, before training, for a ``valid_style`` the model cannot dance, or a ``free_*``
+        ``select_by`` without the free-running validation."""
+        style = getattr(self.hparams, "valid_style", None)
+        if style not in (None, "any", "auto", "known", *STYLES):
+            raise AudiokitError(f"valid_style {style}: must be null or any, auto, known or one of {', '.join(STYLES)}")
+        select_by = getattr(self.hparams, "select_by", self.default_select_by)
+        if select_by.startswith("free_") and self.free_scorer() is None:
+            raise AudiokitError(f"select_by {select_by} needs the free-running validation (free_valid True and a "
+                                "free_scorer); give --select_by pose_loss without it")
+
+    def free_scorer(self):
+        """The recipe's ``free_scorer`` when ``free_valid`` is on, else None."""
+        return getattr(self.hparams, "free_scorer", None) if getattr(self.hparams, "free_valid", True) else None
+
+    def free_running(self) -> dict:
+        """``{"free_<figure>": value}`` of the free-running validation (see the class docstring; empty when
+        off): the model, in eval mode and without gradients, dances to each ``valid_set`` song from the mean
+        pose (:meth:`~audiokit.models.dance.DanceGenerator.dance`: positions ``[T, 23, 3]``, cm, 25 fps)."""
+        scorer = self.free_scorer()
+        if scorer is None:
+            return {}
+        style = getattr(self.hparams, "valid_style", None)
+        style = None if style == "any" else style
+        valid, model = self.hparams.valid_set, self.model
+        was_training = model.training
+        model.eval()
+        generated = [model.dance(d["audio"], style=d["style"] if style == "known" else style) for d in valid.dances]
+        model.train(was_training)
+        figures = scorer(generated, [d["positions"] for d in valid.dances],
+                         [d["positions"] for d in self.hparams.train_set.dances], valid.fps)
+        return {f"free_{name}": float(value) for name, value in figures.items()}
 
     def compute_forward(self, batch, stage):
         spec, poses = batch["spec"].to(self.device), self.model.normalise(batch["poses"].to(self.device))
@@ -281,7 +327,7 @@ the music). The normalisation statistics of the model are set from ``train_set``
         if stage == sb.Stage.TEST:
             self.test_stats = stats
             return
-        self.finish_validation(epoch, stats)
+        self.finish_validation(epoch, {**stats, **self.free_running()})
 
     def annealing_value(self, stats: dict) -> float:
         return stats["pose_loss"]
