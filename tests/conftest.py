@@ -52,3 +52,17 @@ def _isolated_stream_engines(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored():
+    """A test (or the code it runs in this process) leaves SIGINT and SIGTERM as it found them: an ignored
+    SIGINT is inherited by every later subprocess, which then cannot be stopped with Ctrl-C."""
+    import signal
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    after = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig, handler in before.items():
+        signal.signal(sig, handler)
+    assert after == before, f"signal handlers left changed: {after} (were {before})"
