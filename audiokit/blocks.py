@@ -25,6 +25,7 @@ from audiokit.audio.io import (
     file_identity,
     format_of,
     open_audio,
+    remove_temporary,
     temporary_path,
 )
 from audiokit.errors import AudioError, ModelError, os_reason
@@ -202,10 +203,7 @@ class OutputFiles:
                 f.close()
             except (AudioError, sf.LibsndfileError, OSError, RuntimeError):
                 pass  # deleted below all the same
-            try:
-                Path(f.name).unlink(missing_ok=True)
-            except OSError:
-                pass  # (e.g. on a file system that became read-only: there is nothing more to do)
+            remove_temporary(Path(f.name))
         for folder in self.created:  # deepest first
             try:
                 folder.rmdir()

@@ -145,6 +145,15 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(f".{stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
 
 
+def remove_temporary(path: Path) -> None:
+    """Delete the temporary file ``path`` if it is there. An OSError is let go: a file system that refuses even
+    that (e.g. read-only) had nothing made on it, or leaves nothing more to do."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 class _Sink:
     """A new binary file that libsndfile writes through (soundfile's virtual I/O). A failed write keeps its
     ``OSError`` in ``error`` (libsndfile, writing a file itself, says only "System error") and tells libsndfile
@@ -333,10 +342,7 @@ def write_audio(path: str | os.PathLike, wav, sample_rate: int, force: bool = Fa
             writer.close()
         move_into_place(tmp, path, replace=force)
     except BaseException as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass  # (a read-only file system refuses even that; nothing was made there)
+        remove_temporary(tmp)
         if isinstance(exc, FileExistsError):  # written meanwhile by another process
             raise AudioError(path, "exists, use --force") from None
         if isinstance(exc, OSError):

@@ -114,13 +114,7 @@ def process_files(
     second of audio) per file and overall, and for each failing input one line ``error: <file>: <problem>``
     on stderr, then goes on with the next file.
     """
-    failures = 0
-
-    def report(error: BaseException, path: Path | str | None = None) -> None:
-        nonlocal failures
-        failures += 1
-        tqdm.write(f"error: {one_line(error, path)}", file=sys.stderr)
-
+    report = BatchErrors(partial(tqdm.write, file=sys.stderr))
     try:
         check_output_dir(out_dir)
     except AudioError as exc:
@@ -152,9 +146,27 @@ def process_files(
         tqdm.write(f"{path} -> {names} ({audio_seconds:.2f} s audio, RTF {wall / audio_seconds:.3f})")
     if total_audio > 0:
         tqdm.write(f"overall RTF {total_wall / total_audio:.3f} ({total_audio:.1f} s audio in {total_wall:.1f} s)")
-    if failures:
-        tqdm.write(f"{failures} input(s) failed", file=sys.stderr)
-    return 1 if failures or not files else 0
+    return report.status(files)
+
+
+class BatchErrors:
+    """The failed inputs of a batch command: ``report(error, path=None)`` writes one ``error: <file>: <problem>``
+    line and counts it; :meth:`status` writes the count (if any) and gives the exit status. ``write`` takes a
+    line for stderr (default: print and flush; ``tqdm.write`` beside a progress bar)."""
+
+    def __init__(self, write=None):
+        self.count = 0
+        self.write = write or (lambda line: print(line, file=sys.stderr, flush=True))
+
+    def __call__(self, error: BaseException, path: Path | str | None = None) -> None:
+        self.count += 1
+        self.write(f"error: {one_line(error, path)}")
+
+    def status(self, files) -> int:
+        """1 if an input failed or none was found, else 0."""
+        if self.count:
+            self.write(f"{self.count} input(s) failed")
+        return 1 if self.count or not files else 0
 
 
 def check_output_dir(out_dir: str | Path | None) -> None:

@@ -16,8 +16,8 @@ import math
 import sys
 from pathlib import Path
 
-from audiokit.cli.batch import load_cli_model, naming_model
-from audiokit.errors import AudiokitError, ModelKindError, one_line
+from audiokit.cli.batch import BatchErrors, load_cli_model, naming_model
+from audiokit.errors import AudiokitError, ModelKindError
 from audiokit.hub.pretrained import check_device
 from audiokit.hub.registry import DEFAULT_MODELS
 
@@ -71,12 +71,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_cli_model(args, "classify")
     with naming_model(args.model, ModelKindError):
         classifier = Classifier(model)
-    failures = 0
-
-    def report(error: BaseException, path=None) -> None:
-        nonlocal failures
-        failures += 1
-        print(f"error: {one_line(error, path)}", file=sys.stderr, flush=True)
+    report = BatchErrors()
 
     files = find_audio_files(args.inputs, on_missing=report)
     threshold = args.threshold if args.threshold is not None else DEFAULT_THRESHOLD
@@ -95,6 +90,4 @@ def run(args: argparse.Namespace) -> int:
                 _emit(json.dumps({"file": str(path), **result.as_dict()}) if args.json else f"{path}: {result}")
         except Exception as exc:  # one bad file must not stop the batch
             report(exc, path)
-    if failures:
-        print(f"{failures} input(s) failed", file=sys.stderr)
-    return 1 if failures or not files else 0
+    return report.status(files)

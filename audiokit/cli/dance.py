@@ -9,10 +9,10 @@ and bad input follow enhance (see ``audiokit.dancing``).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 from audiokit.cli.batch import (
+    BatchErrors,
     add_batch_arguments,
     check_output_dir,
     claim_targets,
@@ -21,7 +21,7 @@ from audiokit.cli.batch import (
     read_identities,
 )
 from audiokit.dancing import DEFAULT_FORMATS, DEFAULT_SIZE, FORMATS, STYLE_CHOICES, check_size, dance_targets
-from audiokit.errors import AudiokitError, ModelKindError, one_line
+from audiokit.errors import AudiokitError, ModelKindError
 from audiokit.hub.pretrained import check_device
 
 
@@ -54,12 +54,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_cli_model(args, "dance")
     with naming_model(args.model, ModelKindError):
         dancer = load_dancer(model)
-    failures = 0
-
-    def report(error: BaseException, path=None) -> None:
-        nonlocal failures
-        failures += 1
-        print(f"error: {one_line(error, path)}", file=sys.stderr, flush=True)
+    report = BatchErrors()
 
     try:
         check_output_dir(args.output_dir)
@@ -78,6 +73,4 @@ def run(args: argparse.Namespace) -> int:
             continue
         names = ", ".join(map(str, targets))
         print(f"{path} -> {names} ({time.perf_counter() - start:.1f} s)", flush=True)
-    if failures:
-        print(f"{failures} input(s) failed", file=sys.stderr)
-    return 1 if failures or not files else 0
+    return report.status(files)

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Callable, Sequence
 
-from audiokit.audio.io import Placement, temporary_path
+from audiokit.audio.io import Placement, remove_temporary, temporary_path
 from audiokit.errors import MotionFileError, os_reason
 
 Writer = Callable[[Path], object]
@@ -51,10 +51,7 @@ def write_together(writes: Sequence[tuple[str | os.PathLike, Writer]], force: bo
     except BaseException as exc:
         placement.withdraw()
         for tmp in temporaries:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass  # (a read-only file system refuses even that; nothing was made there)
+            remove_temporary(tmp)
         if isinstance(exc, FileExistsError):  # created meanwhile by another run
             raise MotionFileError(path, f"exists, {force_hint}") from None
         if isinstance(exc, OSError):
