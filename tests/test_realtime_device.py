@@ -33,7 +33,10 @@ pytestmark = pytest.mark.skipif(
 
 REPO = Path(__file__).resolve().parents[1]
 # registers a stand-in separation family, then runs the CLI (what a plugged-in MossFormer2 will look like)
-RUNNER = """import os, sys, time, torch
+RUNNER = """import os, signal, sys, time, torch
+# as a terminal's foreground job: Ctrl-C works even when the tests run as a background job (whose children
+# start with SIGINT ignored, and Python then installs no KeyboardInterrupt)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from audiokit.hub import registry
 class TwoSpeakers(torch.nn.Module):
     sample_rate = 16000
