@@ -135,3 +135,32 @@ def test_classification_scores_count_the_confusions_and_restore_the_rate():
     assert scores["per_class"] == {"up": 1.0, "down": 0.5}
     scores = classification_scores(model, clips, rate=16000)
     assert scores["accuracy"] == 0.75 and model.rates == [16000, 8000] and model.sample_rate == 8000
+
+
+def test_feature_augment_masks_the_front_end_features_in_training_only():
+    """The recipe's SpecAugment (``feature_augment``) reaches the model's log-mel features when training and
+    never when validating; the model's own features are not changed in place."""
+    import speechbrain as sb
+
+    from audiokit.models.lssl_classifier import LSSLClassifier
+    from audiokit.tasks.classification import ClassificationBrain
+
+    torch.manual_seed(0)
+    model = LSSLClassifier(num_classes=3, frontend="logmel", channels=8, state_size=4, num_layers=1).eval()
+    seen = []
+
+    def silence_bands(x):  # a stand-in mask: the upper half of the bands at the features' mean
+        seen.append(x.detach().clone())
+        x[..., x.shape[-1] // 2:] = x.mean()
+        return x
+
+    brain = ClassificationBrain(modules={"model": model}, hparams={"feature_augment": [silence_bands]},
+                                run_opts={"device": "cpu"})
+    batch = {"wav": torch.randn(2, 4000), "length": torch.tensor([4000, 3000])}
+    with torch.no_grad():
+        plain = model(batch["wav"], batch["length"])
+        assert torch.equal(brain.compute_forward(batch, sb.Stage.VALID), plain) and not seen
+        masked = brain.compute_forward(batch, sb.Stage.TRAIN)
+    assert len(seen) == 1 and seen[0].shape[-1] == 40
+    assert not torch.allclose(masked, plain)
+    assert torch.equal(model(batch["wav"], batch["length"]), plain)

@@ -27,7 +27,7 @@ keeps its frame durations and mel bands in seconds and Hz instead, so its LSSLs 
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -158,24 +158,29 @@ class LSSLClassifier(StreamingComposite):
         frame; the pooling window (``pool_seconds``) is how much past it averages, not a delay."""
         return self.frame_samples
 
-    def _run(self, wav: torch.Tensor, call) -> torch.Tensor:
+    def _run(self, wav: torch.Tensor, call, feature_augment: Optional[Callable] = None) -> torch.Tensor:
         x = call("logmel", self.logmel, wav) if self.logmel is not None else wav.unsqueeze(-1)
+        if feature_augment is not None:  # training only, e.g. SpecAugment masks on [B, N, features]
+            x = feature_augment(x)
         x = self.input_proj(x)
         for i, layer in enumerate(self.layers):
             x = call(f"layers.{i}", layer, x)
         return self.head(call("running_mean", self.running_mean, self.norm(x)))
 
-    def frame_logits(self, wav: torch.Tensor) -> torch.Tensor:
-        """Running posterior logits of every complete frame: ``wav [B, T] -> [B, T // frame_samples, num_classes]``."""
-        return self._run(wav, call_offline)
+    def frame_logits(self, wav: torch.Tensor, feature_augment: Optional[Callable] = None) -> torch.Tensor:
+        """Running posterior logits of every complete frame: ``wav [B, T] -> [B, T // frame_samples, num_classes]``.
+        ``feature_augment`` (training) maps the front end's features ``[B, N, features]`` to the same shape."""
+        return self._run(wav, call_offline, feature_augment)
 
-    def forward(self, wav: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, wav: torch.Tensor, lengths: Optional[torch.Tensor] = None,
+                feature_augment: Optional[Callable] = None) -> torch.Tensor:
         """Class logits ``[B, num_classes]`` of ``wav [B, T]`` (at least ``frame_samples`` samples) at its last
         complete frame, or, with ``lengths [B]`` (samples) for a right-padded batch, at each item's own last
-        complete frame (the model is causal: the padding after it changes nothing)."""
+        complete frame (the model is causal: the padding after it changes nothing). ``feature_augment``: see
+        :meth:`frame_logits`."""
         if wav.shape[-1] < self.frame_samples:
             raise ValueError(f"need at least {self.frame_samples} samples for one frame, got {wav.shape[-1]}")
-        frames = self.frame_logits(wav)
+        frames = self.frame_logits(wav, feature_augment)
         if lengths is None:
             return frames[:, -1]
         last = (lengths.to(frames.device) // self.frame_samples - 1).clamp(0, frames.shape[1] - 1)

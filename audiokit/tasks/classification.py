@@ -4,7 +4,10 @@ The model (``modules.model``) maps a waveform batch ``[B, T]`` and the items' le
 class logits ``[B, C]``, e.g. :class:`~audiokit.models.lssl_classifier.LSSLClassifier`. Batches are those
 of :func:`~audiokit.tasks.keyword_data.pad_collate`: ``wav`` [B, T], ``label`` [B], ``length`` [B].
 Hyperparameters used beyond :class:`~audiokit.tasks.recipe_brain.RecipeBrain`'s: ``label_smoothing``
-(optional, default 0) and ``train_set`` (its ``set_epoch`` is called each epoch). Validation records the
+(optional, default 0), ``feature_augment`` (optional: modules applied in turn to the model's front-end
+features ``[B, N, features]`` in training only, e.g. SpeechBrain's ``SpectrogramDrop`` for SpecAugment's time
+and frequency masks; the model's ``forward`` takes it as ``feature_augment``) and ``train_set`` (its
+``set_epoch`` is called each epoch). Validation records the
 loss and the accuracy (``accuracy``, the default ``select_by``); the learning-rate scheduler minimises
 the error rate.
 """
@@ -23,7 +26,11 @@ class ClassificationBrain(RecipeBrain):
     higher_is_better = True
 
     def compute_forward(self, batch, stage):
-        return self.modules.model(batch["wav"].to(self.device), batch["length"].to(self.device))
+        augment = getattr(self.hparams, "feature_augment", None) if stage == sb.Stage.TRAIN else None
+        wav, lengths = batch["wav"].to(self.device), batch["length"].to(self.device)
+        if not augment:
+            return self.modules.model(wav, lengths)
+        return self.modules.model(wav, lengths, feature_augment=lambda x: _apply_all(augment, x))
 
     def compute_objectives(self, logits, batch, stage):
         labels = batch["label"].to(self.device)
@@ -50,3 +57,12 @@ class ClassificationBrain(RecipeBrain):
 
     def annealing_value(self, stats: dict) -> float:
         return 1.0 - stats["accuracy"] + 1e-3  # NewBob minimises a positive value: the error rate
+
+
+def _apply_all(modules, x: torch.Tensor) -> torch.Tensor:
+    """``x`` through each of ``modules`` in turn (a single module is a list of one); ``x`` itself is left as it
+    is (SpeechBrain's spectrogram masks work in place)."""
+    x = x.clone()
+    for module in modules if isinstance(modules, (list, tuple)) else [modules]:
+        x = module(x)
+    return x
