@@ -3,11 +3,12 @@
     python tools/dnsmos_enhancer.py                        # the default enhancer, data in ../shared/data
     python tools/dnsmos_enhancer.py --model my.safetensors --stream --json
 
-Scores noisy speech that frcrn_causal_small was never trained on nor chosen by:
+Scores noisy speech whose speech frcrn_causal_small was never trained on:
 - ``noisy_dev/dfn48k/noisy_snr0.flac``, a real noisy recording at 48 kHz (the model resamples);
 - mixtures, made in memory with a fixed seed by the training mixer (no reverberation, -25 dBFS): VoiceBank
   p232 clean speech (``noisy_dev``, never trained on), each clip in turn, with every noise file the recipe
-  holds out from training (the model card's validation set) and the dfn48k noise, at 0, 5 and 10 dB SNR.
+  holds out from training (its validation set, which chose the checkpoint, mixes them with other speakers)
+  and the dfn48k noise, at 0, 5 and 10 dB SNR.
 
 The dfn48k noise is also ``noise/freesound_573577_48k.flac``, a training noise file: the "held-out noise"
 means leave out the dfn48k file and its mixtures. Prints per-file scores, then the means of each subset.
