@@ -8,16 +8,28 @@ Prints per-file and mean PESQ-WB, STOI and SI-SNR of the noisy input and of the 
 """
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from audiokit.api import enhance, load_model
-from audiokit.audio.io import read_audio
-from audiokit.metrics import pesq_wb, si_snr, stoi
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's audiokit, not an installed one
 
-DEV = Path(__file__).resolve().parents[1].parent / "shared/data/noisy_dev/voicebank_p232"
+from audiokit.api import Enhancer, enhance  # noqa: E402
+from audiokit.audio.io import read_audio  # noqa: E402
+from audiokit.metrics import pesq_wb, si_snr, stoi  # noqa: E402
+
+DATA = REPO.parent / "shared/data"
+DEV = DATA / "noisy_dev/voicebank_p232"
+STREAM_CHUNK_MS = 10
+
+
+def load_enhancer(model: str | None = None, stream: bool = False) -> Enhancer:
+    """``model`` (a pretrained name or file; None: the embedded default) ready to enhance offline, or streamed in
+    ``STREAM_CHUNK_MS`` chunks as live audio."""
+    return Enhancer(model, stream, STREAM_CHUNK_MS if stream else None)
 
 
 def score(clean: np.ndarray, estimate: np.ndarray, rate: int) -> dict:
@@ -34,12 +46,12 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    model = load_model(args.model) if args.model else load_model()
+    model = load_enhancer(args.model, args.stream)
     rows = {}
     for noisy_path in sorted(args.noisy.iterdir()):
         noisy, rate = read_audio(noisy_path)
         clean, _ = read_audio(args.clean / noisy_path.name)
-        out = enhance(noisy[0], rate, model=model, stream=args.stream, chunk_ms=10 if args.stream else None)
+        out = enhance(noisy[0], rate, model=model)
         rows[noisy_path.stem] = {"noisy": score(clean[0], noisy[0], rate), "enhanced": score(clean[0], out, rate)}
     mean = {kind: {m: float(np.mean([r[kind][m] for r in rows.values()])) for m in ("pesq_wb", "stoi", "si_snr")}
             for kind in ("noisy", "enhanced")}
