@@ -323,3 +323,40 @@ def test_export_takes_the_best_checkpoint_in_the_direction_the_brain_ranked_them
         checkpointer.save_checkpoint(meta={"pose_loss": figure, "epoch": epoch, "higher_is_better": higher})
     assert find_run_checkpoint(run)[1]["epoch"] == (1 if higher else 2)
     assert sorted(average_run_checkpoints(run, 2)[1]["epochs"]) == ([1, 3] if higher else [2, 3])
+
+
+def test_max_minutes_stops_mid_epoch_with_a_checkpoint_and_the_same_command_resumes_there(data, tmp_path, capsys,
+                                                                                          monkeypatch):
+    """``--max_minutes``: past the limit the run saves SpeechBrain's intra-epoch checkpoint, says so in one line
+    and exits 0; the same command again continues that epoch from the saved step (not from its start)."""
+    from audiokit.cli.main import main
+    steps = []
+    forward = TinyEnhancer.forward
+    monkeypatch.setattr(TinyEnhancer, "forward",
+                        lambda self, wav: (steps.append(1) if torch.is_grad_enabled() else None, forward(self, wav))[1])
+    out = tmp_path / "limited"
+    args = ["train", str(RECIPE), *overrides(data, out, epochs=2, epoch_size=16)]  # 8 steps an epoch
+    assert main([*args, "--max_minutes", "0.0001"]) == 0  # 6 ms: past it at the first step
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("audiokit train:")]
+    assert len(printed) == 1 and "stopped on the time limit (0.0001 min) in epoch 1 after step 1" in printed[0]
+    assert not (out / "learning_curve.csv").exists()  # no epoch finished
+    saved = list((out / "save").glob("CKPT+*"))
+    assert len(saved) == 1 and "intra_epoch" in (saved[0] / "CKPT.yaml").read_text()
+    assert str(saved[0]) in printed[0] and (saved[0] / "dataloader-TRAIN.ckpt").read_text().strip() == "1"
+    assert len(steps) == 1
+    steps.clear()
+    assert main([*args, "--max_minutes", "30"]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"trained: {out}")
+    assert len(steps) == 7 + 8  # the rest of epoch 1, then epoch 2
+    assert [r["epoch"] for r in curve(out)] == ["1", "2"]
+
+
+def test_max_minutes_is_checked():
+    from audiokit.errors import AudiokitError
+    from audiokit.tasks.train import split_max_minutes
+    assert split_max_minutes(["--a", "1", "--max_minutes", "2.5"]) == (2.5, ["--a", "1"])
+    assert split_max_minutes(["--max_minutes=0"]) == (None, [])  # 0: no limit
+    assert split_max_minutes({"max_minutes": 1, "b": 2}) == (1.0, {"b": 2})
+    for bad in (["--max_minutes", "soon"], ["--max_minutes", "-1"], ["--max_minutes"]):
+        with pytest.raises(AudiokitError):
+            split_max_minutes(bad)

@@ -6,15 +6,25 @@ rate, logs, appends a row to ``<output_folder>/learning_curve.csv`` and saves a 
 the best ones by the recipe's ``select_by`` figure. Hyperparameters read: ``lr_annealing`` (optional,
 ``scheduler(value to minimise) -> (old, new)``), ``train_logger`` (optional), ``output_folder``,
 ``select_by``, ``keep_checkpoints`` and ``train_set`` (its ``set_epoch`` is called each epoch).
+
+A wall-clock limit (recipe key or ``--max_minutes``, see :attr:`RecipeBrain.stop_at`) uses SpeechBrain's own
+intra-epoch checkpoint: at the first training step past the limit the Brain saves the checkpoint that
+``ckpt_interval_minutes`` would save (model, optimizer, epoch counter, the Brain's step and the data loader's
+position) and raises :class:`TimeLimitReached`; a run that reaches the limit during validation stops right after
+that epoch's own checkpoint. Running the same command again resumes mid-epoch.
 """
 from __future__ import annotations
 
 import csv
+import logging
 import os
+import time
 
 import speechbrain as sb
 import torch
-from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.distributed import if_main_process, is_distributed_initialized
+
+logger = logging.getLogger(__name__)
 
 
 def append_csv_row(path: str, row: dict) -> None:
@@ -27,12 +37,66 @@ def append_csv_row(path: str, row: dict) -> None:
         writer.writerow(row)
 
 
+class TimeLimitReached(Exception):
+    """Training stopped on its wall-clock limit, after saving the checkpoint it resumes from."""
+
+    def __init__(self, minutes: float, epoch: int | None, step: int, checkpoint):
+        self.minutes, self.epoch, self.step, self.checkpoint = minutes, epoch, step, checkpoint
+        where = f"in epoch {epoch} after step {step}" if step else f"after epoch {epoch}"
+        super().__init__(f"stopped on the time limit ({minutes:g} min) {where}; "
+                         f"checkpoint {checkpoint or '(none: no checkpointer)'}")
+
+
 class RecipeBrain(sb.Brain):
     """Base Brain: see the module docstring. Subclasses set :attr:`default_select_by` and
     :attr:`higher_is_better` (whether larger values of the selection figure are better)."""
 
     default_select_by = "loss"
     higher_is_better = False
+    #: ``time.monotonic()`` after which training stops with a checkpoint (None: no limit). Set from the
+    #: recipe's ``max_minutes`` when fitting starts unless set before (``audiokit train`` counts from its start).
+    stop_at: float | None = None
+    _time_up = False
+    _current_epoch: int | None = None
+
+    @property
+    def max_minutes(self) -> float | None:
+        return getattr(self.hparams, "max_minutes", None)
+
+    def on_fit_start(self):
+        if self.stop_at is None and self.max_minutes:
+            self.stop_at = time.monotonic() + 60.0 * float(self.max_minutes)
+        super().on_fit_start()
+
+    def time_is_up(self) -> bool:
+        """Whether the wall-clock limit has passed (decided on the main process, the same on every DDP rank)."""
+        if self.stop_at is None:
+            return False
+        decision = time.monotonic() >= self.stop_at
+        if is_distributed_initialized():
+            shared = [decision]
+            torch.distributed.broadcast_object_list(shared, src=0)
+            decision = shared[0]
+        return decision
+
+    def _should_save_intra_epoch_ckpt(self, last_ckpt_time, steps_since_ckpt):
+        """SpeechBrain's intra-epoch save decision, also taken when the time limit has passed."""
+        self._time_up = self.time_is_up()
+        return self._time_up or super()._should_save_intra_epoch_ckpt(last_ckpt_time, steps_since_ckpt)
+
+    def _save_intra_epoch_ckpt(self):
+        """SpeechBrain's intra-epoch checkpoint; then, past the time limit, stop (:class:`TimeLimitReached`)."""
+        if self.checkpointer is not None:
+            super()._save_intra_epoch_ckpt()
+        if self._time_up:
+            self._stop_on_time_limit(self.step)
+
+    def _stop_on_time_limit(self, step: int):
+        newest = self.checkpointer.find_checkpoint() if self.checkpointer is not None else None
+        stop = TimeLimitReached(float(self.max_minutes or 0), self._current_epoch, step,
+                                newest.path if newest is not None else None)
+        logger.debug(str(stop))
+        raise stop
 
     @property
     def model(self) -> torch.nn.Module:
@@ -42,6 +106,8 @@ class RecipeBrain(sb.Brain):
 
     def on_stage_start(self, stage, epoch=None):
         """Each training epoch draws fresh items: the ``train_set``'s ``set_epoch`` is called when it has one."""
+        if epoch is not None:
+            self._current_epoch = epoch
         train_set = getattr(self.hparams, "train_set", None)
         if stage == sb.Stage.TRAIN and epoch is not None and hasattr(train_set, "set_epoch"):
             train_set.set_epoch(epoch)
@@ -75,3 +141,7 @@ class RecipeBrain(sb.Brain):
             self.checkpointer.save_and_keep_only(meta={**stats, "epoch": epoch, "select_by": select_by,
                                                        "higher_is_better": self.higher_is_better},
                                                  num_to_keep=getattr(self.hparams, "keep_checkpoints", 2), **keys)
+        counter = getattr(self.hparams, "epoch_counter", None)
+        last_epoch = counter is not None and epoch >= getattr(counter, "limit", float("inf"))
+        if not last_epoch and self.time_is_up():  # the limit passed in validation: stop at this epoch's checkpoint
+            self._stop_on_time_limit(0)

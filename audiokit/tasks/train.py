@@ -10,6 +10,12 @@ A run whose output folder holds checkpoints resumes from the latest one. The rec
 ``audiokit.tasks.separation.SeparationBrain`` for recipes/separation/*.yaml. The optional recipe key
 ``init_from`` names a state dict (``torch.save`` file read with ``weights_only``, or ``.safetensors``) that
 the model starts from, all keys checked; a resumed run's checkpoint replaces it.
+
+``--max_minutes M`` (or the recipe key ``max_minutes``) limits the run's wall-clock time, counted from the
+command's start: at the first training step after M minutes the run saves SpeechBrain's intra-epoch
+checkpoint (the one ``ckpt_interval_minutes`` saves) and exits 0 with one line saying it stopped on the time
+limit; the same command again resumes mid-epoch. A limit reached during validation stops right after that
+epoch's checkpoint. ``tools/gpu_train.py`` uses it for short runs on a lent GPU.
 """
 from __future__ import annotations
 
@@ -18,10 +24,11 @@ import errno
 import os
 import re
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
@@ -31,6 +38,8 @@ from audiokit.shipped import find_recipe, shipped_folder
 
 if TYPE_CHECKING:
     from speechbrain.utils.run_opts import RunOptions
+
+    from audiokit.tasks.recipe_brain import TimeLimitReached
 
 # speechbrain, HyperPyYAML and the Brains are imported where they are used: the ``audiokit`` command
 # line imports this module for its parser, and speechbrain takes about a second to import.
@@ -80,6 +89,42 @@ def recipe_run_options(run_opts: RunOptions, hparams: dict) -> RunOptions:
         given |= set(EXCLUSIVE_RUN_OPTIONS)
     from_recipe = {k: hparams[k] for k in run_option_names() if k in hparams and k not in given}
     return replace(run_opts, **from_recipe, overridden_args=given | set(from_recipe))
+
+
+def split_max_minutes(overrides):
+    """``(max_minutes or None, the other overrides)``: ``--max_minutes M`` (``--max_minutes=M``, or the dict key)
+    is audiokit's own option, neither a SpeechBrain run option nor necessarily a key of the recipe."""
+    if isinstance(overrides, dict):
+        rest = dict(overrides)
+        value = rest.pop("max_minutes", None)
+    else:
+        rest, value, items = [], None, list(overrides or [])
+        while items:
+            item = items.pop(0)
+            if item == "--max_minutes":
+                if not items:
+                    raise AudiokitError("--max_minutes needs a number of minutes")
+                value = items.pop(0)
+            elif item.startswith("--max_minutes="):
+                value = item.split("=", 1)[1]
+            else:
+                rest.append(item)
+    if value is None:
+        return None, rest
+    return check_max_minutes(value), rest
+
+
+def check_max_minutes(value) -> float | None:
+    """``value`` as a positive number of minutes (None or 0: no limit); AudiokitError otherwise."""
+    if value is None:
+        return None
+    try:
+        minutes = float(value)
+    except (TypeError, ValueError):
+        raise AudiokitError(f"max_minutes {value!r}: must be a number of minutes") from None
+    if not minutes >= 0 or minutes == float("inf"):
+        raise AudiokitError(f"max_minutes {value!r}: must be a positive number of minutes")
+    return minutes or None
 
 
 def load_initial_weights(model: torch.nn.Module, path: str | Path) -> None:
@@ -160,17 +205,30 @@ def check_resumable(hparams: dict) -> None:
                             f"{newest.path} to resume from the checkpoint before it") from None
 
 
+class TrainResult(NamedTuple):
+    folder: Path  #: the (absolute) output folder
+    stopped: TimeLimitReached | None  #: set when the run stopped on its ``max_minutes`` (checkpoint saved)
+
+
 def train(recipe_path: str | Path, overrides=None) -> Path:
     """Fit the recipe's model; returns the (absolute) output folder.
 
-    Resumes from the newest checkpoint in ``<output_folder>/save`` when there is one.
+    Resumes from the newest checkpoint in ``<output_folder>/save`` when there is one. A run that stops on its
+    ``max_minutes`` returns normally too (see :func:`train_run` to tell).
     """
+    return train_run(recipe_path, overrides).folder
+
+
+def train_run(recipe_path: str | Path, overrides=None) -> TrainResult:
+    """:func:`train`, also saying whether the run stopped on its time limit (``max_minutes``)."""
+    started = time.monotonic()
     import speechbrain as sb
     from hyperpyyaml import load_hyperpyyaml
     from speechbrain.utils.checkpoints import Checkpointer
 
     from audiokit.tasks.checkpoints import SafeCheckpointer
     from audiokit.tasks.enhancement import EnhancementBrain
+    from audiokit.tasks.recipe_brain import RecipeBrain, TimeLimitReached
 
     recipe_path = find_recipe(recipe_path)
     if not recipe_path.is_file():
@@ -179,12 +237,14 @@ def train(recipe_path: str | Path, overrides=None) -> Path:
     if os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "").lower() in ("1", "y", "yes", "true"):
         raise AudiokitError("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is set: loading checkpoints (resuming, averaging) "
                             "could run code from them; unset it")
+    max_minutes, overrides = split_max_minutes(overrides)
     with _recipe_errors(recipe_path):  # e.g. an option without its value
         run_opts, recipe_overrides = parse_overrides(recipe_path, overrides)
     sb.utils.distributed.ddp_init_group(run_opts)  # no-op unless started by torchrun
     with _recipe_errors(recipe_path), open(recipe_path, encoding="utf-8") as f:
         hparams = load_hyperpyyaml(f, recipe_overrides)
     check_sizes(hparams)
+    hparams["max_minutes"] = max_minutes if max_minutes is not None else check_max_minutes(hparams.get("max_minutes"))
     run_opts = recipe_run_options(run_opts, hparams)
     if hparams.get("init_from"):
         load_initial_weights(hparams["modules"]["model"], hparams["init_from"])
@@ -202,12 +262,19 @@ def train(recipe_path: str | Path, overrides=None) -> Path:
             raise
         raise AudiokitError(problem) from None
     brain_class = hparams.get("brain_class") or EnhancementBrain
+    if hparams["max_minutes"] and not issubclass(brain_class, RecipeBrain):
+        raise AudiokitError(f"max_minutes needs a Brain derived from audiokit's RecipeBrain, not {brain_class}")
     brain = brain_class(modules=hparams["modules"], opt_class=hparams["opt_class"],
                              hparams=hparams, run_opts=run_opts, checkpointer=hparams["checkpointer"])
-    brain.fit(hparams["epoch_counter"], hparams["train_set"], hparams.get("valid_set"),
-              train_loader_kwargs=hparams["train_dataloader_opts"],
-              valid_loader_kwargs=hparams.get("valid_dataloader_opts", {}))
-    return output_folder
+    if hparams["max_minutes"]:
+        brain.stop_at = started + 60.0 * hparams["max_minutes"]
+    try:
+        brain.fit(hparams["epoch_counter"], hparams["train_set"], hparams.get("valid_set"),
+                  train_loader_kwargs=hparams["train_dataloader_opts"],
+                  valid_loader_kwargs=hparams.get("valid_dataloader_opts", {}))
+    except TimeLimitReached as stop:
+        return TrainResult(output_folder, stop)
+    return TrainResult(output_folder, None)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -224,10 +291,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """CLI action: train, print the output folder; one-line error and exit status 1 on bad input."""
     try:
-        folder = train(args.recipe, list(args.overrides))
+        folder, stopped = train_run(args.recipe, list(args.overrides))
     except (FileNotFoundError, ValueError, AudiokitError) as err:
         print(f"audiokit train: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 1
+    if stopped is not None:
+        print(f"audiokit train: {stopped}; the same command resumes it: {folder}")
+        return 0
     print(f"trained: {folder}")
     return 0
 
