@@ -161,3 +161,35 @@ def test_speech_drawn_in_proportion_to_duration(tmp_path):
     for _ in range(600):
         ds._speech(800, rng)
     assert 0.58 < drawn.count("long.wav") / len(drawn) < 0.75  # uniform over files would give 0.25
+
+
+def test_noise_variations_change_speed_and_colour_and_keep_the_level():
+    from audiokit.tasks.augment import change_speed, random_eq
+    t = np.arange(RATE) / RATE
+    tone = torch.from_numpy(np.sin(2 * np.pi * 500 * t).astype(np.float32))
+    faster = change_speed(torch.cat([tone, tone])[: int(RATE * 1.25)], RATE)
+    assert faster.shape == (RATE,)
+    peak_hz = np.argmax(np.abs(np.fft.rfft(faster.numpy())))  # 1 s: bins are Hz
+    assert abs(peak_hz - 625) <= 2  # 1.25 s of a 500 Hz tone in 1 s
+    white = coloured_noise(RATE, "white", np.random.default_rng(0))
+    shaped = random_eq(white, 12.0, np.random.default_rng(1))
+    assert abs(float(rms(shaped)) - float(rms(white))) < 1e-4
+    band = lambda x, lo, hi: float(np.abs(np.fft.rfft(x.numpy()))[lo:hi].mean())  # noqa: E731
+    ratios = [band(shaped, lo, lo + 500) / band(white, lo, lo + 500) for lo in (100, 2000, 6000)]
+    assert max(ratios) / min(ratios) > 1.5  # the bands were coloured differently
+    assert torch.allclose(random_eq(white, 0.0, np.random.default_rng(1)), white, atol=1e-5)
+
+
+def test_noise_variations_off_draw_nothing_and_on_mix_two_noises(corpus):
+    mixer, rng = Mixer(), np.random.default_rng(3)
+    state = rng.bit_generator.state
+    noise = torch.arange(100.0)
+    assert torch.equal(mixer.vary_noise(lambda n: noise[:n], 50, rng), noise[:50])
+    assert rng.bit_generator.state == state  # old recipes' mixtures are unchanged
+    varied = Mixer(noise_speed=(0.8, 1.25), noise_eq_db=10.0).vary_noise(lambda n: noise[:n], 50, rng)
+    assert varied.shape == (50,) and not torch.allclose(varied, noise[:50])
+    ds = dataset(corpus, noise_mix_prob=1.0, noise_speed=(0.8, 1.25), noise_eq_db=10.0, reverb_prob=0.0)
+    kinds = [ds[i]["noise"] for i in range(len(ds))]
+    assert all("+" in k for k in kinds)
+    item = ds[0]
+    assert abs(snr_db(item["clean"], item["noisy"]) - item["snr_db"]) < 0.5

@@ -7,6 +7,7 @@ function of its seed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -106,6 +107,26 @@ def random_segment(signal: torch.Tensor, num_samples: int, rng: np.random.Genera
     return signal[start : start + num_samples]
 
 
+def change_speed(signal: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """``signal`` [T] played faster or slower to fill ``num_samples`` (linear interpolation: tempo and pitch move
+    together by ``T / num_samples``; for noise, not speech)."""
+    return torch.nn.functional.interpolate(signal.view(1, 1, -1), size=num_samples, mode="linear",
+                                           align_corners=True).view(-1)
+
+
+def random_eq(signal: torch.Tensor, max_db: float, rng: np.random.Generator, points: int = 6) -> torch.Tensor:
+    """``signal`` [T] through a random smooth equaliser: gains uniform in +-``max_db`` dB at ``points`` places
+    evenly spaced on a log-frequency axis (from 1/1000 of the band to its top), interpolated in dB between them;
+    the RMS is kept."""
+    spectrum = torch.fft.rfft(signal)
+    bins = spectrum.numel()
+    places = np.linspace(np.log(bins / 1000), np.log(bins - 1), points)
+    gains_db = rng.uniform(-max_db, max_db, points)
+    curve = np.interp(np.log(np.maximum(np.arange(bins), 1)), places, gains_db)
+    shaped = torch.fft.irfft(spectrum * torch.from_numpy(10 ** (curve / 20)).to(spectrum.real.dtype), n=signal.numel())
+    return shaped * (rms(signal) / (rms(shaped) + EPS))
+
+
 @dataclass
 class Mixer:
     """Settings of the noisy/clean pair generator (what a recipe configures).
@@ -119,6 +140,10 @@ class Mixer:
     reverb_prob: probability of reverberating the speech; ``measured_rir_prob`` of those
         use a file RIR (when any), the rest a simulated RIR with RT60 uniform in ``rt60_s``.
     early_ms: the target keeps this much early reverberation (0: dry speech).
+    noise_speed: uniform range of the speed a noise file is played at (tempo and pitch together; ``(1, 1)``: as
+        recorded), so that a few recordings give many noises.
+    noise_eq_db: a noise file goes through :func:`random_eq` with gains up to this many dB (0: off).
+    noise_mix_prob: probability of adding a second noise (any kind) to the first, 0 to 10 dB below it.
     """
 
     snr_db: tuple[float, float] = (-5.0, 20.0)
@@ -129,6 +154,19 @@ class Mixer:
     measured_rir_prob: float = 0.5
     rt60_s: tuple[float, float] = (0.2, 1.0)
     early_ms: float = 50.0
+    noise_speed: tuple[float, float] = (1.0, 1.0)
+    noise_eq_db: float = 0.0
+    noise_mix_prob: float = 0.0
+
+    def vary_noise(self, read: Callable[[int], torch.Tensor], num_samples: int,
+                   rng: np.random.Generator) -> torch.Tensor:
+        """A noise file's segment [num_samples] at a random speed and colour; ``read(n)`` gives ``n`` samples of it.
+        Draws no random numbers for the variations that are off (old recipes mix the same noise as before)."""
+        if tuple(self.noise_speed) == (1.0, 1.0):
+            noise = read(num_samples)
+        else:
+            noise = change_speed(read(int(np.ceil(num_samples * rng.uniform(*self.noise_speed)))), num_samples)
+        return random_eq(noise, self.noise_eq_db, rng) if self.noise_eq_db else noise
 
     def pick_noise_kind(self, rng: np.random.Generator, have_files: bool) -> str:
         kinds = [k for k, w in self.noise_weights.items() if w > 0 and (k != "file" or have_files)]

@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 
 from audiokit.audio.resample import resample
-from audiokit.tasks.augment import NOISE_COLOURS, Mixer, coloured_noise, random_segment, rms
+from audiokit.tasks.augment import NOISE_COLOURS, Mixer, coloured_noise, db_to_amplitude, random_segment, rms
 
 AUDIO_SUFFIXES = {".wav", ".flac"}
 #: folders that are evaluation data and must never be trained on
@@ -161,10 +161,19 @@ class NoisySpeechDataset(torch.utils.data.Dataset):
         return seg
 
     def _noise(self, num: int, rng: np.random.Generator) -> tuple[torch.Tensor, str]:
+        """A noise [num] of a random kind, plus (``mixer.noise_mix_prob``) a second one 0-10 dB below it."""
+        noise, kind = self._one_noise(num, rng)
+        if self.mixer.noise_mix_prob and rng.random() < self.mixer.noise_mix_prob:
+            other, other_kind = self._one_noise(num, rng)
+            noise = noise / (rms(noise) + 1e-8) + other / (rms(other) + 1e-8) / db_to_amplitude(rng.uniform(0, 10))
+            kind = f"{kind}+{other_kind}"
+        return noise, kind
+
+    def _one_noise(self, num: int, rng: np.random.Generator) -> tuple[torch.Tensor, str]:
         kind = self.mixer.pick_noise_kind(rng, bool(self.noise_files))
         if kind == "file":
-            path = self.noise_files[int(rng.integers(len(self.noise_files)))]
-            return random_segment(self.load(path), num, rng), kind
+            recording = self.load(self.noise_files[int(rng.integers(len(self.noise_files)))])
+            return self.mixer.vary_noise(lambda n: random_segment(recording, n, rng), num, rng), kind
         if kind == "coloured":
             colour = list(NOISE_COLOURS)[int(rng.integers(len(NOISE_COLOURS)))]
             return coloured_noise(num, colour, rng), colour
