@@ -173,7 +173,8 @@ def test_recipe_trains_one_epoch(dances, tmp_path):
     assert list((out / "save").glob("CKPT+*/model.ckpt"))
     # the free-running validation: recorded in the curve and the checkpoint, which is kept by it (lowest best)
     row = dict(zip(curve[0].split(","), curve[1].split(",")))
-    free = ("free_score", "free_fid_k", "free_beats_ratio", "free_speed_ratio", "free_freeze")
+    free = ("free_score", "free_fid_k", "free_beats_ratio", "free_speed_ratio", "free_freeze", "free_bas",
+            "free_beat_f")
     assert all(np.isfinite(float(row[f"valid_{name}"])) for name in free)
     meta = yaml.safe_load(next((out / "save").glob("CKPT+*/CKPT.yaml")).read_text())
     assert meta["select_by"] == "free_score" and meta["higher_is_better"] is False

@@ -130,8 +130,10 @@ class DanceWindows(torch.utils.data.Dataset):
             if frames < window_frames:
                 raise ValueError(f"{folder}: {frames} frames, fewer than window_frames {window_frames}")
             style = STYLES.index(clip.style) if clip.style in STYLES else len(STYLES)
-            self.dances.append({"name": clip.name, "positions": clip.positions[:frames], "audio": audio,
-                                "style": style})
+            dance = {"name": clip.name, "positions": clip.positions[:frames], "audio": audio, "style": style}
+            if epoch_size is None:  # held out: the song as read too, for its music beats (free_running)
+                dance["music"] = (clip.audio, clip.sample_rate)
+            self.dances.append(dance)
         if epoch_size is None:
             self.windows = [(d, s) for d, dance in enumerate(self.dances)
                             for s in range(0, len(dance["positions"]) - window_frames + 1, window_frames)]
@@ -227,7 +229,9 @@ class DanceBrain(RecipeBrain):
     ``free_scorer``): after each validation pass the model dances, free-running, to the whole songs of
     ``valid_set`` with style ``valid_style`` (None or ``"any"``, the default: "any style"; ``"auto"``; ``"known"``: each
     dance's own; or a style name), and ``free_scorer(generated, real, reference, fps)`` scores that against the
-    real dancers of those songs and, as the reference of real dancing, the ``train_set`` dances. The recipe names
+    real dancers of those songs and, as the reference of real dancing, the ``train_set`` dances, and is given the
+songs as read (``music=[(wav, sample_rate)]``: the beat alignment of the generated dance, ``free_bas`` and
+``free_beat_f``, against librosa's beats of the music as ``evaluate --dance`` finds them). The recipe names
     :func:`audiokit.metrics.dance_eval.free_running_score` (tasks do not import metrics, their peer layer). Its
     figures are recorded as ``free_<name>``: ``free_score`` (lower is better) is the recipe's ``select_by``. The
     teacher-forced pose loss misjudges free-running dances (``pretrained/dance_lstm.md``); it stays the default
@@ -271,8 +275,12 @@ class DanceBrain(RecipeBrain):
         model.eval()
         generated = [model.dance(d["audio"], style=d["style"] if style == "known" else style) for d in valid.dances]
         model.train(was_training)
-        figures = scorer(generated, [d["positions"] for d in valid.dances],
-                         [d["positions"] for d in self.hparams.train_set.dances], valid.fps)
+        real = [d["positions"] for d in valid.dances]
+        reference = [d["positions"] for d in self.hparams.train_set.dances]
+        if all("music" in d for d in valid.dances):
+            figures = scorer(generated, real, reference, valid.fps, music=[d["music"] for d in valid.dances])
+        else:
+            figures = scorer(generated, real, reference, valid.fps)
         return {f"free_{name}": float(value) for name, value in figures.items()}
 
     def compute_forward(self, batch, stage):
