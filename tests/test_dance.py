@@ -173,7 +173,8 @@ def test_recipe_trains_one_epoch(dances, tmp_path):
     assert list((out / "save").glob("CKPT+*/model.ckpt"))
     # the free-running validation: recorded in the curve and the checkpoint, which is kept by it (lowest best)
     row = dict(zip(curve[0].split(","), curve[1].split(",")))
-    free = ("free_score", "free_fid_k", "free_beats_ratio", "free_speed_ratio", "free_freeze")
+    free = ("free_score", "free_fid_k", "free_beats_ratio", "free_speed_ratio", "free_freeze", "free_bas",
+            "free_beat_f")
     assert all(np.isfinite(float(row[f"valid_{name}"])) for name in free)
     meta = yaml.safe_load(next((out / "save").glob("CKPT+*/CKPT.yaml")).read_text())
     assert meta["select_by"] == "free_score" and meta["higher_is_better"] is False
@@ -250,3 +251,62 @@ def test_a_model_file_whose_frames_are_not_whole_samples_is_refused(tmp_path):
         assert json.dumps(read_metadata(path)["config"])  # (the file itself is well formed)
         with pytest.raises(CheckpointError, match=re.escape(f"{path}: bad configuration for dance_lstm: {problem}")):
             load_model(str(path))
+
+
+def swaying_poses(frames: int = 80, shift: int = 0) -> torch.Tensor:
+    """Denormalised pose vectors ``[1, frames, 72]`` of a body swaying at 1.25 Hz (its speed dips every 10
+    frames), delayed by ``shift`` frames, and its weak beat labels."""
+    from audiokit.models.dance import poses_from_positions
+    from audiokit.tasks.dance import motion_beats
+    t = (np.arange(frames) - shift) / 25.0
+    rest = np.random.default_rng(0).normal(size=(23, 3)) * 15
+    positions = rest[None] + np.sin(2 * np.pi * 1.25 * t)[:, None, None] * [6.0, 1.0, 3.0]
+    return torch.from_numpy(poses_from_positions(positions))[None], torch.from_numpy(motion_beats(positions))[None]
+
+
+def test_beat_loss_wants_the_body_slowest_on_the_beats():
+    from audiokit.models.dance import poses_from_positions
+    from audiokit.motion.kinematics import mean_joint_speed
+    from audiokit.tasks.dance import beat_loss, pose_speed
+    on_beat, beats = swaying_poses()
+    assert int(beats.sum()) >= 5
+    assert float(beat_loss(on_beat, beats)) == pytest.approx(0.0, abs=1e-6)  # slowest on every labelled beat
+    for shift in (3, 5):  # the same motion, late: the labelled frames are no longer the slowest
+        late, _ = swaying_poses(shift=shift)
+        assert float(beat_loss(late, beats)) > 0.2
+    assert float(beat_loss(on_beat, torch.zeros_like(beats))) == 0.0  # no labels, no loss
+    # the speed is the evaluation's (world positions, root motion included), and the loss has gradients
+    positions = np.cumsum(np.random.default_rng(1).normal(size=(40, 23, 3)), axis=0)
+    poses = torch.tensor(poses_from_positions(positions)[None], dtype=torch.float64, requires_grad=True)
+    np.testing.assert_allclose(pose_speed(poses)[0].detach().numpy(), mean_joint_speed(positions, 5), rtol=1e-5)
+    beat_loss(poses, torch.ones(1, 40, dtype=torch.bool)).backward()
+    assert poses.grad is not None and bool(poses.grad.abs().sum() > 0)
+
+
+def test_beat_weight_zero_leaves_the_loss_as_it_was():
+    import types
+
+    import speechbrain as sb
+
+    from audiokit.models.dance import DanceGenerator
+    from audiokit.tasks.dance import DanceBrain, beat_loss
+    torch.manual_seed(0)
+    model = DanceGenerator(**SPEC, hidden=16, decoder_hidden=16)
+    poses, beats = swaying_poses(24)
+    batch = {"spec": torch.randn(1, 24, 4 * 33), "poses": poses, "beats": beats, "style": torch.tensor([1])}
+
+    def loss(**hparams):
+        brain = DanceBrain.__new__(DanceBrain)  # only what compute_forward / compute_objectives read
+        brain.hparams, brain.device = types.SimpleNamespace(**hparams), "cpu"
+        brain.modules = torch.nn.ModuleDict({"model": model})
+        torch.manual_seed(1)
+        predictions = brain.compute_forward(batch, sb.Stage.VALID)
+        brain.sums, brain.count = {"pose_loss": 0.0, "contrastive": 0.0, "style_loss": 0.0}, 0
+        with torch.no_grad():
+            return float(brain.compute_objectives(predictions, batch, sb.Stage.VALID)), predictions, brain.sums
+
+    before, (pred, _, normalised), sums = loss()
+    assert loss(beat_weight=0.0)[0] == before and "beat_loss" not in sums
+    with_beats, _, sums = loss(beat_weight=0.5)
+    beat = float(beat_loss(model.denormalise(torch.cat([normalised[:, :1], pred], 1)), beats))
+    assert beat > 0 and with_beats == pytest.approx(before + 0.5 * beat) and sums["beat_loss"] == pytest.approx(beat)

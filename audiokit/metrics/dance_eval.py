@@ -41,7 +41,7 @@ from audiokit.motion.dance_data import TEST_DANCES, DanceClip, find_dances, read
 ROWS = ("generated", "real", "another song", "random", "frozen")
 PER_SET = ("fid_k", "fid_g", "div_k", "div_g")
 FREE_PARTS = ("score", "fid_k", "beats_ratio", "speed_ratio", "freeze")
-"""The figures of :func:`free_running_score`."""
+"""The figures of :func:`free_running_score` (and ``bas``, ``beat_f`` when given the music)."""
 RATE_FLOOR = 1e-3
 """Beat rates (1/s) and speeds (body sizes/s) are taken as at least this in :func:`free_running_score`'s ratios
 (a frozen motion's ratio is then about 1e-3 / 0.9 or 1e-3 / 0.13 instead of 0)."""
@@ -95,7 +95,8 @@ def motion_features(positions, fps: float, window_s: float) -> tuple[np.ndarray,
     return kinetic_windows(positions, fps, window_s), geometric
 
 
-def free_running_score(generated, real, reference=None, fps: float = 25.0, window_s: float = 10.0) -> dict:
+def free_running_score(generated, real, reference=None, fps: float = 25.0, window_s: float = 10.0,
+                       music=None) -> dict:
     """How far motion generated free-running over whole songs is from dancing; lower is better.
 
     ``generated`` and ``real``: one motion ``[T, 23, 3]`` (cm, ``fps``) per song, the model's and the real
@@ -110,7 +111,12 @@ def free_running_score(generated, real, reference=None, fps: float = 25.0, windo
     * ``freeze``: the mean share of still seconds of the generated motions (whole songs);
     * ``score = fid_k * (1 + |ln beats_ratio| + |ln speed_ratio| + freeze)``: the distance to real dancing,
       inflated by the relative errors of the dance's pace (a motion twice or half as fast costs the same) and
-      by freezing, whose windows FID_k may not yet see. 1 x FID_k for a motion at the real pace.
+      by freezing, whose windows FID_k may not yet see. 1 x FID_k for a motion at the real pace;
+    * with ``music``, one ``(wav [N], sample_rate)`` per song (the song as read, as :func:`evaluate_dances`
+      scores it: librosa's beats of the original file; at 16 kHz the tracker doubled a waltz's tempo), also
+      ``bas`` and ``beat_f``: the means over the songs of the generated motion's
+      :func:`~audiokit.metrics.dance.score_motion` beat alignment score and beat F-measure (higher is better;
+      not part of ``score``).
     """
     reference = real if reference is None else reference
     fid = frechet_distance(np.concatenate([kinetic_windows(m, fps, window_s) for m in generated]),
@@ -120,7 +126,14 @@ def free_running_score(generated, real, reference=None, fps: float = 25.0, windo
                    [figures.speed_per_body(m, fps) for m in real])
     still = float(np.mean([figures.freeze(m, fps, last_s=len(m) / fps) for m in generated]))
     score = fid * (1 + abs(math.log(beats)) + abs(math.log(speed)) + still)
-    return {"score": score, "fid_k": fid, "beats_ratio": beats, "speed_ratio": speed, "freeze": still}
+    found = {"score": score, "fid_k": fid, "beats_ratio": beats, "speed_ratio": speed, "freeze": still}
+    if music is not None:
+        if len(music) != len(generated):
+            raise ValueError(f"{len(music)} songs of music for {len(generated)} generated motions")
+        aligned = [score_motion(m, fps, music_beats(wav, rate)) for m, (wav, rate) in zip(generated, music)]
+        found.update(bas=float(np.mean([a["bas"] for a in aligned])),
+                     beat_f=float(np.mean([a["beat_f"] for a in aligned])))
+    return found
 
 
 def _ratio(generated: list[float], real: list[float]) -> float:

@@ -21,7 +21,22 @@ Losses (:class:`DanceBrain`): the mean squared error of the normalised poses, th
 (:func:`teacher_schedule`: runs of ``teacher_frames`` frames fed the true previous pose alternate with runs
 of ``free_frames`` fed its own output), plus ``contrastive_weight`` times :func:`contrastive_loss` on
 consecutive audio embeddings, plus ``style_weight`` times the cross-entropy of the model's style head (which
-lets generation pick the style from the music, ``style="auto"``).
+lets generation pick the style from the music, ``style="auto"``), plus ``beat_weight`` (default 0: not computed,
+the training unchanged) times the kinematic beat loss :func:`beat_loss`.
+
+**Kinematic beat loss** (:func:`beat_loss`): on the predicted poses, denormalised (cm; the window's true first
+pose in front, so that every predicted frame has a step into it), the mean joint speed (cm per frame, each
+joint's world velocity averaged over ``smooth`` = 5 frames, 200 ms, as the weak labels' :func:`motion_beats`)
+should be, at each frame the window's ``beats`` labels mark, a local minimum of its neighbourhood of
+``radius`` = 4 frames (+-160 ms) each side. Per labelled beat, ``relu(s_beat - min(s_neighbours)) /
+mean(s_window)``: the excess of the speed at the beat over the slowest neighbour, in units of the window's mean
+speed (detached; plus 0.1 cm per frame, about 2.5 cm/s, so that a still window does not divide by 0), hence
+unitless and 0 when the body is slowest on the beat; averaged over the labelled beats whose whole neighbourhood
+lies in the window (0 when there are none). The labels are the real dancer's motion beats (the dancer's own
+slow-downs, which the dancers' beat alignment is measured on) rather than music beats: they come with every
+window, retimed and mirrored with it, with no beat tracking of 5 s of music (librosa's tracker needs longer
+songs and doubled a waltz's tempo at 16 kHz), and they hold the dancer's phase against the music, which the
+loss asks the generated motion to keep.
 """
 from __future__ import annotations
 
@@ -71,6 +86,50 @@ def contrastive_loss(embeddings: torch.Tensor, beats: torch.Tensor, margin: floa
     across = beats[:, 1:].float()
     loss = (1 - across) * squared + across * (margin - distance).clamp_min(0).square()
     return loss.mean() / 2
+
+
+BEAT_RADIUS = 4
+"""Frames each side of a beat label (160 ms at 25 fps) within which :func:`beat_loss` wants the speed lowest."""
+BEAT_SPEED_FLOOR = 0.1
+"""cm per frame added to :func:`beat_loss`'s mean speed (about 2.5 cm/s at 25 fps: a still window's scale)."""
+
+
+def pose_speed(poses: torch.Tensor, smooth: int = 5) -> torch.Tensor:
+    """Mean joint speed ``[B, T - 1]`` (cm per frame, element ``k`` the step from frame ``k`` to ``k + 1``) of
+    denormalised pose vectors ``[B, T, 72]`` (:mod:`audiokit.motion.poses`), as
+    :func:`audiokit.motion.kinematics.mean_joint_speed` of their world positions: each joint's world velocity
+    (its step relative to the root plus the root's, height and horizontal) box-averaged over ``smooth`` frames
+    (zero beyond the ends), then its length, averaged over the joints. Differentiable."""
+    joints = (poses.shape[-1] - 3) // 3
+    relative = poses[..., :joints * 3].unflatten(-1, (joints, 3))
+    root = torch.stack([poses[:, 1:, -2], poses[:, 1:, -3] - poses[:, :-1, -3], poses[:, 1:, -1]], -1)
+    velocity = (relative[:, 1:] - relative[:, :-1]) + root[:, :, None]  # [B, T - 1, J, 3]
+    smooth = min(smooth, velocity.shape[1])
+    if smooth > 1:
+        flat = velocity.flatten(2).transpose(1, 2)  # [B, J * 3, T - 1]
+        kernel = flat.new_full((1, 1, smooth), 1.0 / smooth)
+        # np.convolve(mode="same"): the output centred on the input, (smooth - 1) // 2 more zeros on the right
+        padded = torch.nn.functional.pad(flat, (smooth // 2, (smooth - 1) // 2))
+        flat = torch.nn.functional.conv1d(padded.flatten(0, 1)[:, None], kernel)[:, 0].view_as(flat)
+        velocity = flat.transpose(1, 2).unflatten(-1, (joints, 3))
+    return velocity.square().sum(-1).add(1e-12).sqrt().mean(-1)
+
+
+def beat_loss(poses: torch.Tensor, beats: torch.Tensor, radius: int = BEAT_RADIUS, smooth: int = 5) -> torch.Tensor:
+    """Kinematic beat loss (see the module docstring) of denormalised pose vectors ``[B, T, 72]`` against the
+    beat labels ``beats [B, T]`` (a label at frame ``j`` is the minimum of the speed step ``j - 1 -> j``, as
+    :func:`motion_beats` sets them): unitless, 0 when the body's mean joint speed is lowest on every labelled
+    beat within +-``radius`` frames."""
+    speed = pose_speed(poses, smooth)  # [B, T - 1]
+    if speed.shape[1] < 2 * radius + 1:
+        return speed.new_zeros(())
+    window = speed.unfold(1, 2 * radius + 1, 1)  # [B, T - 1 - 2 radius, 2 radius + 1], centre k + radius
+    centre = window[..., radius]
+    neighbours = torch.cat([window[..., :radius], window[..., radius + 1:]], -1)
+    scale = speed.detach().mean(1, keepdim=True) + BEAT_SPEED_FLOOR
+    excess = (centre - neighbours.min(-1).values).clamp_min(0) / scale
+    marked = beats[:, radius + 1:beats.shape[1] - radius].to(excess.dtype)  # label j = step j - 1
+    return (excess * marked).sum() / marked.sum().clamp_min(1)
 
 
 def teacher_schedule(frames: int, teacher_frames: int, free_frames: int, phase: int = 0) -> torch.Tensor:
@@ -130,8 +189,10 @@ class DanceWindows(torch.utils.data.Dataset):
             if frames < window_frames:
                 raise ValueError(f"{folder}: {frames} frames, fewer than window_frames {window_frames}")
             style = STYLES.index(clip.style) if clip.style in STYLES else len(STYLES)
-            self.dances.append({"name": clip.name, "positions": clip.positions[:frames], "audio": audio,
-                                "style": style})
+            dance = {"name": clip.name, "positions": clip.positions[:frames], "audio": audio, "style": style}
+            if epoch_size is None:  # held out: the song as read too, for its music beats (free_running)
+                dance["music"] = (clip.audio, clip.sample_rate)
+            self.dances.append(dance)
         if epoch_size is None:
             self.windows = [(d, s) for d, dance in enumerate(self.dances)
                             for s in range(0, len(dance["positions"]) - window_frames + 1, window_frames)]
@@ -219,15 +280,19 @@ class DanceBrain(RecipeBrain):
     ``teacher_frames``, ``free_frames`` (auto-conditioning, :func:`teacher_schedule`), ``contrastive_weight``,
     ``margin``, ``style_dropout`` (chance a training window is given the "any style" index instead of its
     own), ``style_weight`` (the style head's cross-entropy, so that ``style="auto"`` can pick the style from
-    the music). The normalisation statistics of the model are set from ``train_set`` at the start of a new run
-    (a resumed one takes them from its checkpoint). Validation (same schedule, phase 0) records ``loss``,
+    the music), ``beat_weight`` (the kinematic :func:`beat_loss`, on the decoder's auto-conditioned output; 0,
+    the default, does not compute it; above 0 validation also records ``beat_loss``). The normalisation
+    statistics of the model are set from ``train_set`` at the start of a new run (a resumed one takes them from
+    its checkpoint). Validation (same schedule, phase 0) records ``loss``,
     ``pose_loss`` (lower is better; the learning rate is annealed on it), ``contrastive`` and ``style_loss``.
 
     **Free-running validation** (:meth:`free_running`; on with ``free_valid`` True, the default, and a recipe's
     ``free_scorer``): after each validation pass the model dances, free-running, to the whole songs of
     ``valid_set`` with style ``valid_style`` (None or ``"any"``, the default: "any style"; ``"auto"``; ``"known"``: each
     dance's own; or a style name), and ``free_scorer(generated, real, reference, fps)`` scores that against the
-    real dancers of those songs and, as the reference of real dancing, the ``train_set`` dances. The recipe names
+    real dancers of those songs and, as the reference of real dancing, the ``train_set`` dances, and is given the
+songs as read (``music=[(wav, sample_rate)]``: the beat alignment of the generated dance, ``free_bas`` and
+``free_beat_f``, against librosa's beats of the music as ``evaluate --dance`` finds them). The recipe names
     :func:`audiokit.metrics.dance_eval.free_running_score` (tasks do not import metrics, their peer layer). Its
     figures are recorded as ``free_<name>``: ``free_score`` (lower is better) is the recipe's ``select_by``. The
     teacher-forced pose loss misjudges free-running dances (``pretrained/dance_lstm.md``); it stays the default
@@ -271,8 +336,12 @@ class DanceBrain(RecipeBrain):
         model.eval()
         generated = [model.dance(d["audio"], style=d["style"] if style == "known" else style) for d in valid.dances]
         model.train(was_training)
-        figures = scorer(generated, [d["positions"] for d in valid.dances],
-                         [d["positions"] for d in self.hparams.train_set.dances], valid.fps)
+        real = [d["positions"] for d in valid.dances]
+        reference = [d["positions"] for d in self.hparams.train_set.dances]
+        if all("music" in d for d in valid.dances):
+            figures = scorer(generated, real, reference, valid.fps, music=[d["music"] for d in valid.dances])
+        else:
+            figures = scorer(generated, real, reference, valid.fps)
         return {f"free_{name}": float(value) for name, value in figures.items()}
 
     def compute_forward(self, batch, stage):
@@ -307,6 +376,13 @@ class DanceBrain(RecipeBrain):
         style = self.style_loss(emb, batch)
         loss = (pose_loss + getattr(self.hparams, "contrastive_weight", 0.1) * contrast
                 + getattr(self.hparams, "style_weight", 0.1) * style)
+        beat_weight = getattr(self.hparams, "beat_weight", 0.0)
+        if beat_weight:
+            moved = self.model.denormalise(torch.cat([poses[:, :1], pred.float()], 1))
+            beat = beat_loss(moved, batch["beats"].to(self.device))
+            loss = loss + beat_weight * beat
+            if stage != sb.Stage.TRAIN:
+                self.sums["beat_loss"] = self.sums.get("beat_loss", 0.0) + float(beat) * pred.shape[0]
         if stage != sb.Stage.TRAIN:
             n = pred.shape[0]
             self.sums["pose_loss"] += float(pose_loss) * n
