@@ -22,7 +22,7 @@ import time
 
 import speechbrain as sb
 import torch
-from speechbrain.utils.distributed import if_main_process, is_distributed_initialized
+from speechbrain.utils.distributed import ddp_broadcast, if_main_process
 
 logger = logging.getLogger(__name__)
 
@@ -72,12 +72,7 @@ class RecipeBrain(sb.Brain):
         """Whether the wall-clock limit has passed (decided on the main process, the same on every DDP rank)."""
         if self.stop_at is None:
             return False
-        decision = time.monotonic() >= self.stop_at
-        if is_distributed_initialized():
-            shared = [decision]
-            torch.distributed.broadcast_object_list(shared, src=0)
-            decision = shared[0]
-        return decision
+        return ddp_broadcast(time.monotonic() >= self.stop_at, src=0)
 
     def _should_save_intra_epoch_ckpt(self, last_ckpt_time, steps_since_ckpt):
         """SpeechBrain's intra-epoch save decision, also taken when the time limit has passed."""
