@@ -291,8 +291,8 @@ class DanceBrain(RecipeBrain):
     ``valid_set`` with style ``valid_style`` (None or ``"any"``, the default: "any style"; ``"auto"``; ``"known"``: each
     dance's own; or a style name), and ``free_scorer(generated, real, reference, fps)`` scores that against the
     real dancers of those songs and, as the reference of real dancing, the ``train_set`` dances, and is given the
-songs as read (``music=[(wav, sample_rate)]``: the beat alignment of the generated dance, ``free_bas`` and
-``free_beat_f``, against librosa's beats of the music as ``evaluate --dance`` finds them). The recipe names
+    songs as read (``music=[(wav, sample_rate)]``: the beat alignment of the generated dance, ``free_bas`` and
+    ``free_beat_f``, against librosa's beats of the music as ``evaluate --dance`` finds them). The recipe names
     :func:`audiokit.metrics.dance_eval.free_running_score` (tasks do not import metrics, their peer layer). Its
     figures are recorded as ``free_<name>``: ``free_score`` (lower is better) is the recipe's ``select_by``. The
     teacher-forced pose loss misjudges free-running dances (``pretrained/dance_lstm.md``); it stays the default
@@ -338,10 +338,8 @@ songs as read (``music=[(wav, sample_rate)]``: the beat alignment of the generat
         model.train(was_training)
         real = [d["positions"] for d in valid.dances]
         reference = [d["positions"] for d in self.hparams.train_set.dances]
-        if all("music" in d for d in valid.dances):
-            figures = scorer(generated, real, reference, valid.fps, music=[d["music"] for d in valid.dances])
-        else:
-            figures = scorer(generated, real, reference, valid.fps)
+        songs = {"music": [d["music"] for d in valid.dances]} if all("music" in d for d in valid.dances) else {}
+        figures = scorer(generated, real, reference, valid.fps, **songs)
         return {f"free_{name}": float(value) for name, value in figures.items()}
 
     def compute_forward(self, batch, stage):
