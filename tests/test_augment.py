@@ -193,3 +193,15 @@ def test_noise_variations_off_draw_nothing_and_on_mix_two_noises(corpus):
     assert all("+" in k for k in kinds)
     item = ds[0]
     assert abs(snr_db(item["clean"], item["noisy"]) - item["snr_db"]) < 0.5
+
+
+def test_audio_cache_names_a_bad_file(tmp_path):
+    from audiokit.errors import AudioError
+    from audiokit.tasks.data import AudioCache
+    bad = tmp_path / "noise.wav"
+    bad.write_bytes(b"RIFF not really audio")
+    with pytest.raises(AudioError, match="noise.wav"):
+        AudioCache(RATE)(bad)
+    sf.write(tmp_path / "stereo.wav", np.stack([np.full(800, 0.2), np.full(800, 0.4)], 1), 8000)
+    mono = AudioCache(RATE)(tmp_path / "stereo.wav")
+    assert mono.shape == (1600,) and abs(float(mono[400:1200].mean()) - 0.3) < 1e-3

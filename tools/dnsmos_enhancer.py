@@ -16,7 +16,6 @@ means leave out the dfn48k file and its mixtures. Prints per-file scores, then t
 from __future__ import annotations
 
 import argparse
-import functools
 import itertools
 import json
 import sys
@@ -29,10 +28,10 @@ from evaluate_enhancer import DATA, load_enhancer  # (puts this checkout first o
 
 from audiokit.api import enhance
 from audiokit.audio.io import find_audio_files, read_audio
-from audiokit.audio.resample import resample
 from audiokit.errors import AudiokitError, one_line
 from audiokit.metrics.dnsmos import Dnsmos
 from audiokit.tasks.augment import Mixer, random_segment
+from audiokit.tasks.data import AudioCache
 
 RECORDING = "noisy_dev/dfn48k/noisy_snr0.flac"
 RECORDING_NOISE = "noisy_dev/dfn48k/noise_freesound_573577.flac"
@@ -47,24 +46,17 @@ RATE = 16000
 METRICS = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")
 
 
-@functools.lru_cache(maxsize=None)
-def load_mono(path: Path, rate: int) -> torch.Tensor:
-    """The channel mean of an audio file [T] at ``rate`` Hz (AudioError for a missing or bad file)."""
-    wav, file_rate = read_audio(path)
-    return torch.from_numpy(resample(wav.mean(axis=0), file_rate, rate))
-
-
 def mixtures(clean_files: list[Path], noise_files: list[Path], snrs=SNRS, seed: int = 0,
              rate: int = RATE) -> dict[str, tuple[np.ndarray, Path]]:
     """``{name: (noisy [T] at rate, noise file)}``: every noise file at every SNR (dB) under a clean file taken in
     turn from a seeded permutation, a seeded noise segment, mixed at ``LEVEL_DBFS`` by the training mixer."""
-    rng = np.random.default_rng(seed)
+    rng, load_mono = np.random.default_rng(seed), AudioCache(rate)
     order = rng.permutation(len(clean_files))
     out = {}
     for index, (snr, noise_file) in enumerate(itertools.product(snrs, noise_files)):
         clean_file = clean_files[order[index % len(order)]]
-        speech = load_mono(clean_file, rate)
-        noise = random_segment(load_mono(noise_file, rate), speech.numel(), rng)
+        speech = load_mono(clean_file)
+        noise = random_segment(load_mono(noise_file), speech.numel(), rng)
         mixer = Mixer(snr_db=(snr, snr), level_dbfs=(LEVEL_DBFS, LEVEL_DBFS), reverb_prob=0.0)
         noisy = mixer.mix(speech, noise, rng)["noisy"]
         label = noise_file.stem.removeprefix("noise_")

@@ -15,6 +15,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from audiokit.audio.io import read_audio
 from audiokit.audio.resample import resample
 from audiokit.tasks.augment import NOISE_COLOURS, Mixer, coloured_noise, db_to_amplitude, random_segment, rms
 
@@ -85,7 +86,8 @@ def split_files(files: list[Path], valid_fraction: float, split: str, by: str = 
 
 
 class AudioCache:
-    """Decodes files once to mono float32 tensors [T] at ``sample_rate`` (Hz)."""
+    """Decodes files once to mono float32 tensors [T] at ``sample_rate`` (Hz): the channel mean of
+    :func:`~audiokit.audio.io.read_audio` (AudioError naming a missing, bad or truncated file), resampled."""
 
     def __init__(self, sample_rate: int):
         self.sample_rate = sample_rate
@@ -93,8 +95,8 @@ class AudioCache:
 
     def __call__(self, path: Path) -> torch.Tensor:
         if path not in self._cache:
-            data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-            wav = torch.from_numpy(data.mean(axis=1))
+            data, rate = read_audio(path)
+            wav = torch.from_numpy(data.mean(axis=0))
             if rate != self.sample_rate:
                 wav = resample(wav, rate, self.sample_rate)
             self._cache[path] = wav.contiguous()
