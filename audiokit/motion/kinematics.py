@@ -7,6 +7,7 @@ far apart a minimum must be.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from audiokit.motion.skeleton import check_positions
 
@@ -14,17 +15,28 @@ from audiokit.motion.skeleton import check_positions
 def mean_joint_speed(positions, smooth: int = 1) -> np.ndarray:
     """Mean over the joints of the joint speed, ``[T - 1]`` from positions ``[T, J, 3]``: element ``k`` is
     the motion from frame ``k`` to ``k + 1`` (position units per frame). ``smooth`` > 1 first averages each
-    velocity over that many frames (at most ``T - 1``; a centred box, zero beyond the ends, as
-    ``np.convolve(mode="same")``)."""
+    velocity over that many frames (:func:`speed_of_velocities`)."""
     positions = check_positions(positions, np.shape(positions)[-2]).astype(np.float64, copy=False)
     if len(positions) < 2:
         return np.zeros(0)
-    velocity = np.diff(positions, axis=0)
-    smooth = min(smooth, len(velocity))  # (np.convolve's "same" would lengthen a shorter velocity)
+    velocity = torch.from_numpy(np.diff(positions, axis=0))[None]  # [1, T - 1, J, 3]
+    return speed_of_velocities(velocity, smooth)[0].numpy()
+
+
+def speed_of_velocities(velocity: torch.Tensor, smooth: int = 1) -> torch.Tensor:
+    """Mean joint speed ``[B, N]`` of joint velocities ``[B, N, J, 3]`` (units per frame): each velocity first
+    box-averaged over ``smooth`` frames (at most ``N``; centred, zero beyond the ends, as
+    ``np.convolve(mode="same")``), then its length, averaged over the joints. Differentiable (a zero velocity
+    has a zero gradient): the same speed for the evaluation's numpy positions and the training loss's tensors."""
+    smooth = min(smooth, velocity.shape[1])  # (np.convolve's "same" would lengthen a shorter velocity)
     if smooth > 1:
-        kernel = np.ones(smooth) / smooth
-        velocity = np.apply_along_axis(lambda v: np.convolve(v, kernel, mode="same"), 0, velocity)
-    return np.linalg.norm(velocity, axis=-1).mean(axis=-1)
+        flat = velocity.flatten(2).transpose(1, 2)  # [B, J * 3, N]
+        kernel = flat.new_full((1, 1, smooth), 1.0 / smooth)
+        # centred as np.convolve(mode="same"): (smooth - 1) // 2 more zeros on the right than the left's smooth // 2
+        padded = torch.nn.functional.pad(flat, (smooth // 2, (smooth - 1) // 2))
+        flat = torch.nn.functional.conv1d(padded.flatten(0, 1)[:, None], kernel)[:, 0].view_as(flat)
+        velocity = flat.transpose(1, 2).unflatten(-1, velocity.shape[-2:])
+    return torch.linalg.vector_norm(velocity, dim=-1).mean(-1)
 
 
 def speed_minima(speed, spacing: int = 1, prominence: float = 0.0) -> np.ndarray:

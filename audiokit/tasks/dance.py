@@ -53,7 +53,7 @@ from audiokit.audio.resample import resample
 from audiokit.errors import AudiokitError
 from audiokit.models.dance import STYLES, poses_from_positions
 from audiokit.motion.dance_data import TEST_DANCES, VALID_DANCES, find_dances, read_dance
-from audiokit.motion.kinematics import mean_joint_speed, speed_minima
+from audiokit.motion.kinematics import mean_joint_speed, speed_minima, speed_of_velocities
 from audiokit.motion.skeleton import mirror
 from audiokit.tasks.augment import scale_to_snr
 from audiokit.tasks.data import resolve_folder
@@ -98,21 +98,13 @@ def pose_speed(poses: torch.Tensor, smooth: int = 5) -> torch.Tensor:
     """Mean joint speed ``[B, T - 1]`` (cm per frame, element ``k`` the step from frame ``k`` to ``k + 1``) of
     denormalised pose vectors ``[B, T, 72]`` (:mod:`audiokit.motion.poses`), as
     :func:`audiokit.motion.kinematics.mean_joint_speed` of their world positions: each joint's world velocity
-    (its step relative to the root plus the root's, height and horizontal) box-averaged over ``smooth`` frames
-    (zero beyond the ends), then its length, averaged over the joints. Differentiable."""
+    (its step relative to the root plus the root's, height and horizontal) through
+    :func:`~audiokit.motion.kinematics.speed_of_velocities`. Differentiable."""
     joints = (poses.shape[-1] - 3) // 3
     relative = poses[..., :joints * 3].unflatten(-1, (joints, 3))
     root = torch.stack([poses[:, 1:, -2], poses[:, 1:, -3] - poses[:, :-1, -3], poses[:, 1:, -1]], -1)
     velocity = (relative[:, 1:] - relative[:, :-1]) + root[:, :, None]  # [B, T - 1, J, 3]
-    smooth = min(smooth, velocity.shape[1])
-    if smooth > 1:
-        flat = velocity.flatten(2).transpose(1, 2)  # [B, J * 3, T - 1]
-        kernel = flat.new_full((1, 1, smooth), 1.0 / smooth)
-        # np.convolve(mode="same"): the output centred on the input, (smooth - 1) // 2 more zeros on the right
-        padded = torch.nn.functional.pad(flat, (smooth // 2, (smooth - 1) // 2))
-        flat = torch.nn.functional.conv1d(padded.flatten(0, 1)[:, None], kernel)[:, 0].view_as(flat)
-        velocity = flat.transpose(1, 2).unflatten(-1, (joints, 3))
-    return velocity.square().sum(-1).add(1e-12).sqrt().mean(-1)
+    return speed_of_velocities(velocity, smooth)
 
 
 def beat_loss(poses: torch.Tensor, beats: torch.Tensor, radius: int = BEAT_RADIUS, smooth: int = 5) -> torch.Tensor:
