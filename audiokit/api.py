@@ -38,7 +38,7 @@ from audiokit.hub.pretrained import check_device, load_model
 from audiokit.hub.registry import default_model
 from audiokit.streaming.classification import Classification, Classifier, Detection, Spotter
 from audiokit.streaming.outputs import OutputSpec
-from audiokit.streaming.pipeline import BlockPipeline, ChannelStreams
+from audiokit.streaming.pipeline import AttenuationLimit, BlockPipeline, ChannelStreams, kept_input_share
 from audiokit.streaming.separation import WindowedSeparator, refuse_separator
 
 __all__ = ["Classifier", "Dancer", "Enhancer", "classify", "dance", "dance_file", "enhance", "enhance_file",
@@ -58,14 +58,17 @@ class Enhancer:
     and ``enhance`` (or the streaming interface); ModelKindError for a separation model. ``stream``:
     chunks of ``chunk_ms`` ms (default 20) on the model's frame engine, as live audio, instead of
     ``CHUNK_SECONDS`` chunks (windows of ``BLOCK_SECONDS``); non-causal models then use the runtime's default
-    window.
+    window. ``atten_lim_db``: attenuate the noise by at most this many dB, keeping that share of the input
+    (:class:`~audiokit.streaming.pipeline.AttenuationLimit`; None: no limit).
     """
 
     output = OutputSpec.audio(1)  # one enhanced signal per input
 
     def __init__(self, model: ModelSpec = None, stream: bool = False, chunk_ms: Optional[float] = None,
-                 device: str = "cpu"):
+                 device: str = "cpu", atten_lim_db: Optional[float] = None):
         check_device(device)
+        kept_input_share(atten_lim_db)  # a bad limit is refused before the model loads
+        self.atten_lim_db = atten_lim_db
         self.model = _module(model, "enhance", device)
         refuse_separator(self.model)
         self.sample_rate = int(getattr(self.model, "sample_rate", 16000))
@@ -76,18 +79,21 @@ class Enhancer:
         self.window = None if stream else max(1, round(BLOCK_SECONDS * self.sample_rate))
         self.stream = stream
 
-    def open(self, channels: int) -> ChannelStreams:
-        return ChannelStreams(self.model, channels, self.chunk, window=self.window, frames=self.stream)
+    def open(self, channels: int) -> ChannelStreams | AttenuationLimit:
+        streams = ChannelStreams(self.model, channels, self.chunk, window=self.window, frames=self.stream)
+        return streams if self.atten_lim_db is None else AttenuationLimit(streams, self.atten_lim_db)
 
 
 def enhance(wav: Union[np.ndarray, torch.Tensor], sample_rate: int, model: ModelSpec | Enhancer = None,
-            stream: bool = False, chunk_ms: Optional[float] = None) -> Union[np.ndarray, torch.Tensor]:
+            stream: bool = False, chunk_ms: Optional[float] = None,
+            atten_lim_db: Optional[float] = None) -> Union[np.ndarray, torch.Tensor]:
     """Enhance ``wav`` ([T] or [C, T], float, at ``sample_rate`` Hz): same type, shape and rate back.
+    ``atten_lim_db``: the noise is attenuated by at most this many dB (see :class:`Enhancer`).
 
     Each channel is enhanced on its own. Raises AudioError for empty input, NaN/Inf samples, or more channels than
     samples (channels last, ``[T, C]``: pass ``wav.T``).
     """
-    enhancer = model if isinstance(model, Enhancer) else Enhancer(model, stream, chunk_ms)
+    enhancer = model if isinstance(model, Enhancer) else Enhancer(model, stream, chunk_ms, atten_lim_db=atten_lim_db)
     return _process_array(enhancer, wav, sample_rate, outputs=False)
 
 
@@ -183,16 +189,17 @@ def separate_file(path: Union[str, Path], out_dir: Union[str, Path, None] = None
 
 def enhance_file(path: Union[str, Path], out_path: Union[str, Path, None] = None,
                  model: ModelSpec | Enhancer = None, force: bool = False, stream: bool = False,
-                 chunk_ms: Optional[float] = None) -> Path:
+                 chunk_ms: Optional[float] = None, atten_lim_db: Optional[float] = None) -> Path:
     """Enhance an audio file into ``out_path`` (default ``<stem>_enhanced.wav`` beside it), 16-bit WAV at
-    the file's rate and channels, streamed in bounded memory; returns ``out_path``.
+    the file's rate and channels, streamed in bounded memory; returns ``out_path``. ``atten_lim_db``: as
+    :func:`enhance`.
 
     Refuses to overwrite unless ``force``, and never writes over ``path`` itself; raises AudioError for a bad
     file (nothing is written then).
     """
     path = Path(path)
     target = Path(out_path) if out_path is not None else path.with_name(f"{path.stem}_enhanced.wav")
-    enhancer = model if isinstance(model, Enhancer) else Enhancer(model, stream, chunk_ms)
+    enhancer = model if isinstance(model, Enhancer) else Enhancer(model, stream, chunk_ms, atten_lim_db=atten_lim_db)
 
     def name_outputs(count: int) -> list[Path]:
         check_targets([target], force, "use force=True", inputs={file_identity(path)})

@@ -43,6 +43,25 @@ def test_types_shapes_and_equality_with_the_offline_model():
     torch.testing.assert_close(streamed, expected, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("causal", [True, False])
+def test_an_attenuation_limit_keeps_that_share_of_the_input_sample_for_sample(causal):
+    model = tiny_frcrn(causal=causal)
+    x = 0.1 * torch.randn(2, 9001)
+    with torch.no_grad():
+        full = model.enhance(remove_dc(x, 16000))
+    share = 10 ** (-12 / 20)
+    expected = (1 - share) * full + share * remove_dc(x, 16000)  # the input as the model gets it
+    for stream in ((False, True) if causal else (False,)):
+        limited = audiokit.enhance(x, 16000, model, stream=stream, chunk_ms=15, atten_lim_db=12)
+        torch.testing.assert_close(limited, expected, atol=1e-5, rtol=0)
+    kept = audiokit.enhance(x, 16000, model, atten_lim_db=0)
+    torch.testing.assert_close(kept, remove_dc(x, 16000), atol=1e-6, rtol=0)
+    torch.testing.assert_close(audiokit.enhance(x, 16000, model, atten_lim_db=float("inf")), full, atol=1e-5, rtol=0)
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ModelError, match="--atten-lim"):
+            audiokit.enhance(x, 16000, model, atten_lim_db=bad)
+
+
 def test_other_rates_resample_like_whole_signal_resampling():
     model = tiny_frcrn()
     x = 0.1 * torch.randn(1, 22050)

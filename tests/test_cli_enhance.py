@@ -72,6 +72,20 @@ def test_stream_mode_matches_block_mode(make_wav, tmp_path, tiny):
     np.testing.assert_allclose(stream, block, atol=PCM16)
 
 
+def test_atten_lim_mixes_the_input_back_in_block_and_stream_mode(make_wav, tmp_path, tiny, capsys):
+    source = make_wav("s.wav", seconds=0.5, channels=2)
+    wav, _ = read_audio(source)
+    share = 10 ** (-6 / 20)
+    expected = ((1 - share) * offline(wav) + share * remove_dc(torch.from_numpy(wav), 16000).numpy()).clip(-1, 1)
+    for mode in ([], ["--stream"]):
+        assert main(["enhance", str(source), "--model", tiny, "--atten-lim", "6", *mode, "-o", str(tmp_path / "o"),
+                     "--force"]) == 0
+        np.testing.assert_allclose(read_audio(tmp_path / "o" / "s_enhanced.wav")[0], expected, atol=PCM16)
+    assert main(["enhance", str(source), "--model", tiny, "--atten-lim", "-6", "-o", str(tmp_path / "bad")]) == 1
+    assert errors(capsys.readouterr().err) == ["error: --atten-lim -6: must be a number of dB, at least 0"]
+    assert not (tmp_path / "bad").exists()
+
+
 def test_enhancing_a_file_needs_no_frame_engine(make_wav, tmp_path, tiny, monkeypatch):
     """Files run the causal model on large chunks: no ONNX export (seconds on a first run), no TorchScript."""
     import audiokit.streaming.runtime as runtime

@@ -52,6 +52,25 @@ def test_engine_output_is_offline_output_delayed_by_reported_latency(device_rate
     np.testing.assert_allclose(out[0, latency:latency + body], expected[:body], atol=1e-4)
 
 
+def test_live_attenuation_limit_keeps_the_latency_and_mixes_the_input_in_time():
+    model = tiny_causal_frcrn()
+    plain, limited = EnhanceAdapter(model), EnhanceAdapter(model, atten_lim_db=10)
+    wav = np.random.default_rng(2).standard_normal(8000).astype(np.float32) * 0.1
+    outs = []
+    for adapter in (plain, limited):
+        pipeline = BlockPipeline(adapter.open, 16000, 16000, adapter.output, block=160)
+        engine = BlockEngine(pipeline.process, 160, policy="wait", restart=pipeline.reset).start()
+        latency = engine.delay + pipeline.latency
+        outs.append((drive(engine, wav, tail_blocks=latency // 160 + 1)[0], latency))
+        engine.stop()
+    (full, latency), (mixed, same) = outs
+    assert same == latency
+    share = 10 ** (-10 / 20)
+    dry = remove_dc(torch.from_numpy(wav), 16000).numpy()
+    np.testing.assert_allclose(mixed[latency:latency + 8000], (1 - share) * full[latency:latency + 8000] + share * dry,
+                               atol=1e-5)
+
+
 def test_separation_adapter_streams_every_speaker_with_constant_delay():
     adapter = SeparateAdapter(TwoSpeakers(), window=1600, overlap=400)
     assert adapter.output == OutputSpec.audio(2)

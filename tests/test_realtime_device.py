@@ -317,6 +317,7 @@ def test_bad_options_and_outputs_are_one_line_errors_and_write_nothing(device, t
     (tmp_path / "taken").mkdir()
     cases = [(["--block-ms", "nan"], "--block-ms nan: must be a positive number"),
              (["--delay-blocks", "0"], "--delay-blocks 0: must be a positive number"),
+             (["--atten-lim", "-1"], "--atten-lim -1: must be a number of dB, at least 0"),
              (["--input-device", "nosuch"], "--input-device nosuch: No input device matching"),
              (["--device-rate", "500"], "device rate 500: want a whole number of Hz, at least 1000"),
              (["--save", tmp_path / "a.wav", "--record", tmp_path / "a.wav"], "a.wav: named twice"),

@@ -183,6 +183,7 @@ def test_the_saved_files_of_a_stream_are_written_all_or_none(dance_file, tmp_pat
     (["--save", "a.wav"], "a.wav: frames are saved as .npz or .bvh or .mp4 or .gif files"),
     (["--save", "a.npz", "--save", "b.npz"], "--save: one .npz file, 2 given"),
     (["--threshold", "0.5"], "--threshold 0.5: not used by stream dance"),
+    (["--atten-lim", "10"], "--atten-lim 10: not used by stream dance"),
     (["--record", "r.wav"], "--record: not with --input (a file is the input)"),
 ])
 def test_bad_options_are_one_line_errors_before_any_audio(dance_file, tmp_path, capsys, monkeypatch, options,

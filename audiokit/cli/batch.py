@@ -62,6 +62,13 @@ def add_batch_arguments(parser: argparse.ArgumentParser, task: str | None = None
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
 
 
+def add_atten_lim_argument(parser: argparse.ArgumentParser) -> None:
+    """``--atten-lim DB`` of ``enhance`` and ``stream enhance`` (``args.atten_lim_db``)."""
+    parser.add_argument("--atten-lim", dest="atten_lim_db", type=float, metavar="DB",
+                        help="enhance: attenuate the noise by at most DB dB, keeping that share of the input "
+                             "(less distortion of the speech; default: no limit)")
+
+
 @contextmanager
 def naming_model(name: str, errors: type = ModelError):
     """Errors of type ``errors`` raised inside become FileError naming the model: ``error: <name>: <problem>``."""

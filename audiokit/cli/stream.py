@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from audiokit.audio.io import STDIN_REFUSED, Placement
-from audiokit.cli.batch import naming_model
+from audiokit.cli.batch import add_atten_lim_argument, naming_model
 from audiokit.cli.live_devices import check_devices, device_index, device_rate, open_stream, sounddevice_module
 from audiokit.cli.live_files import Taps, check_outputs, save_paths
 from audiokit.cli.live_frames import MOTION_SUFFIXES, FrameOutputs, MotionSaves
@@ -39,7 +39,7 @@ from audiokit.hub.registry import DEFAULT_MODELS, default_model
 from audiokit.motion.dance_data import STYLES
 from audiokit.streaming.adapters import ADAPTERS
 from audiokit.streaming.osc import FrameSender, check_osc_address, osc_target
-from audiokit.streaming.pipeline import BlockPipeline
+from audiokit.streaming.pipeline import BlockPipeline, kept_input_share
 from audiokit.streaming.realtime import POLICIES, BlockEngine, delay_blocks_for, worst_block_seconds
 
 MAX_BLOCK_MS = 1000.0
@@ -83,6 +83,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads for the model (default: 1)")
     p.add_argument("--threshold", type=float, metavar="P",
                    help="classify: posterior a word must reach to be detected (default: 0.8)")
+    add_atten_lim_argument(p)
     p.add_argument("--json", action="store_true", help="classify: print each detection as a JSON object")
     p.add_argument("--style", choices=("any", "auto", *STYLES.values()),
                    help="dance: the dance style (default: any; auto: picked from the music as it plays)")
@@ -114,6 +115,9 @@ def _check_options(args) -> None:
         raise AudiokitError(f"--threshold {args.threshold:g}: not used by stream {args.task}")
     if args.threshold is not None and not (math.isfinite(args.threshold) and 0 < args.threshold <= 1):
         raise AudiokitError(f"--threshold {args.threshold:g}: must be a probability in (0, 1]")
+    if args.atten_lim_db is not None and "atten_lim_db" not in adapter.options:
+        raise AudiokitError(f"--atten-lim {args.atten_lim_db:g}: not used by stream {args.task}")
+    kept_input_share(args.atten_lim_db)
     if args.json and not adapter.reports_events:
         raise AudiokitError(f"--json: stream {args.task} prints no events")
     if args.style is not None and "style" not in adapter.options:

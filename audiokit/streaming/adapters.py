@@ -19,10 +19,10 @@ An adapter wraps a loaded model and offers
   ``reports_events`` says whether a task has any.
 
 ``options`` names the ``audiokit stream`` options a task takes, passed to its constructor as keyword arguments
-(``threshold`` for ``classify``, ``style`` for ``dance``); ``osc_address`` is the OSC address its frames are sent
-to by default (``audiokit stream --osc``); ``motion`` says that its frames are joint positions ``[23, 3]`` (cm),
-which can also be saved as BVH or a stick-figure video. A new task is one small subclass registered in
-:data:`ADAPTERS`.
+(``atten_lim_db`` for ``enhance``, ``threshold`` for ``classify``, ``style`` for ``dance``); ``osc_address`` is
+the OSC address its frames are sent to by default (``audiokit stream --osc``); ``motion`` says that its frames
+are joint positions ``[23, 3]`` (cm), which can also be saved as BVH or a stick-figure video. A new task is one
+small subclass registered in :data:`ADAPTERS`.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from ..errors import ModelError
 from .classification import Classifier, PosteriorStream, Spotter
 from .dance import NUM_JOINTS, DanceStream, check_dancer
 from .outputs import OutputSpec
-from .pipeline import ChannelStreams
+from .pipeline import AttenuationLimit, ChannelStreams, kept_input_share
 from .separation import WindowedSeparator, refuse_separator
 
 
@@ -90,12 +90,20 @@ class EnhanceAdapter(TaskAdapter):
     """Speech enhancement: exact causal streaming for causal models, windowed for the rest (one output)."""
 
     name = "enhance"
+    options = ("atten_lim_db",)
 
-    def __init__(self, model: nn.Module, window: Optional[int] = None, overlap: Optional[int] = None):
+    def __init__(self, model: nn.Module, window: Optional[int] = None, overlap: Optional[int] = None,
+                 atten_lim_db: Optional[float] = None):
         super().__init__(model, window, overlap)
         refuse_separator(model)
         if not hasattr(model, "enhance"):
             raise ModelError(f"{type(model).__name__} has no enhance(), which live enhancement needs")
+        kept_input_share(atten_lim_db)
+        self.atten_lim_db = atten_lim_db
+
+    def open(self):
+        streams = super().open()
+        return streams if self.atten_lim_db is None else AttenuationLimit(streams, self.atten_lim_db)
 
 
 class SeparateAdapter(TaskAdapter):

@@ -120,6 +120,47 @@ class BlockPipeline:
         return out.numpy()
 
 
+def kept_input_share(atten_lim_db: Optional[float]) -> float:
+    """The share ``a`` of the input an :class:`AttenuationLimit` of ``atten_lim_db`` dB keeps: ``10 ** (-dB / 20)``
+    (0 for None or infinity: no limit). ModelError unless the limit is a number of dB, at least 0."""
+    if atten_lim_db is None:
+        return 0.0
+    if not atten_lim_db >= 0:  # NaN too
+        raise ModelError(f"--atten-lim {atten_lim_db:g}: must be a number of dB, at least 0")
+    return 10.0 ** (-atten_lim_db / 20)
+
+
+class AttenuationLimit:
+    """An enhancement processor whose output ``y`` becomes ``(1 - a) y + a x``: ``x`` its own input, sample for
+    sample (the input is held until the output for it is ready, so streams stay equal to offline runs), ``a`` from
+    :func:`kept_input_share`. Noise is then attenuated by at most ``atten_lim_db`` dB and speech the model
+    would distort keeps some of itself (DeepFilterNet's ``--atten-lim``): 0 dB gives the input back."""
+
+    def __init__(self, processor, atten_lim_db: float):
+        self.processor, self.share = processor, kept_input_share(atten_lim_db)
+        self.latency_samples = processor.latency_samples
+        if hasattr(processor, "hop"):
+            self.hop = processor.hop
+        self._held: Optional[torch.Tensor] = None  # [C, k] input not yet matched by output
+
+    def feed(self, x: torch.Tensor) -> torch.Tensor:
+        """``[C, n]`` -> ``[1, C, m]``, as the processor's ``feed``."""
+        x = x.to("cpu", torch.float32)
+        self._held = x if self._held is None else torch.cat([self._held, x], dim=-1)
+        return self._mix(self.processor.feed(x))
+
+    def flush(self) -> torch.Tensor:
+        return self._mix(self.processor.flush())
+
+    def _mix(self, out: torch.Tensor) -> torch.Tensor:
+        out = out * (1 - self.share)
+        if self._held is not None:
+            n = min(out.shape[2], self._held.shape[-1])  # past the input's end (a flushed tail) nothing is added
+            out[0, :, :n] += self.share * self._held[:, :n]
+            self._held = self._held[:, n:]
+        return out
+
+
 class ChannelStreams:
     """A processor running a model through the streaming runtime, one stream per channel, fed ``chunk``
     samples at a time (whole blocks when None): ``feed(x [C, n]) -> [1, C, m, *shape]`` float32 on the CPU.
