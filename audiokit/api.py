@@ -38,7 +38,7 @@ from audiokit.hub.pretrained import check_device, load_model
 from audiokit.hub.registry import default_model
 from audiokit.streaming.classification import Classification, Classifier, Detection, Spotter
 from audiokit.streaming.outputs import OutputSpec
-from audiokit.streaming.pipeline import AttenuationLimit, BlockPipeline, ChannelStreams, kept_input_share
+from audiokit.streaming.pipeline import BlockPipeline, ChannelStreams, kept_input_share
 from audiokit.streaming.separation import WindowedSeparator, refuse_separator
 
 __all__ = ["Classifier", "Dancer", "Enhancer", "classify", "dance", "dance_file", "enhance", "enhance_file",
@@ -58,8 +58,8 @@ class Enhancer:
     and ``enhance`` (or the streaming interface); ModelKindError for a separation model. ``stream``:
     chunks of ``chunk_ms`` ms (default 20) on the model's frame engine, as live audio, instead of
     ``CHUNK_SECONDS`` chunks (windows of ``BLOCK_SECONDS``); non-causal models then use the runtime's default
-    window. ``atten_lim_db``: attenuate the noise by at most this many dB, keeping that share of the input
-    (:class:`~audiokit.streaming.pipeline.AttenuationLimit`; None: no limit).
+    window. ``atten_lim_db``: attenuate the noise by at most this many dB by keeping ``10 ** (-dB / 20)`` of the
+    input, at its own rate and full band, sample for sample (None: no limit; 0 dB gives the input back).
     """
 
     output = OutputSpec.audio(1)  # one enhanced signal per input
@@ -67,8 +67,7 @@ class Enhancer:
     def __init__(self, model: ModelSpec = None, stream: bool = False, chunk_ms: Optional[float] = None,
                  device: str = "cpu", atten_lim_db: Optional[float] = None):
         check_device(device)
-        kept_input_share(atten_lim_db)  # a bad limit is refused before the model loads
-        self.atten_lim_db = atten_lim_db
+        self.input_share = kept_input_share(atten_lim_db, "atten_lim_db=")  # refused before the model loads
         self.model = _module(model, "enhance", device)
         refuse_separator(self.model)
         self.sample_rate = int(getattr(self.model, "sample_rate", 16000))
@@ -79,9 +78,9 @@ class Enhancer:
         self.window = None if stream else max(1, round(BLOCK_SECONDS * self.sample_rate))
         self.stream = stream
 
-    def open(self, channels: int) -> ChannelStreams | AttenuationLimit:
-        streams = ChannelStreams(self.model, channels, self.chunk, window=self.window, frames=self.stream)
-        return streams if self.atten_lim_db is None else AttenuationLimit(streams, self.atten_lim_db)
+    def open(self, channels: int) -> ChannelStreams:
+        return ChannelStreams(self.model, channels, self.chunk, window=self.window, frames=self.stream,
+                              input_share=self.input_share)
 
 
 def enhance(wav: Union[np.ndarray, torch.Tensor], sample_rate: int, model: ModelSpec | Enhancer = None,
@@ -93,8 +92,19 @@ def enhance(wav: Union[np.ndarray, torch.Tensor], sample_rate: int, model: Model
     Each channel is enhanced on its own. Raises AudioError for empty input, NaN/Inf samples, or more channels than
     samples (channels last, ``[T, C]``: pass ``wav.T``).
     """
-    enhancer = model if isinstance(model, Enhancer) else Enhancer(model, stream, chunk_ms, atten_lim_db=atten_lim_db)
+    enhancer = _enhancer(model, stream, chunk_ms, atten_lim_db)
     return _process_array(enhancer, wav, sample_rate, outputs=False)
+
+
+def _enhancer(model: ModelSpec | Enhancer, stream: bool, chunk_ms: Optional[float],
+              atten_lim_db: Optional[float]) -> Enhancer:
+    """``model`` as an :class:`Enhancer` with these options; ModelError if an Enhancer comes with options of its
+    own to ignore."""
+    if not isinstance(model, Enhancer):
+        return Enhancer(model, stream, chunk_ms, atten_lim_db=atten_lim_db)
+    if stream or chunk_ms is not None or atten_lim_db is not None:
+        raise ModelError("stream, chunk_ms and atten_lim_db are the Enhancer's: pass them to Enhancer(...)")
+    return model
 
 
 def _checked_rate(sample_rate) -> int:
@@ -199,7 +209,7 @@ def enhance_file(path: Union[str, Path], out_path: Union[str, Path, None] = None
     """
     path = Path(path)
     target = Path(out_path) if out_path is not None else path.with_name(f"{path.stem}_enhanced.wav")
-    enhancer = model if isinstance(model, Enhancer) else Enhancer(model, stream, chunk_ms, atten_lim_db=atten_lim_db)
+    enhancer = _enhancer(model, stream, chunk_ms, atten_lim_db)
 
     def name_outputs(count: int) -> list[Path]:
         check_targets([target], force, "use force=True", inputs={file_identity(path)})

@@ -50,16 +50,28 @@ def test_an_attenuation_limit_keeps_that_share_of_the_input_sample_for_sample(ca
     with torch.no_grad():
         full = model.enhance(remove_dc(x, 16000))
     share = 10 ** (-12 / 20)
-    expected = (1 - share) * full + share * remove_dc(x, 16000)  # the input as the model gets it
+    expected = (1 - share) * full + share * remove_dc(x, 16000)  # the input as the model gets it: no DC
     for stream in ((False, True) if causal else (False,)):
-        limited = audiokit.enhance(x, 16000, model, stream=stream, chunk_ms=15, atten_lim_db=12)
+        limited = audiokit.enhance(x, 16000, model, stream=stream, chunk_ms=15 if stream else None, atten_lim_db=12)
         torch.testing.assert_close(limited, expected, atol=1e-5, rtol=0)
     kept = audiokit.enhance(x, 16000, model, atten_lim_db=0)
     torch.testing.assert_close(kept, remove_dc(x, 16000), atol=1e-6, rtol=0)
     torch.testing.assert_close(audiokit.enhance(x, 16000, model, atten_lim_db=float("inf")), full, atol=1e-5, rtol=0)
-    for bad in (-1.0, float("nan")):
-        with pytest.raises(ModelError, match="--atten-lim"):
+    for bad, shown in ((-1.0, "-1"), (float("nan"), "nan"), ("6", "'6'")):
+        with pytest.raises(ModelError, match=f"^atten_lim_db={shown}: must be a number of dB, at least 0$"):
             audiokit.enhance(x, 16000, model, atten_lim_db=bad)
+    with pytest.raises(ModelError, match="Enhancer"):  # not dropped silently
+        audiokit.enhance(x, 16000, audiokit.Enhancer(model), atten_lim_db=12)
+
+
+def test_an_attenuation_limit_keeps_the_input_at_its_own_rate_and_band():
+    model = tiny_frcrn()
+    x = 0.1 * torch.randn(1, 22050)  # white: half of it above the model's 8 kHz band
+    dry = remove_dc(x, 44100)
+    torch.testing.assert_close(audiokit.enhance(x, 44100, model, atten_lim_db=0), dry, atol=1e-6, rtol=0)
+    share = 10 ** (-20 / 20)
+    expected = (1 - share) * audiokit.enhance(x, 44100, model) + share * dry
+    torch.testing.assert_close(audiokit.enhance(x, 44100, model, atten_lim_db=20), expected, atol=1e-5, rtol=0)
 
 
 def test_other_rates_resample_like_whole_signal_resampling():

@@ -32,7 +32,7 @@ def speed_of_velocities(velocity: torch.Tensor, smooth: int = 1) -> torch.Tensor
     if smooth > 1:
         flat = velocity.flatten(2).transpose(1, 2)  # [B, J * 3, N]
         kernel = flat.new_full((1, 1, smooth), 1.0 / smooth)
-        # centred as np.convolve(mode="same"): (smooth - 1) // 2 more zeros on the right than the left's smooth // 2
+        # centred as np.convolve(mode="same"): smooth // 2 zeros on the left, (smooth - 1) // 2 on the right
         padded = torch.nn.functional.pad(flat, (smooth // 2, (smooth - 1) // 2))
         flat = torch.nn.functional.conv1d(padded.flatten(0, 1)[:, None], kernel)[:, 0].view_as(flat)
         velocity = flat.transpose(1, 2).unflatten(-1, velocity.shape[-2:])

@@ -36,7 +36,7 @@ from ..errors import ModelError
 from .classification import Classifier, PosteriorStream, Spotter
 from .dance import NUM_JOINTS, DanceStream, check_dancer
 from .outputs import OutputSpec
-from .pipeline import AttenuationLimit, ChannelStreams, kept_input_share
+from .pipeline import ChannelStreams, kept_input_share
 from .separation import WindowedSeparator, refuse_separator
 
 
@@ -49,6 +49,7 @@ class TaskAdapter:
     options: tuple = ()
     reports_events = False
     motion = False
+    input_share = 0.0  # of the input mixed back into the output (enhance --atten-lim)
 
     @property
     def dc_free(self) -> bool:
@@ -65,7 +66,7 @@ class TaskAdapter:
 
     def open(self):
         return ChannelStreams(self.model, 1, window=self.window, overlap=self.overlap, output=self.output,
-                              offline=getattr(self.model, self.name, None))
+                              offline=getattr(self.model, self.name, None), input_share=self.input_share)
 
     def bypass(self, block: np.ndarray) -> np.ndarray:
         """The unprocessed block on every audio output, ``[B] -> [S, B]``; no frames ``[1, 0, *shape]``."""
@@ -98,12 +99,7 @@ class EnhanceAdapter(TaskAdapter):
         refuse_separator(model)
         if not hasattr(model, "enhance"):
             raise ModelError(f"{type(model).__name__} has no enhance(), which live enhancement needs")
-        kept_input_share(atten_lim_db)
-        self.atten_lim_db = atten_lim_db
-
-    def open(self):
-        streams = super().open()
-        return streams if self.atten_lim_db is None else AttenuationLimit(streams, self.atten_lim_db)
+        self.input_share = kept_input_share(atten_lim_db)
 
 
 class SeparateAdapter(TaskAdapter):

@@ -3,11 +3,14 @@
 A *processor* has ``feed(x [C, n] at the model rate) -> [S, C, m, *shape]`` and ``flush()`` (the rest), in
 the layout of its :class:`~audiokit.streaming.outputs.OutputSpec`: S audio outputs (1 enhanced signal, S
 speakers) or one stream of frames. A live processor also has ``latency_samples`` (and ``hop`` when it works in
-hops). :class:`ChannelStreams` makes one from any model the streaming runtime runs.
+hops). An enhancement processor may have ``input_share``: that share of the input is mixed back into its
+output (an attenuation limit, :func:`kept_input_share`). :class:`ChannelStreams` makes one from any model the
+streaming runtime runs.
 """
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Callable, Optional
 
 import numpy as np
@@ -33,7 +36,9 @@ class BlockPipeline:
     input as it is.
 
     Audio outputs are resampled back to ``rate`` and, over the whole stream, have exactly as many samples as
-    the input (trimmed, or zero-padded at the end by :meth:`flush`). Frames are handed on as the processor
+    the input (trimmed, or zero-padded at the end by :meth:`flush`). A processor with an ``input_share`` ``a``
+    gets ``(1 - a) y + a x``: ``y`` its output, ``x`` the (DC-free) input at ``rate`` and full band, sample for
+    sample (live: as delayed as ``y``). Frames are handed on as the processor
     emits them, never resampled.
 
     Live use (``block`` given, one channel): :meth:`process` takes ``[B]`` blocks and returns ``[S, B]`` audio,
@@ -52,12 +57,16 @@ class BlockPipeline:
         self._open()
         if block is not None:
             self.latency = self._live_latency()
-            self._held = self._primed()
+            self._held, self._dry = self._primed(), self._primed_input()
 
     def _primed(self) -> Optional[torch.Tensor]:
         """The audio output's first ``latency`` samples: zeros (live audio), or nothing."""
         live_audio = self.latency and self.output.is_audio
         return torch.zeros(self.output.count, self.channels, self.latency) if live_audio else None
+
+    def _primed_input(self) -> torch.Tensor:
+        """The input to mix into the output's next samples, ``[C, t]``: ``latency`` zeros (live audio), or none."""
+        return torch.zeros(self.channels, self.latency if self.output.is_audio else 0)
 
     def _open(self) -> None:
         self.processor = self.open_processor()
@@ -66,6 +75,8 @@ class BlockPipeline:
         self._up: Optional[StreamResampler] = None  # audio only, made for the first output's [S, C]
         self._samples_in = self._samples_out = 0
         self._held = self._primed()  # audio resampled back beyond the input so far, [S, C, t]
+        self.input_share = float(getattr(self.processor, "input_share", 0.0))
+        self._dry = self._primed_input()
 
     def _live_latency(self) -> int:
         """Device samples from an input sample to its output: an upper bound, rounded up."""
@@ -103,12 +114,23 @@ class BlockPipeline:
     def feed(self, x: torch.Tensor) -> torch.Tensor:
         """``[C, n]`` input samples at ``rate``; the output ready so far, ``[S, C, m, *shape]``."""
         self._samples_in += x.shape[-1]
-        return self._deliver(self.processor.feed(self._down.feed(self._dc(x))), final=False)
+        x = self._dc(x)
+        if self.input_share:
+            self._dry = torch.cat([self._dry, x.to(torch.float32)], dim=-1)
+        return self._mix_input(self._deliver(self.processor.feed(self._down.feed(x)), final=False))
 
     def flush(self) -> torch.Tensor:
         """End of the input: the rest of the output."""
         parts = [self.processor.feed(self._down.flush()), self.processor.flush()]
-        return self._deliver(torch.cat([p for p in parts if p.shape[2]] or parts[-1:], dim=2), final=True)
+        out = self._deliver(torch.cat([p for p in parts if p.shape[2]] or parts[-1:], dim=2), final=True)
+        return self._mix_input(out)
+
+    def _mix_input(self, out: torch.Tensor) -> torch.Tensor:
+        """Audio ``out [S, C, m]`` with the processor's ``input_share`` of the input samples it stands for."""
+        if not self.input_share:
+            return out
+        dry, self._dry = self._dry[:, :out.shape[-1]], self._dry[:, out.shape[-1]:]
+        return (1 - self.input_share) * out + self.input_share * dry
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Live: ``[B]`` float samples in; ``[S, B]`` audio (the input ``latency`` samples ago, processed)
@@ -120,45 +142,17 @@ class BlockPipeline:
         return out.numpy()
 
 
-def kept_input_share(atten_lim_db: Optional[float]) -> float:
-    """The share ``a`` of the input an :class:`AttenuationLimit` of ``atten_lim_db`` dB keeps: ``10 ** (-dB / 20)``
-    (0 for None or infinity: no limit). ModelError unless the limit is a number of dB, at least 0."""
+def kept_input_share(atten_lim_db: Optional[float], option: str = "--atten-lim ") -> float:
+    """The share of the input an enhancer keeps (a processor's ``input_share``) so that no noise is attenuated
+    by more than ``atten_lim_db`` dB: ``10 ** (-dB / 20)``; 0 for None or infinity (no limit). ModelError, naming
+    ``option``, unless the limit is a number of dB, at least 0."""
     if atten_lim_db is None:
         return 0.0
-    if not atten_lim_db >= 0:  # NaN too
-        raise ModelError(f"--atten-lim {atten_lim_db:g}: must be a number of dB, at least 0")
-    return 10.0 ** (-atten_lim_db / 20)
-
-
-class AttenuationLimit:
-    """An enhancement processor whose output ``y`` becomes ``(1 - a) y + a x``: ``x`` its own input, sample for
-    sample (the input is held until the output for it is ready, so streams stay equal to offline runs), ``a`` from
-    :func:`kept_input_share`. Noise is then attenuated by at most ``atten_lim_db`` dB and speech the model
-    would distort keeps some of itself (DeepFilterNet's ``--atten-lim``): 0 dB gives the input back."""
-
-    def __init__(self, processor, atten_lim_db: float):
-        self.processor, self.share = processor, kept_input_share(atten_lim_db)
-        self.latency_samples = processor.latency_samples
-        if hasattr(processor, "hop"):
-            self.hop = processor.hop
-        self._held: Optional[torch.Tensor] = None  # [C, k] input not yet matched by output
-
-    def feed(self, x: torch.Tensor) -> torch.Tensor:
-        """``[C, n]`` -> ``[1, C, m]``, as the processor's ``feed``."""
-        x = x.to("cpu", torch.float32)
-        self._held = x if self._held is None else torch.cat([self._held, x], dim=-1)
-        return self._mix(self.processor.feed(x))
-
-    def flush(self) -> torch.Tensor:
-        return self._mix(self.processor.flush())
-
-    def _mix(self, out: torch.Tensor) -> torch.Tensor:
-        out = out * (1 - self.share)
-        if self._held is not None:
-            n = min(out.shape[2], self._held.shape[-1])  # past the input's end (a flushed tail) nothing is added
-            out[0, :, :n] += self.share * self._held[:, :n]
-            self._held = self._held[:, n:]
-        return out
+    number = isinstance(atten_lim_db, numbers.Real) and not isinstance(atten_lim_db, bool)
+    if not (number and atten_lim_db >= 0):  # NaN too
+        raise ModelError(f"{option}{atten_lim_db:g}: must be a number of dB, at least 0" if number else
+                         f"{option}{atten_lim_db!r}: must be a number of dB, at least 0")
+    return 10.0 ** (-float(atten_lim_db) / 20)
 
 
 class ChannelStreams:
@@ -168,12 +162,14 @@ class ChannelStreams:
     Exact for causal models; windowed (``window``/``overlap`` samples, runtime defaults when None) otherwise.
     ``output``: what the model emits (audio by default). ``frames``: causal models run on a frame engine (for
     chunks of milliseconds, live audio); False runs the model on the chunks themselves (files: large chunks).
+    ``input_share``: for :class:`BlockPipeline`, the share of the input mixed back into the output.
     """
 
     def __init__(self, model: torch.nn.Module, channels: int, chunk: Optional[int] = None,
                  window: Optional[int] = None, overlap: Optional[int] = None,
-                 output: OutputSpec = OutputSpec.audio(1), offline: Optional[Callable] = None, frames: bool = True):
-        self.chunk, self.output = chunk, output
+                 output: OutputSpec = OutputSpec.audio(1), offline: Optional[Callable] = None, frames: bool = True,
+                 input_share: float = 0.0):
+        self.chunk, self.output, self.input_share = chunk, output, input_share
         self.device = next(model.parameters(), torch.zeros(0)).device
         self.streams = [open_stream(model, 1, window, overlap, output, offline, frames) for _ in range(channels)]
         self.latency_samples = self.streams[0].latency_samples
