@@ -220,8 +220,8 @@ def test_separate_writes_one_file_per_speaker_and_plays_the_chosen_one(device, t
     path = tmp_path / "twospeakers.safetensors"
     save_pretrained(torch.nn.ParameterDict({"gain": torch.nn.Parameter(torch.tensor(0.25))}), path,
                     "twospeakers", {"gain": 0.25})
-    mic = voice(0.5, seed=2)
-    proc, err, played = device.play(["separate", "--model", path, "--overload", "wait", "--duration", 0.5,
+    mic = voice(1.0, seed=2)  # long enough that most of it is played behind a start-up delay sized on a loaded machine
+    proc, err, played = device.play(["separate", "--model", path, "--overload", "wait", "--duration", 1.0,
                                      "--window-ms", 200, "--play-speaker", 2, "--save", tmp_path / "sep.wav"], mic)
     assert proc.returncode == 0, err
     latency, _ = latencies(err)
