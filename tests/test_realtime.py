@@ -179,7 +179,10 @@ def test_stream_options_beyond_the_machine_are_refused(capsys):
              ("--delay-blocks", "1000000"): "error: --delay-blocks 1000000: 1000000 blocks of 10 ms is more than 10 s "
                                             "of delay",
              ("--delay-blocks", "101", "--block-ms", "100"): "error: --delay-blocks 101: 101 blocks of 100 ms is more "
-                                                             "than 10 s of delay"}
+                                                             "than 10 s of delay",
+             ("--style", "waltz"): "error: --style waltz: not used by stream enhance",
+             ("--threshold", "0.5"): "error: --threshold 0.5: not used by stream enhance",
+             ("--atten-lim", "nan"): "error: --atten-lim nan: must be a number of dB, at least 0"}
     for options, line in cases.items():
         assert main(["stream", "enhance", *options]) == 1
         assert capsys.readouterr().err == line + "\n"

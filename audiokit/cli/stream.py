@@ -42,6 +42,8 @@ from audiokit.streaming.osc import FrameSender, check_osc_address, osc_target
 from audiokit.streaming.pipeline import BlockPipeline, kept_input_share
 from audiokit.streaming.realtime import POLICIES, BlockEngine, delay_blocks_for, worst_block_seconds
 
+TASK_OPTIONS = {"threshold": "--threshold", "atten_lim_db": "--atten-lim", "style": "--style"}
+"""The options only some tasks take (an adapter's ``options``), by argument name, with their flags."""
 MAX_BLOCK_MS = 1000.0
 MAX_DELAY_SECONDS = 10.0  # queue delay: beyond it a live stream is not live (and its tail is that long)
 
@@ -111,17 +113,16 @@ def _check_options(args) -> None:
     if args.threads > (cores := _cores()):
         raise AudiokitError(f"--threads {args.threads}: this machine has {cores} cores for it")
     adapter = ADAPTERS[args.task]
-    if args.threshold is not None and "threshold" not in adapter.options:
-        raise AudiokitError(f"--threshold {args.threshold:g}: not used by stream {args.task}")
+    for name, flag in TASK_OPTIONS.items():
+        value = getattr(args, name)
+        if value is not None and name not in adapter.options:
+            shown = f"{value:g}" if isinstance(value, float) else value
+            raise AudiokitError(f"{flag} {shown}: not used by stream {args.task}")
     if args.threshold is not None and not (math.isfinite(args.threshold) and 0 < args.threshold <= 1):
         raise AudiokitError(f"--threshold {args.threshold:g}: must be a probability in (0, 1]")
-    if args.atten_lim_db is not None and "atten_lim_db" not in adapter.options:
-        raise AudiokitError(f"--atten-lim {args.atten_lim_db:g}: not used by stream {args.task}")
     kept_input_share(args.atten_lim_db)
     if args.json and not adapter.reports_events:
         raise AudiokitError(f"--json: stream {args.task} prints no events")
-    if args.style is not None and "style" not in adapter.options:
-        raise AudiokitError(f"--style {args.style}: not used by stream {args.task}")
     saves = args.save or []
     if len(saves) > 1 and not adapter.motion:
         raise AudiokitError(f"--save: stream {args.task} writes one file, {len(saves)} given")

@@ -150,8 +150,8 @@ def kept_input_share(atten_lim_db: Optional[float], option: str = "--atten-lim "
         return 0.0
     number = isinstance(atten_lim_db, numbers.Real) and not isinstance(atten_lim_db, bool)
     if not (number and atten_lim_db >= 0):  # NaN too
-        raise ModelError(f"{option}{atten_lim_db:g}: must be a number of dB, at least 0" if number else
-                         f"{option}{atten_lim_db!r}: must be a number of dB, at least 0")
+        shown = f"{atten_lim_db:g}" if number else repr(atten_lim_db)
+        raise ModelError(f"{option}{shown}: must be a number of dB, at least 0")
     return 10.0 ** (-float(atten_lim_db) / 20)
 
 
