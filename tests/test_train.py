@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import speechlike
 
 from audiokit.tasks.losses import FRCRNLoss, compress_mask, ideal_complex_mask, si_snr
 from audiokit.tasks.train import train
@@ -245,6 +246,31 @@ def test_compressed_spectrum_loss_weighs_quiet_bins():
     loss_fn = FRCRNLoss(si_snr_weight=0.0, mask_weight=0.0, spectral_weight=1.0)
     wav = torch.randn(1, 1000)
     assert float(loss_fn(wav, wav, clean_spec=loud, est_spec=quiet)) > 0
+
+
+def test_pesq_term_ranks_distortions_like_pesq_and_skips_silent_items():
+    """The PESQ-aware term is lower for a cleaner estimate and follows the real PESQ-WB order; silent
+    items are left out without a NaN reaching the gradient; with weight 0 the loss is unchanged."""
+    from audiokit.metrics import pesq_wb
+    rng = np.random.default_rng(0)
+    clean = 0.3 * speechlike(3.0, RATE).astype(np.float32)
+    noise = rng.standard_normal(clean.size).astype(np.float32)
+    estimates = [clean + scale * noise for scale in (0.001, 0.004, 0.02)]
+    loss_fn = FRCRNLoss(si_snr_weight=0.0, mask_weight=0.0, pesq_weight=1.0)
+    ref = torch.from_numpy(clean)[None]
+    distances = [float(loss_fn.pesq_loss(torch.from_numpy(e)[None], ref)) for e in estimates]
+    scores = [pesq_wb(clean, e, RATE) for e in estimates]
+    assert distances[0] < distances[1] < distances[2]
+    assert scores[0] > scores[1] > scores[2]
+    batch = torch.from_numpy(np.stack([estimates[1], np.zeros_like(clean)])).requires_grad_()
+    refs = torch.from_numpy(np.stack([clean, clean]))
+    loss = loss_fn(batch, refs)
+    loss.backward()
+    assert torch.isfinite(batch.grad).all() and float(batch.grad[0].abs().sum()) > 0
+    assert float(loss.detach()) == pytest.approx(distances[1], rel=1e-5)
+    plain = FRCRNLoss(si_snr_weight=1.0, mask_weight=0.0)
+    with torch.no_grad():
+        assert float(plain(batch[:1], refs[:1])) == pytest.approx(-float(si_snr(batch[:1], refs[:1])))
 
 
 def test_unreadable_newest_checkpoint_is_skipped_for_the_one_before(data, tmp_path, capfd):
