@@ -70,6 +70,20 @@ def test_augmentation_is_reproducible_and_changes_the_clip(commands):
     assert not torch.equal(ds[0]["wav"], a)
 
 
+def test_band_limit_leaves_nothing_above_the_lower_rates_nyquist_frequency():
+    """With band_limit_prob 1 the clip keeps its length and its band below 4 kHz but loses what lies above
+    (white noise: half its power); with the other augmentations off it is otherwise the clip."""
+    wav = torch.from_numpy(np.random.default_rng(0).standard_normal(RATE).astype(np.float32))
+    plain = dict(shift_seconds=0.0, gain_db=(0.0, 0.0), speed=(1.0, 1.0), noise_prob=0.0)
+    limited = ClipAugment(**plain, band_limit_prob=1.0)(wav.clone(), RATE, np.random.default_rng(0), [])
+    untouched = ClipAugment(**plain)(wav.clone(), RATE, np.random.default_rng(0), [])
+    assert torch.equal(untouched, wav) and limited.shape == wav.shape
+    spectrum = np.abs(np.fft.rfft(limited.numpy())) ** 2
+    freqs = np.fft.rfftfreq(RATE, 1 / RATE)
+    assert spectrum[freqs > 4500].sum() < 1e-3 * spectrum.sum()  # past the resampler's transition band
+    assert 0.4 < float(limited.pow(2).mean() / wav.pow(2).mean()) < 0.55
+
+
 def test_fsdd_standard_and_leave_one_speaker_out(tmp_path):
     for speaker in ("ann", "bob", "cid"):
         for digit in range(10):

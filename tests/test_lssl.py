@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+import torchaudio
 
 from audiokit.audio.features import CausalLogMel
 from audiokit.models.lssl_classifier import LSSLClassifier
@@ -223,6 +224,25 @@ def test_causal_log_mel_streams_like_offline_and_keeps_its_frame_rate():
     assert frontend(torch.randn(1, 800)).shape == (1, 10, 20)
     with pytest.raises(ValueError, match="whole"):
         frontend.set_rate(11025)
+
+
+def test_causal_log_mel_gives_the_same_band_powers_at_a_lower_rate():
+    """A band-limited sound read at 8 kHz gives the log-mel powers it gives at 16 kHz in the bands
+    below 4 kHz (no level offset from the shorter window), and the built rate is unchanged."""
+    torch.manual_seed(0)
+    wav16 = torchaudio.functional.resample(
+        torchaudio.functional.resample(torch.randn(1, 16000), 16000, 8000), 8000, 16000)
+    wav8 = torchaudio.functional.resample(wav16, 16000, 8000)
+    frontend = CausalLogMel(16000, n_mels=40)
+    at16 = frontend(wav16)
+    frontend.set_rate(8000)
+    at8 = frontend(wav8)
+    low = frontend.mel_bands.sum(0) > 0  # bands with bins below 4 kHz
+    low[-12:] = False  # and clear of the resampler's transition band
+    offset = (at8 - at16)[:, 5:, low].mean()
+    assert abs(float(offset)) < 0.1, offset
+    frontend.set_rate(16000)
+    assert torch.equal(frontend(wav16), at16)
 
 
 def test_default_classifier_has_at_most_one_million_parameters():

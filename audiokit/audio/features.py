@@ -61,7 +61,10 @@ class CausalLogMel(nn.Module):
 
     :meth:`step` takes chunks of any length and returns the frames they complete; its state holds
     the samples that later frames still read.  :meth:`set_rate` keeps the frame durations (in
-    seconds) and the mel bands (in Hz) at another sample rate: the frame rate does not change.
+    seconds) and the mel bands (in Hz) at another sample rate: the frame rate does not change, and
+    the band powers are scaled by ``(sample_rate / rate) ** 2`` (``sample_rate`` the one built with) so
+    that the same sound gives the same band power at any rate (a window of half the samples sums to
+    a quarter of the power); at the built rate the scale is 1.
     """
 
     def __init__(self, sample_rate: int, n_mels: int = 40, win_seconds: float = 0.025,
@@ -70,6 +73,7 @@ class CausalLogMel(nn.Module):
         super().__init__()
         self.n_mels, self.win_seconds, self.hop_seconds, self.floor = n_mels, win_seconds, hop_seconds, floor
         self.f_min, self.f_max = f_min, sample_rate / 2 if f_max is None else f_max
+        self.built_rate = sample_rate
         self.set_rate(sample_rate)
 
     def set_rate(self, sample_rate: int) -> None:
@@ -82,6 +86,7 @@ class CausalLogMel(nn.Module):
         fft_len = 1 << (win - 1).bit_length()
         device = self.mel_bands.device if hasattr(self, "mel_bands") else None
         self.sample_rate = sample_rate
+        self.level = (self.built_rate / sample_rate) ** 2  # the built rate's band power for the same sound
         self.stft = ConvSTFT(win, hop, fft_len, "hann").to(device)
         with warnings.catch_warnings():  # bands above a lower rate's Nyquist frequency are silent: kept on purpose
             warnings.simplefilter("ignore", UserWarning)
@@ -108,6 +113,8 @@ class CausalLogMel(nn.Module):
         spec = self.stft(full[:, :context + frames * self.stft.hop])  # [B, 2F, frames]
         real, imag = spec.chunk(2, dim=1)
         power = (real * real + imag * imag).transpose(1, 2)  # [B, frames, F]
+        if self.level != 1.0:
+            power = power * self.level
         return torch.log(power @ self.mel_bands + self.floor), {"samples": full[:, frames * self.stft.hop:]}
 
 

@@ -112,11 +112,13 @@ def digit_split(clips: list[Clip], split: str, holdout_speaker: str | None = Non
 
 @dataclass
 class ClipAugment:
-    """Training augmentation of one clip: time shift, gain, speed and background noise.
+    """Training augmentation of one clip: time shift, gain, speed, background noise and band limit.
 
     shift_seconds: largest circular-free shift (zeros enter) either way; gain_db: uniform gain range;
     speed: uniform range of the playback-speed factor (resampling, so pitch moves with it);
-    noise_prob / snr_db: chance of adding a random noise segment and its SNR range (dB).
+    noise_prob / snr_db: chance of adding a random noise segment and its SNR range (dB);
+    band_limit_prob / band_limit_rates: chance of passing the clip (speech and noise) through one of
+    these lower sample rates (Hz) and back, as audio recorded at that rate reaches the model.
     """
 
     shift_seconds: float = 0.1
@@ -124,6 +126,8 @@ class ClipAugment:
     speed: tuple = (0.9, 1.1)
     noise_prob: float = 0.8
     snr_db: tuple = (0.0, 25.0)
+    band_limit_prob: float = 0.0
+    band_limit_rates: tuple = (8000,)
 
     def __call__(self, wav: torch.Tensor, rate: int, rng: np.random.Generator, noises: list[torch.Tensor]):
         num = wav.numel()
@@ -139,6 +143,9 @@ class ClipAugment:
         if noises and rng.random() < self.noise_prob and float(rms(wav)) > 1e-5:
             noise = random_segment(noises[int(rng.integers(len(noises)))], num, rng)
             wav = wav + scale_to_snr(wav, noise, float(rng.uniform(*self.snr_db)))
+        if rng.random() < self.band_limit_prob:
+            low = int(self.band_limit_rates[int(rng.integers(len(self.band_limit_rates)))])
+            wav = fit_length(AF.resample(AF.resample(wav, rate, low), low, rate), num)
         return wav * 10.0 ** (float(rng.uniform(*self.gain_db)) / 20.0)
 
 
