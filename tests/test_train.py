@@ -115,8 +115,19 @@ def test_two_step_run_writes_checkpoint_and_curve(data, tmp_path):
     rows = curve(out)
     assert [r["epoch"] for r in rows] == ["1"]
     assert np.isfinite(float(rows[0]["valid_si_snr"])) and np.isfinite(float(rows[0]["train_loss"]))
+    assert 0 < float(rows[0]["valid_stoi"]) <= 1 and float(rows[0]["stoi_below_noisy"]) in (0.0, 1.0)  # 1 item
     meta = (ckpts[-1] / "CKPT.yaml").read_text()  # the recipe keeps checkpoints by validation PESQ
-    assert "pesq:" in meta and "si_snr:" in meta
+    assert "pesq:" in meta and "si_snr:" in meta and "stoi:" in meta
+
+
+def test_a_row_with_new_columns_widens_the_curve_file(tmp_path):
+    """A run resumed by a version that logs more keeps one header: earlier rows get blanks."""
+    from audiokit.tasks.recipe_brain import append_csv_row
+    path = tmp_path / "learning_curve.csv"
+    append_csv_row(str(path), {"epoch": 1, "valid_pesq": 1.7})
+    append_csv_row(str(path), {"epoch": 2, "valid_pesq": 1.8, "valid_stoi": 0.9})
+    append_csv_row(str(path), {"epoch": 3, "valid_pesq": 1.9})
+    assert path.read_text().splitlines() == ["epoch,valid_pesq,valid_stoi", "1,1.7,", "2,1.8,0.9", "3,1.9,"]
 
 
 def test_resume_continues_at_next_epoch(data, tmp_path):

@@ -4,8 +4,8 @@ The model (``modules.model``) maps a noisy waveform ``[B, T]`` to an output with
 ``wav`` [B, T'], ``mask`` [B, 2F, N] and has ``stft(wav [B, T]) -> [B, 2F, N]``.
 Hyperparameters used: ``loss`` (an :class:`~audiokit.tasks.losses.FRCRNLoss`),
 ``epoch_counter``, optional ``lr_annealing`` (a NewBob-style ``scheduler(metric) -> (old, new)``),
-optional ``train_logger``, ``train_set`` (its ``set_epoch`` is called each epoch), ``pesq_items`` (PESQ on that
-many validation items, 0: off),
+optional ``train_logger``, ``train_set`` (its ``set_epoch`` is called each epoch), ``pesq_items`` (PESQ and STOI
+on that many validation items, 0: off; logged with the share of them whose STOI is below the noisy input's),
 ``sample_rate``, ``output_folder`` (where ``learning_curve.csv`` is written) and ``select_by`` (the validation
 figure whose best checkpoints are kept: ``si_snr``, the default, or ``pesq``).
 """
@@ -26,6 +26,12 @@ def wide_band_pesq(clean: np.ndarray, enhanced: np.ndarray, sample_rate: int) ->
         return float(pesq(sample_rate, clean, enhanced, "wb" if sample_rate == 16000 else "nb"))
     except Exception:  # pesq raises on silent or too-short items
         return float("nan")
+
+
+def short_time_intelligibility(clean: np.ndarray, signal: np.ndarray, sample_rate: int) -> float:
+    """STOI of ``signal`` against ``clean`` (pystoi, both ``[T]``)."""
+    from pystoi import stoi  # only needed in validation
+    return float(stoi(clean, signal, sample_rate, extended=False))
 
 
 class EnhancementBrain(RecipeBrain):
@@ -60,11 +66,14 @@ class EnhancementBrain(RecipeBrain):
         wanted = getattr(self.hparams, "pesq_items", 0) - len(self.valid_pesq)
         rate = getattr(self.hparams, "sample_rate", 16000)
         num = min(enhanced.shape[-1], clean.shape[-1])
-        for est, ref in list(zip(enhanced, clean))[: max(wanted, 0)]:
-            self.valid_pesq.append(wide_band_pesq(ref[:num].cpu().numpy(), est[:num].cpu().numpy(), rate))
+        for est, mix, ref in list(zip(enhanced, noisy, clean))[: max(wanted, 0)]:
+            est, mix, ref = (x[:num].cpu().numpy() for x in (est, mix, ref))
+            self.valid_pesq.append(wide_band_pesq(ref, est, rate))
+            self.valid_stoi.append((short_time_intelligibility(ref, est, rate),
+                                    short_time_intelligibility(ref, mix, rate)))
 
     def on_stage_start(self, stage, epoch=None):
-        self.valid_si_snr, self.noisy_si_snr, self.valid_pesq = [], [], []
+        self.valid_si_snr, self.noisy_si_snr, self.valid_pesq, self.valid_stoi = [], [], [], []
         super().on_stage_start(stage, epoch)
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
@@ -78,6 +87,9 @@ class EnhancementBrain(RecipeBrain):
         }
         if self.valid_pesq:
             stats["pesq"] = float(np.nanmean(self.valid_pesq)) if not np.isnan(self.valid_pesq).all() else float("nan")
+            enhanced_stoi, noisy_stoi = np.array(self.valid_stoi).T
+            stats["stoi"] = float(enhanced_stoi.mean())
+            stats["stoi_below_noisy"] = float((enhanced_stoi < noisy_stoi).mean())
         if stage == sb.Stage.TEST:
             self.test_stats = stats
             return
@@ -89,4 +101,5 @@ class EnhancementBrain(RecipeBrain):
     def curve_row(self, epoch: int, lr: float, stats: dict) -> dict:
         return {"epoch": epoch, "lr": lr, "train_loss": getattr(self, "train_loss", ""),
                 "valid_loss": stats["loss"], "valid_si_snr": stats["si_snr"],
-                "noisy_si_snr": stats["noisy_si_snr"], "valid_pesq": stats.get("pesq", "")}
+                "noisy_si_snr": stats["noisy_si_snr"], "valid_pesq": stats.get("pesq", ""),
+                "valid_stoi": stats.get("stoi", ""), "stoi_below_noisy": stats.get("stoi_below_noisy", "")}

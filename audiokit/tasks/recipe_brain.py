@@ -28,11 +28,25 @@ logger = logging.getLogger(__name__)
 
 
 def append_csv_row(path: str, row: dict) -> None:
-    """Append ``row`` to the CSV at ``path``, writing the header (the row's keys) when the file is new."""
-    new = not os.path.exists(path)
+    """Append ``row`` to the CSV at ``path``, writing the header (the row's keys) when the file is new.
+    When the row has columns the file lacks (a run resumed by a newer version that logs more), the file is
+    rewritten first with the wider header, its earlier rows left blank in the new columns."""
+    header = None
+    if os.path.exists(path):
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), None)
+    if header is not None and [k for k in row if k not in header]:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        header = header + [k for k in row if k not in header]
+        with open(path + ".tmp", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=header)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(path + ".tmp", path)
     with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if new:
+        writer = csv.DictWriter(f, fieldnames=header or list(row), restval="")
+        if header is None:
             writer.writeheader()
         writer.writerow(row)
 
