@@ -399,15 +399,18 @@ def test_max_minutes_is_checked():
             split_max_minutes(bad)
 
 
-def test_the_noise_variations_are_recipe_keys_of_the_training_mixer_only(data):
+def test_the_noise_variations_are_recipe_keys_of_the_training_mixer_only(data, tmp_path):
     """``--noise_speed/--noise_eq_db/--noise_mix_prob`` reach the training mixer; validation mixes as before."""
     from hyperpyyaml import load_hyperpyyaml
-    text = RECIPE.read_text()
-    folders = {"output_folder": "unused", "speech_folders": [str(data / "speech")],
-               "noise_folders": [str(data / "noise")], "rir_folders": [str(data / "rir")]}
-    plain = load_hyperpyyaml(text, folders)
-    varied = load_hyperpyyaml(text, {**folders, "noise_speed": [0.8, 1.25], "noise_eq_db": 10.0,
-                                     "noise_mix_prob": 0.3})
+
+    from audiokit.tasks.train import parse_overrides
+
+    def hparams(*extra):
+        _, recipe_overrides = parse_overrides(RECIPE, overrides(data, tmp_path) + list(extra))
+        return load_hyperpyyaml(RECIPE.read_text(), recipe_overrides)
+
+    plain = hparams()
+    varied = hparams("--noise_speed", "[0.8, 1.25]", "--noise_eq_db", "10", "--noise_mix_prob", "0.3")
     assert (tuple(plain["mixer"].noise_speed), plain["mixer"].noise_eq_db, plain["mixer"].noise_mix_prob) == (
         (1.0, 1.0), 0.0, 0.0)
     assert (tuple(varied["mixer"].noise_speed), varied["mixer"].noise_eq_db, varied["mixer"].noise_mix_prob) == (
