@@ -284,6 +284,27 @@ def test_pesq_term_ranks_distortions_like_pesq_and_skips_silent_items():
         assert float(plain(batch[:1], refs[:1])) == pytest.approx(-float(si_snr(batch[:1], refs[:1])))
 
 
+def test_stoi_term_follows_the_stoi_metric_and_skips_silent_items():
+    """The intelligibility term is STOI (within 0.05 of pystoi's figure), higher for a cleaner estimate; a silent item
+    in the batch is left out without a NaN reaching the gradient, and the term lowers the loss by its weight."""
+    from audiokit.metrics import stoi as stoi_metric
+    rng = np.random.default_rng(1)
+    clean = 0.3 * speechlike(3.0, RATE).astype(np.float32)
+    noise = rng.standard_normal(clean.size).astype(np.float32)
+    estimates = [clean + scale * noise for scale in (0.01, 0.1, 0.4)]
+    loss_fn = FRCRNLoss(si_snr_weight=0.0, mask_weight=0.0, stoi_weight=2.0)
+    ref = torch.from_numpy(clean)[None]
+    terms = [float(loss_fn.stoi(torch.from_numpy(e)[None], ref)) for e in estimates]
+    scores = [stoi_metric(clean, e, RATE) for e in estimates]
+    assert terms[0] > terms[1] > terms[2]
+    assert terms == pytest.approx(scores, abs=0.05)
+    batch = torch.from_numpy(np.stack([estimates[1], np.zeros_like(clean)])).requires_grad_()
+    loss = loss_fn(batch, torch.from_numpy(np.stack([clean, clean])))
+    loss.backward()
+    assert torch.isfinite(batch.grad).all() and float(batch.grad[0].abs().sum()) > 0
+    assert float(loss.detach()) == pytest.approx(-2.0 * terms[1], rel=1e-5)
+
+
 def test_unreadable_newest_checkpoint_is_skipped_for_the_one_before(data, tmp_path, capfd):
     """A torn or garbled newest checkpoint (as older code left after a kill) is reported and the run resumes
     from the newest one that loads; saves leave no partial folder behind."""
