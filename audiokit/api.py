@@ -306,27 +306,29 @@ def load_dancer(model: ModelSpec | Dancer = None, device: str = "cpu") -> Dancer
 
 
 def dance(music: AudioInput, sample_rate: Optional[int] = None, model: ModelSpec | Dancer = None,
-          style: Optional[str] = "auto", seed: Optional[int] = None) -> np.ndarray:
+          style: Optional[str] = "auto", seed: Optional[int] = None, beat_sync: bool = True) -> np.ndarray:
     """A dance to ``music``: an audio file, or an array ``[T]`` / ``[C, T]`` (float) at ``sample_rate`` Hz (any rate
     and channels: mixed down to one, resampled to the model's rate). Returns joint positions ``[frames, 23, 3]``
     (float32, centimetres, y up, ``audiokit.motion.skeleton``) at the model's frame rate (25 fps): one pose per
     whole 40 ms of music, at least 2. ``style``: ``"auto"`` (picked from the music), ``"cha-cha"``, ``"rumba"``,
     ``"tango"``, ``"waltz"``, or None (the model's "any style"). ``seed``: see ``audiokit.dancing`` (the shipped
-    family is deterministic). ``model``: see :func:`load_dancer`. AudioError for bad or too short music.
+    family is deterministic). ``beat_sync``: retime the finished dance so that its motion beats near a music beat
+    land on it (``audiokit.dancing``; False: the model's own timing, as ``stream dance`` sends it). ``model``: see
+    :func:`load_dancer`. AudioError for bad or too short music.
     """
     dancer = load_dancer(model)
     rate, blocks = _audio_blocks(music, sample_rate)
     wav = torch.cat(list(blocks), dim=-1)  # [C, T]
-    return dancer.dance(wav, rate, style, seed, music if isinstance(music, (str, Path)) else "input")
+    return dancer.dance(wav, rate, style, seed, music if isinstance(music, (str, Path)) else "input", beat_sync)
 
 
 def dance_file(path: Union[str, Path], out_dir: Union[str, Path, None] = None, formats: Iterable[str] = DEFAULT_FORMATS,
                model: ModelSpec | Dancer = None, style: Optional[str] = "auto", force: bool = False,
-               seed: Optional[int] = None, size: int = DEFAULT_SIZE) -> list[Path]:
+               seed: Optional[int] = None, size: int = DEFAULT_SIZE, beat_sync: bool = True) -> list[Path]:
     """Dance to a music file and write ``<stem>.bvh`` and ``<stem>.mp4`` (``formats``: any of ``"bvh"``, ``"gif"``,
     ``"mp4"``) in ``out_dir`` (default: beside it): a BVH of the skeleton with per-joint rotations
     (``audiokit.motion.bvh``), and a ``size`` x ``size`` stick-figure video, the MP4 with the music as its
-    soundtrack (``audiokit.motion.render``). Returns their paths.
+    soundtrack (``audiokit.motion.render``); ``beat_sync`` as in :func:`dance`. Returns their paths.
 
     Refuses to overwrite unless ``force`` (all outputs checked before the model runs), and never writes over
     ``path`` itself; the outputs are placed all or none. AudioError for a bad file (nothing is written then).
@@ -335,4 +337,4 @@ def dance_file(path: Union[str, Path], out_dir: Union[str, Path, None] = None, f
     dancer = load_dancer(model)
     targets = dance_targets(path, out_dir, formats)
     check_targets(targets, force, "use force=True", inputs={file_identity(path)})
-    return dancer.dance_file(path, targets, style, seed, size, force, "use force=True")
+    return dancer.dance_file(path, targets, style, seed, size, force, "use force=True", beat_sync)

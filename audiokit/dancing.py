@@ -13,6 +13,14 @@ move the dance: ``audiokit.audio.dc``, as ``audiokit stream dance`` does) and re
 rate ``rate`` (``N = ceil(T * rate / file rate)``), and at least 2. An MP4 gets the input music itself (every
 channel, at its own rate) as its soundtrack, cut to ``frames / fps`` s.
 
+Beat sync (on by default, ``beat_sync=False`` / ``--no-beat-sync`` for the model's own timing): the finished dance
+is retimed so that its motion beats (the moments the body slows to change direction,
+``audiokit.metrics.dance.motion_beats``) that lie within a quarter second of a music beat (librosa's tracker on the
+music as the model heard it) land on it; between beats the motion plays 0.75-1.33x as fast
+(``audiokit.motion.retime``). Poses, their order, the length and the first and last frames are unchanged. It
+needs the whole song, so ``audiokit stream dance`` (causal) sends the model's own timing: the streamed poses equal
+``dance(..., beat_sync=False)``.
+
 Randomness: the ``dance_lstm`` model has none when it dances: it starts from the mean pose, feeds each predicted
 pose to the next frame without sampling and has no dropout, so the same music, style and weights always give
 the same dance. ``seed`` seeds torch's random generator (forked: the caller's generator is left as it was) just
@@ -34,10 +42,12 @@ from audiokit.audio.dc import remove_dc
 from audiokit.audio.io import read_audio
 from audiokit.audio.resample import resample
 from audiokit.errors import AudioError, AudiokitError, ModelError, ModelKindError
+from audiokit.metrics.dance import motion_beats, music_beats
 from audiokit.motion.bvh import bvh_writer
 from audiokit.motion.dance_data import STYLES
 from audiokit.motion.files import write_together
 from audiokit.motion.render import video_writer
+from audiokit.motion.retime import beat_anchors, retime
 
 FORMATS = ("bvh", "gif", "mp4")
 DEFAULT_FORMATS = ("bvh", "mp4")
@@ -60,6 +70,14 @@ def dance_targets(path: Union[str, os.PathLike], folder: Union[str, os.PathLike,
     path = Path(path)
     folder = path.parent if folder is None else Path(folder)
     return [folder / f"{path.stem}.{kind}" for kind in FORMATS if kind in formats]
+
+
+def beat_synced(positions: np.ndarray, fps: float, music, sample_rate: int) -> np.ndarray:
+    """``positions [T, J, 3]`` at ``fps`` retimed onto the beats of ``music`` (mono ``[N]`` at ``sample_rate`` Hz,
+    the span danced to): see the module docstring. Same shape and dtype."""
+    music = np.asarray(music, dtype=np.float32)
+    anchors = beat_anchors(motion_beats(positions, fps), music_beats(music, sample_rate), len(positions) / fps)
+    return retime(positions, fps, anchors)
 
 
 def check_style(style) -> None:
@@ -87,10 +105,12 @@ class Dancer:
         self.sample_rate, self.fps = int(model.sample_rate), float(model.fps)
 
     def dance(self, wav: Union[np.ndarray, torch.Tensor], sample_rate: int, style: Optional[str] = "auto",
-              seed: Optional[int] = None, name: Union[str, os.PathLike] = "input") -> np.ndarray:
+              seed: Optional[int] = None, name: Union[str, os.PathLike] = "input",
+              beat_sync: bool = True) -> np.ndarray:
         """Joint positions ``[frames, 23, 3]`` (float32, cm, at :attr:`fps`; see the module docstring) dancing to
         ``wav`` (float ``[C, T]`` or ``[T]``, finite, at ``sample_rate`` Hz), in ``style``
-        (:func:`check_style`). AudioError naming ``name`` when the music is shorter than :data:`MIN_FRAMES`
+        (:func:`check_style`), retimed onto the music's beats unless ``beat_sync`` is False. AudioError naming
+        ``name`` when the music is shorter than :data:`MIN_FRAMES`
         frames; ModelError for a bad style or seed, or positions with NaN or Inf."""
         check_style(style)
         _check_seed(seed)
@@ -107,13 +127,17 @@ class Dancer:
             raise ModelError(f"the model gave positions of shape {list(positions.shape)}, want [frames, 23, 3]")
         if not np.isfinite(positions).all():
             raise ModelError("the model produced NaN or Inf positions")
+        if beat_sync:
+            positions = beat_synced(positions, self.fps, mono[:frames * round(self.sample_rate / self.fps)].numpy(),
+                                    self.sample_rate)
         return positions
 
     def dance_file(self, path: Union[str, os.PathLike], targets: Sequence[Path], style: Optional[str] = "auto",
                    seed: Optional[int] = None, size: int = DEFAULT_SIZE, force: bool = False,
-                   force_hint: str = "use --force") -> list[Path]:
+                   force_hint: str = "use --force", beat_sync: bool = True) -> list[Path]:
         """Dance to the music file ``path`` and write ``targets`` (:func:`dance_targets`: ``.bvh``, ``.gif``, and
-        ``.mp4`` with the music muxed in; videos ``size`` x ``size`` pixels), all or none: each is written under a
+        ``.mp4`` with the music muxed in; videos ``size`` x ``size`` pixels; ``beat_sync``: see :meth:`dance`), all
+        or none: each is written under a
         temporary name, then all are moved into place; an existing file is replaced only with ``force`` (see
         :func:`audiokit.motion.files.write_together`). The caller checks beforehand that no target is an input
         (``audiokit.blocks.check_targets``). AudioError for a bad music file, MotionFileError for a file that
@@ -122,7 +146,7 @@ class Dancer:
         _check_seed(seed)
         check_size(size)
         wav, rate = read_audio(path)  # [C, T]
-        positions = self.dance(wav, rate, style, seed, path)
+        positions = self.dance(wav, rate, style, seed, path, beat_sync)
         writes = []
         for target in map(Path, targets):
             kind = target.suffix.lower()

@@ -171,6 +171,40 @@ def test_api_positions_from_files_and_arrays(song, tmp_path, model_file):
     assert STYLE_CHOICES == ("auto", *STYLES)  # the command line's names are the model's, in its order
 
 
+class Swayer(torch.nn.Module):
+    """A dance model that sways along x at 1 Hz whatever the music (it stops every 0.5 s from 0.25 s)."""
+
+    sample_rate, fps = 8000, 25.0
+
+    def dance(self, wav, style=None):
+        from test_dance_metrics import swaying
+        return swaying(len(wav) // 320 / self.fps).astype(np.float32)
+
+
+def test_beat_sync_moves_the_dance_onto_the_music_and_can_be_turned_off(tmp_path):
+    """By default the finished dance is retimed so that its stops land on the music's beats (librosa's tracker on
+    the music as the model heard it); ``beat_sync=False`` keeps the model's own timing."""
+    from audiokit.metrics.dance import beat_f_measure, motion_beats
+    rate, beats = 16000, np.arange(0.35, 8.0, 0.5)  # 120 beats per minute, 0.1 s after each of the model's stops
+    wav = np.zeros(8 * rate, np.float32)
+    hit = np.random.default_rng(0).normal(size=800) * np.exp(-np.arange(800) / 150)
+    for start in beats:
+        wav[int(start * rate):int(start * rate) + 800] += hit
+    dancer = audiokit.load_dancer(audiokit.dancing.Dancer(Swayer()))
+    raw = audiokit.dance(wav, rate, model=dancer, beat_sync=False)
+    np.testing.assert_array_equal(raw, Swayer().dance(np.zeros(8 * 8000)))
+    synced = audiokit.dance(wav, rate, model=dancer)
+    assert synced.shape == raw.shape and synced.dtype == np.float32
+    assert beat_f_measure(beats, motion_beats(raw, 25.0)) < 0.1
+    assert beat_f_measure(beats, motion_beats(synced, 25.0)) > 0.8
+
+
+def test_no_beat_sync_option(song, tmp_path, model_file):
+    assert dance(song, "--bvh", "--no-beat-sync", "-o", tmp_path / "cli", "--model", model_file) == 0
+    audiokit.dance_file(song, tmp_path / "api", ["bvh"], model=str(model_file), beat_sync=False)
+    assert (tmp_path / "cli" / "song.bvh").read_bytes() == (tmp_path / "api" / "song.bvh").read_bytes()
+
+
 def test_default_model_and_model_kind(song, tmp_path, model_file, monkeypatch, capsys):
     monkeypatch.setitem(registry.DEFAULT_MODELS, "dance", None)  # a task whose model has not shipped
     assert dance(song) == 1

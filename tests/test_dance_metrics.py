@@ -195,6 +195,7 @@ def test_evaluate_dance_cli(dance_folder, tmp_path, capsys):
     model = tiny_model()
     path = save_pretrained(model, tmp_path / "dance.safetensors", "dance_lstm", model.config, {"note": "random"})
     common = ["evaluate", "--dance", "--data", str(dance_folder), "--dances", "DANCE_C_1", "DANCE_R_2", "--window", "2"]
+    assert main([*common, "--model", str(path), "--no-beat-sync"]) == 0
     assert main([*common, "--model", str(path)]) == 0
     out = capsys.readouterr().out
     rows = [line.split()[0] for line in out.splitlines()[1:6]]
@@ -221,7 +222,9 @@ def test_evaluate_dance_cli(dance_folder, tmp_path, capsys):
                              (["evaluate"], "--clean DIR and --estimate DIR are needed"),
                              ([*common, "--clean", str(tmp_path)], "--clean: not used with --dance"),
                              ([*common, "--dances", "DANCE_X_9"], "holds no dance DANCE_X_9"),
-                             ([*common, "--model", str(path), "--style", "salsa"], "--style salsa")):
+                             ([*common, "--model", str(path), "--style", "salsa"], "--style salsa"),
+                             ([*common, "--no-beat-sync"], "--no-beat-sync: only used with --model"),
+                             (["evaluate", "--no-beat-sync"], "--no-beat-sync: only used with --dance")):
         assert main(options) == 1
         err = capsys.readouterr().err
         assert err.startswith("error: ") and problem in err and err.count("\n") == 1, err

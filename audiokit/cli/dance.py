@@ -1,6 +1,6 @@
 """``audiokit dance MUSIC... [-o DIR] [--style auto|cha-cha|rumba|tango|waltz] [--bvh] [--gif] [--mp4]
-[--model NAME|PATH] [--checkpoint FILE] [--device cpu|cuda] [--seed N] [--size PIXELS] [--force]``: a dance to
-every piece of music.
+[--model NAME|PATH] [--checkpoint FILE] [--device cpu|cuda] [--seed N] [--size PIXELS] [--no-beat-sync] [--force]``:
+a dance to every piece of music.
 
 Writes ``<stem>.bvh`` (the skeleton with per-joint rotations) and ``<stem>.mp4`` (a stick figure dancing, with
 the music as its soundtrack) for every input, or with --bvh, --gif, --mp4 only the files named. Inputs, resampling
@@ -38,6 +38,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, metavar="N",
                         help="seed torch's random generator before each dance (dance_lstm models do not sample: "
                              "they give the same dance without it)")
+    parser.add_argument("--no-beat-sync", dest="beat_sync", action="store_false",
+                        help="keep the model's own timing (default: the motion's beats near a music beat are moved "
+                             "onto it, as audiokit.dancing describes; stream dance always keeps the model's timing)")
     parser.add_argument("--size", type=int, default=DEFAULT_SIZE, metavar="PIXELS",
                         help=f"width and height of the videos (default: {DEFAULT_SIZE})")
     return parser
@@ -67,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         try:
             targets = claim_targets(path, dance_targets(path, args.output_dir, formats), args.force, claimed, reads)
-            dancer.dance_file(path, targets, args.style, args.seed, args.size, args.force)
+            dancer.dance_file(path, targets, args.style, args.seed, args.size, args.force, beat_sync=args.beat_sync)
         except Exception as exc:  # one bad file must not stop the batch
             report(exc, path)
             continue

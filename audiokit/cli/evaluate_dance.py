@@ -31,6 +31,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--style", metavar="auto|any|known|STYLE",
                        help="--model's style: picked from the music (auto, the default), none (any), the dance's "
                             "own (known), or cha-cha, rumba, tango, waltz")
+    group.add_argument("--no-beat-sync", dest="beat_sync", action="store_const", const=False,
+                       help="--model's dance in its own timing, as stream dance sends it (default: retimed onto the "
+                            "music's beats, as audiokit dance writes it)")
     group.add_argument("--motion", type=Path, metavar="DIR",
                        help="generated motion as <dance>.bvh files (audiokit's rig, 25 fps) instead of --model")
     group.add_argument("--window", type=float, metavar="S",
@@ -42,6 +45,7 @@ def check_options(args: argparse.Namespace) -> None:
     from audiokit.errors import AudiokitError
 
     given = [f"--{name}" for name in OPTIONS if getattr(args, name) is not None]
+    given += ["--no-beat-sync"] if getattr(args, "beat_sync", None) is not None else []
     if not args.dance:
         if given:
             raise AudiokitError(f"{given[0]}: only used with --dance")
@@ -53,6 +57,8 @@ def check_options(args: argparse.Namespace) -> None:
         raise AudiokitError("--model and --motion: give one of them (the generated motion)")
     if args.style is not None and args.model is None:
         raise AudiokitError(f"--style {args.style}: only used with --model")
+    if args.beat_sync is not None and args.model is None:
+        raise AudiokitError("--no-beat-sync: only used with --model")
     if args.window is not None and not (math.isfinite(args.window) and args.window > 0):
         raise AudiokitError(f"--window {args.window:g}: must be a positive number of seconds")
 
@@ -63,11 +69,8 @@ def generator(args: argparse.Namespace):
         return _bvh_motion(args.motion)
     if args.model is None:
         return None
-    import torch
-
-    from audiokit.audio.dc import remove_dc
-    from audiokit.audio.resample import resample
     from audiokit.cli.batch import naming_model
+    from audiokit.dancing import Dancer
     from audiokit.errors import FileError, ModelError
     from audiokit.hub.pretrained import load_model
     from audiokit.models.dance import STYLES, DanceGenerator
@@ -80,11 +83,11 @@ def generator(args: argparse.Namespace):
     if style not in ("auto", "any", "known", *STYLES):
         raise ModelError(f"--style {style}: must be auto, any, known or one of {', '.join(STYLES)}")
 
-    def generate(clip):
+    dancer = Dancer(model)
+
+    def generate(clip):  # the user's path: audiokit dance's mix-down, DC removal, resampling and beat sync
         chosen = {"any": None, "known": clip.style}.get(style, style) if model.num_styles else None
-        with torch.inference_mode():
-            music = remove_dc(clip.audio, clip.sample_rate)  # as audiokit dance and stream dance give it
-            return model.dance(resample(music, clip.sample_rate, model.sample_rate), style=chosen)
+        return dancer.dance(clip.audio, clip.sample_rate, chosen, name=clip.name, beat_sync=args.beat_sync is not False)
 
     return generate
 
