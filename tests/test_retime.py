@@ -3,7 +3,6 @@ the clock never runs outside the allowed rates, and the poses, their order and t
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from test_dance_metrics import FPS, swaying
 
 from audiokit.metrics.dance import beat_f_measure, motion_beats
