@@ -25,8 +25,9 @@ Models (``--models``, default all):
   architecture of ``recipes/dance/dance_lstm.yaml`` at random initialisation (the printout says which).
   Real-time factor of offline generation (``model.dance`` on 30 s of music, ``--quick`` 2 s) and of streaming
   generation through the adapter ``audiokit stream dance`` runs, fed 10 ms blocks (per-block times: the blocks
-  that complete a 40 ms motion frame do the work), and the stated latency (one motion frame plus the spectrum
-  window a pose reads).
+  that complete a 40 ms motion frame do the work), the stated latency (one motion frame plus the spectrum
+  window a pose reads), and the real-time factor of the beat sync ``audiokit dance`` adds after offline generation
+  (``audiokit.dancing.beat_synced``: librosa's beat tracker on the music, motion beats, the retiming).
 
 For each model and each thread count it measures, each in a fresh subprocess (so that peak
 memory, VmHWM, belongs to that one measurement):
@@ -541,6 +542,11 @@ def measure_dance(seconds: float, repeats: int) -> dict:
     model.dance(wav[:rate].numpy())  # warm-up
     wall, cpu, _ = _best_time(lambda: model.dance(wav.numpy()), repeats)
     result = dict(weights=weights, seconds=seconds, offline_rtf=wall / seconds, offline_cpu_rtf=cpu / seconds)
+    from audiokit.dancing import beat_synced
+    positions, music = model.dance(wav.numpy()), wav.numpy()
+    beat_synced(positions[:25], model.fps, music[:rate], rate)  # warm-up (librosa's first call compiles)
+    wall, _, _ = _best_time(lambda: beat_synced(positions, model.fps, music, rate), repeats)
+    result.update(beat_sync_rtf=wall / seconds)
     adapter, chunk = ADAPTERS["dance"](model), rate // 100
     warm = adapter.open()
     for piece in wav[:rate].split(chunk):
@@ -567,7 +573,8 @@ def measure_dance(seconds: float, repeats: int) -> dict:
 def format_dance(r: dict) -> str:
     """Lines for the ``dance`` section (:func:`measure_dance`)."""
     return (f"dance generator ({r['weights']}, {r['params_m']:.2f} M parameters), 1 thread, {r['seconds']:g} s of "
-            f"music:\noffline (model.dance) RTF {r['offline_rtf']:.4f} (CPU {r['offline_cpu_rtf']:.4f}); streaming "
+            f"music:\noffline (model.dance) RTF {r['offline_rtf']:.4f} (CPU {r['offline_cpu_rtf']:.4f}), then beat "
+            f"sync (audiokit dance) RTF {r['beat_sync_rtf']:.4f}; streaming "
             f"(stream dance's adapter, {r['chunk_ms']:g} ms blocks) RTF {r['stream_rtf']:.4f} (CPU "
             f"{r['stream_cpu_rtf']:.4f}), per block p50 {r['chunk_p50_ms']:.2f} ms, max {r['chunk_max_ms']:.2f} ms; "
             f"latency {r['latency_ms']:.1f} ms = motion frame {r['frame_ms']:g} ms + spectrum window "
