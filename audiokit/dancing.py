@@ -17,9 +17,9 @@ Beat sync (on by default, ``beat_sync=False`` / ``--no-beat-sync`` for the model
 is retimed so that its motion beats (the moments the body slows to change direction,
 ``audiokit.metrics.dance.motion_beats``) that lie within a quarter second of a music beat (librosa's tracker on the
 music as the model heard it) land on it; between beats the motion plays 0.75-1.33x as fast
-(``audiokit.motion.retime``). Poses, their order, the length and the first and last frames are unchanged. It
-needs the whole song, so ``audiokit stream dance`` (causal) sends the model's own timing: the streamed poses equal
-``dance(..., beat_sync=False)``.
+(``audiokit.motion.retime``). The dance goes through the model's poses in their order (between two frames they are
+linearly interpolated); its length and its first and last poses are unchanged. It needs the whole song, so
+``audiokit stream dance`` (causal) sends the model's own timing, that of ``beat_sync=False``.
 
 Randomness: the ``dance_lstm`` model has none when it dances: it starts from the mean pose, feeds each predicted
 pose to the next frame without sampling and has no dropout, so the same music, style and weights always give
@@ -76,7 +76,7 @@ def beat_synced(positions: np.ndarray, fps: float, music, sample_rate: int) -> n
     """``positions [T, J, 3]`` at ``fps`` retimed onto the beats of ``music`` (mono ``[N]`` at ``sample_rate`` Hz,
     the span danced to): see the module docstring. Same shape and dtype."""
     music = np.asarray(music, dtype=np.float32)
-    anchors = beat_anchors(motion_beats(positions, fps), music_beats(music, sample_rate), len(positions) / fps)
+    anchors = beat_anchors(motion_beats(positions, fps), music_beats(music, sample_rate), (len(positions) - 1) / fps)
     return retime(positions, fps, anchors)
 
 
@@ -128,8 +128,8 @@ class Dancer:
         if not np.isfinite(positions).all():
             raise ModelError("the model produced NaN or Inf positions")
         if beat_sync:
-            positions = beat_synced(positions, self.fps, mono[:frames * round(self.sample_rate / self.fps)].numpy(),
-                                    self.sample_rate)
+            hop = round(self.sample_rate / self.fps)
+            positions = beat_synced(positions, self.fps, mono[:len(positions) * hop].numpy(), self.sample_rate)
         return positions
 
     def dance_file(self, path: Union[str, os.PathLike], targets: Sequence[Path], style: Optional[str] = "auto",

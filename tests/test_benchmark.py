@@ -125,12 +125,14 @@ def test_dance_section_formatting():
     sys.path.insert(0, str(TOOL.parent))
     from benchmark import format_dance
     r = dict(weights="random weights, the architecture of recipes/dance/dance_lstm.yaml", params_m=1.47, seconds=30.0,
-             offline_rtf=0.018, offline_cpu_rtf=0.0179, beat_sync_rtf=0.0021, stream_rtf=0.0655, stream_cpu_rtf=0.0512, chunk_ms=10.0,
+             offline_rtf=0.018, offline_cpu_rtf=0.0179, beat_sync_rtf=0.0021,
+             stream_rtf=0.0655, stream_cpu_rtf=0.0512, chunk_ms=10.0,
              chunk_p50_ms=0.02, chunk_max_ms=9.11, latency_ms=126.0, frame_ms=40.0, window_ms=86.0)
     first, second = format_dance(r).splitlines()
     assert first.startswith("dance generator (random weights, the architecture of recipes/dance/dance_lstm.yaml, "
                             "1.47 M parameters), 1 thread, 30 s of music")
-    assert "offline (model.dance) RTF 0.0180 (CPU 0.0179), then beat sync (audiokit dance) RTF 0.0021" in second
+    assert "offline (model.dance) RTF 0.0180 (CPU 0.0179), then beat sync (audiokit dance) RTF 0.0021" \
+        in second
     assert "10 ms blocks) RTF 0.0655 (CPU 0.0512)" in second
     assert second.endswith("latency 126.0 ms = motion frame 40 ms + spectrum window 86 ms")
 

@@ -199,6 +199,17 @@ def test_beat_sync_moves_the_dance_onto_the_music_and_can_be_turned_off(tmp_path
     assert beat_f_measure(beats, motion_beats(synced, 25.0)) > 0.8
 
 
+def test_beat_sync_on_the_shortest_and_on_silent_music(model_file):
+    """Two frames of music (too short for the beat tracker) and silence dance without a warning or an error."""
+    import warnings
+    dancer = audiokit.load_dancer(str(model_file))
+    for wav in (np.full(640, 0.1, np.float32), np.zeros(8000, np.float32)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            synced = audiokit.dance(wav, 8000, model=dancer)
+        np.testing.assert_array_equal(synced, audiokit.dance(wav, 8000, model=dancer, beat_sync=False))
+
+
 def test_no_beat_sync_option(song, tmp_path, model_file):
     assert dance(song, "--bvh", "--no-beat-sync", "-o", tmp_path / "cli", "--model", model_file) == 0
     audiokit.dance_file(song, tmp_path / "api", ["bvh"], model=str(model_file), beat_sync=False)

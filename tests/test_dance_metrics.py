@@ -196,6 +196,7 @@ def test_evaluate_dance_cli(dance_folder, tmp_path, capsys):
     path = save_pretrained(model, tmp_path / "dance.safetensors", "dance_lstm", model.config, {"note": "random"})
     common = ["evaluate", "--dance", "--data", str(dance_folder), "--dances", "DANCE_C_1", "DANCE_R_2", "--window", "2"]
     assert main([*common, "--model", str(path), "--no-beat-sync"]) == 0
+    capsys.readouterr()
     assert main([*common, "--model", str(path)]) == 0
     out = capsys.readouterr().out
     rows = [line.split()[0] for line in out.splitlines()[1:6]]

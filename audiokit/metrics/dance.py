@@ -60,11 +60,12 @@ def motion_beats(positions, fps: float, smooth_s: float = BEAT_SMOOTH_S, spacing
 
 
 def music_beats(wav, sample_rate: int) -> np.ndarray:
-    """Times (s) of the beats of the music ``wav [N]`` (mono) by librosa's beat tracker."""
+    """Times (s) of the beats of the music ``wav [N]`` (mono) by librosa's beat tracker; none for silence or for
+    music shorter than the tracker's 2048-sample analysis window."""
     import librosa
 
     wav = np.asarray(wav, dtype=np.float32)
-    if not len(wav) or not np.any(wav):
+    if len(wav) < 2048 or not np.any(wav):
         return np.zeros(0)
     return np.asarray(librosa.beat.beat_track(y=wav, sr=sample_rate, units="time")[1], dtype=np.float64)
 

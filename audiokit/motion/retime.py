@@ -1,16 +1,17 @@
 """Beat-synchronous retiming: a motion's own beats moved onto the music's beats by a gentle time warp.
 
-A choreographer's edit (as in ChoreoMaster-style systems): the motion keeps its poses and their order, only its
-clock runs a little faster or slower between beats, so that each motion beat (a moment the body slows to change
-direction) that lies near a music beat lands on it. Pure numpy; times in seconds, positions ``[T, J, 3]``.
+A choreographer's edit (as in ChoreoMaster-style systems): the motion goes through the same poses in the same
+order, only its clock runs a little faster or slower between beats (the poses between two frames linearly
+interpolated), so that each motion beat (a moment the body slows to change direction) that lies near a music beat
+lands on it. Pure numpy; times in seconds, positions ``[T, J, 3]``.
 
 * :func:`beat_anchors`: which motion beat goes to which music beat, as ``(source, target)`` time pairs;
 * :func:`retime`: the motion resampled along the piecewise-linear time map through those pairs.
 
-Frame ``k`` of a motion at ``fps`` stands for the time ``(k + 0.5) / fps`` (the convention of
-``audiokit.metrics.dance.motion_beats``). The time map starts at 0 and ends at the dance's length, both fixed,
-so the length, the start and the end of the dance do not change (the first and last frames move by less than a
-frame).
+Frame ``k`` of a motion at ``fps`` stands for the time ``k / fps`` (the convention of
+``audiokit.metrics.dance.motion_beats``, whose beat ``(m + 0.5) / fps`` is the middle of the step from frame ``m``
+to ``m + 1``). The time map is fixed at the first frame (0) and the last (``(T - 1) / fps``), so the length and
+the first and last poses do not change.
 """
 from __future__ import annotations
 
@@ -30,19 +31,21 @@ def _rate_ok(src0, dst0, src1, dst1, rates) -> bool:
 
 def beat_anchors(motion_beats, music_beats, duration: float, max_shift: float = MAX_SHIFT_S,
                  rates=RATE_RANGE) -> np.ndarray:
-    """``[K, 2]`` (source time, target time) pairs, both ascending, from ``(0, 0)`` to ``(duration, duration)``:
-    each motion beat (s) within ``max_shift`` of a music beat (s) not yet taken is paired with the nearest one,
-    in time order, when the motion between it and the previous anchor then plays at a rate within ``rates``
-    (source seconds per target second); pairs that would break that rate before the end are dropped."""
+    """``[K, 2]`` (source time, target time) pairs, both strictly ascending, from ``(0, 0)`` to
+    ``(duration, duration)`` (s; ``duration``: the time of the last frame). In time order, each motion beat (s) is
+    paired with the nearest music beat (s) that lies after the previous pair's and within ``max_shift`` of it, when
+    the motion between the previous pair and this one then plays at a rate within ``rates`` (source seconds per
+    target second); pairs that would break that rate before the end are dropped."""
     motion, music = np.sort(np.asarray(motion_beats, float)), np.sort(np.asarray(music_beats, float))
     anchors = [(0.0, 0.0)]
     for beat in motion:
-        if not len(music) or not 0.0 < beat < duration:
+        if not 0.0 < beat < duration:
             continue
-        nearest = music[np.argmin(np.abs(music - beat))]
-        if abs(nearest - beat) <= max_shift and 0.0 < nearest < duration and \
-                _rate_ok(*anchors[-1], beat, nearest, rates):
-            anchors.append((float(beat), float(nearest)))
+        near = music[(music > anchors[-1][1]) & (music < duration) & (np.abs(music - beat) <= max_shift)]
+        if len(near):
+            nearest = float(near[np.argmin(np.abs(near - beat))])
+            if _rate_ok(*anchors[-1], beat, nearest, rates):
+                anchors.append((float(beat), nearest))
     while len(anchors) > 1 and not _rate_ok(*anchors[-1], duration, duration, rates):
         anchors.pop()
     anchors.append((float(duration), float(duration)))
@@ -51,15 +54,14 @@ def beat_anchors(motion_beats, music_beats, duration: float, max_shift: float = 
 
 def retime(positions, fps: float, anchors) -> np.ndarray:
     """``positions [T, J, 3]`` played along the time map through ``anchors`` (``[K, 2]`` source, target seconds;
-    :func:`beat_anchors`): output frame ``k`` shows the source motion at the time that maps to ``(k + 0.5) / fps``,
+    :func:`beat_anchors`): output frame ``k`` shows the source motion at the time that maps to ``k / fps``,
     linearly interpolated between frames. Same shape and dtype."""
     positions = np.asarray(positions)
     frames = len(positions)
     if frames < 2:
         return positions.copy()
     anchors = np.asarray(anchors, float)
-    target = (np.arange(frames) + 0.5) / fps
-    source = np.interp(target, anchors[:, 1], anchors[:, 0]) * fps - 0.5
+    source = np.interp(np.arange(frames) / fps, anchors[:, 1], anchors[:, 0]) * fps
     source = np.clip(source, 0.0, frames - 1.0)
     low = np.minimum(np.floor(source).astype(int), frames - 2)
     weight = (source - low)[:, None, None]
