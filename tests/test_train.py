@@ -383,6 +383,34 @@ def test_export_takes_the_best_checkpoint_in_the_direction_the_brain_ranked_them
     assert sorted(average_run_checkpoints(run, 2)[1]["epochs"]) == ([1, 3] if higher else [2, 3])
 
 
+def test_export_can_rank_the_checkpoints_by_another_figure_they_record(tmp_path):
+    """``select_by``: a run kept by PESQ exported by its STOI (higher is better) or by its loss (lower); a figure no
+    checkpoint records is refused."""
+    from speechbrain.utils.checkpoints import Checkpointer
+
+    from audiokit.errors import CheckpointError
+    from audiokit.hub.export import average_run_checkpoints, find_run_checkpoint
+
+    run = tmp_path / "run"
+    (run / "save").mkdir(parents=True)
+    (run / "hyperparams.yaml").write_text("select_by: pesq\n")
+    layer = torch.nn.Linear(1, 1)
+    checkpointer = Checkpointer(run / "save", {"model": layer})
+    for epoch, (pesq, stoi, loss) in enumerate([(2.0, 0.80, 3.0), (1.9, 0.85, 1.0), (1.8, 0.83, 2.0)], 1):
+        with torch.no_grad():
+            layer.weight.fill_(epoch)
+        checkpointer.save_checkpoint(meta={"pesq": pesq, "stoi": stoi, "loss": loss, "epoch": epoch,
+                                           "higher_is_better": True})
+    assert find_run_checkpoint(run)[1]["epoch"] == 1
+    assert find_run_checkpoint(run, "stoi")[1]["epoch"] == 2
+    assert find_run_checkpoint(run, "loss")[1]["epoch"] == 2
+    state, meta = average_run_checkpoints(run, 2, "stoi")
+    assert sorted(meta["epochs"]) == [2, 3] and meta["stoi"] == [0.85, 0.83]
+    assert float(state["weight"]) == pytest.approx(2.5)
+    with pytest.raises(CheckpointError, match="no checkpoint records a 'dnsmos' figure"):
+        find_run_checkpoint(run, "dnsmos")
+
+
 def test_max_minutes_stops_mid_epoch_with_a_checkpoint_and_the_same_command_resumes_there(data, tmp_path, capsys,
                                                                                           monkeypatch):
     """``--max_minutes``: past the limit the run saves SpeechBrain's intra-epoch checkpoint, says so in one line

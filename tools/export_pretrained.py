@@ -17,9 +17,11 @@ def main() -> None:
                         help="a CKPT+* folder to export instead of the best by the recipe's select_by figure")
     parser.add_argument("--average", type=int, default=1, metavar="K",
                         help="export the mean weights of the K best checkpoints by the recipe's select_by figure")
+    parser.add_argument("--select-by", metavar="FIGURE",
+                        help="rank the checkpoints by this figure they record (e.g. stoi) instead of the recipe's")
     parser.add_argument("--card", type=json.loads, default={}, help="model card, JSON (data, recipe, scores)")
     args = parser.parse_args()
-    print(export_run(args.run_dir, args.out_path, args.card, args.checkpoint, args.average))
+    print(export_run(args.run_dir, args.out_path, args.card, args.checkpoint, args.average, args.select_by))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ the run's validation figure (its recipe's ``select_by``, else SI-SNR; the latest
 one) strictly, and saves it with its config.
 With ``average=K`` it loads the mean of the weights of the K best checkpoints by that figure
 instead (SpeechBrain's ``average_checkpoints``; keep them with the recipe's ``keep_checkpoints``).
+``select_by`` ranks the run's kept checkpoints by another figure they record (e.g. ``stoi`` in a run kept by
+``pesq``); lower is better for the figures of :data:`LOWER_IS_BETTER`, higher for any other.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from audiokit.nn.checkpoint import load_strict, read_state_dict
 
 # recipe keys that would scan data folders or open logs; null while exporting
 _SKIPPED_KEYS = ("train_set", "valid_set", "train_logger")
+LOWER_IS_BETTER = ("loss", "pose_loss", "free_score", "stoi_below_noisy")
+"""Checkpoint figures where lower is better, for a ``select_by`` other than the run's own."""
 
 
 def build_run_model(run_dir: Path):
@@ -63,18 +67,28 @@ def higher_is_better(checkpoints) -> bool:
     return flags.pop() if flags else True
 
 
-def find_run_checkpoint(run_dir: Path) -> tuple[Path, dict]:
-    """``(folder, meta)`` of the checkpoint in ``<run_dir>/save`` with the best :func:`selection_key` (highest or
-    lowest, as :func:`higher_is_better` says), else the latest."""
+def _ranking(run_dir: Path, checkpoints, select_by: Optional[str]) -> tuple[str, bool]:
+    """``(figure, higher is better)`` that the checkpoints are ranked by: the run's own (:func:`selection_key`,
+    :func:`higher_is_better`), or ``select_by``, one they record."""
+    if select_by is None or select_by == selection_key(run_dir):
+        return selection_key(run_dir), higher_is_better(checkpoints)
+    if checkpoints and not any(select_by in c.meta for c in checkpoints):
+        raise CheckpointError(run_dir / "save", f"no checkpoint records a {select_by!r} figure")
+    return select_by, select_by not in LOWER_IS_BETTER
+
+
+def find_run_checkpoint(run_dir: Path, select_by: Optional[str] = None) -> tuple[Path, dict]:
+    """``(folder, meta)`` of the checkpoint in ``<run_dir>/save`` with the best figure (:func:`_ranking`: the run's
+    own or ``select_by``), else the latest."""
     from speechbrain.utils.checkpoints import Checkpointer
 
     checkpointer = Checkpointer(run_dir / "save")
     found = checkpointer.list_checkpoints()
     if not found:
         raise CheckpointError(run_dir / "save", "holds no SpeechBrain checkpoint (CKPT+*)")
-    key = selection_key(run_dir)
+    key, higher = _ranking(run_dir, found, select_by)
     scored = [c for c in found if key in c.meta]
-    best = max if higher_is_better(scored) else min
+    best = max if higher else min
     ckpt = best(scored, key=lambda c: c.meta[key]) if scored else max(found, key=lambda c: c.meta["unixtime"])
     return Path(ckpt.path), dict(ckpt.meta)
 
@@ -88,15 +102,15 @@ def read_checkpoint_meta(folder: Path) -> dict:
     return yaml.safe_load(meta_file.read_text()) or {}
 
 
-def average_run_checkpoints(run_dir: Path, count: int) -> tuple[dict, dict]:
+def average_run_checkpoints(run_dir: Path, count: int, select_by: Optional[str] = None) -> tuple[dict, dict]:
     """``(state, meta)``: the mean weights of the ``count`` checkpoints of ``<run_dir>/save`` with the best
-    validation figure (:func:`selection_key`, :func:`higher_is_better`); ``meta`` names them (``averaged``), with
+    validation figure (:func:`_ranking`: the run's own or ``select_by``); ``meta`` names them (``averaged``), with
     their ``epochs`` and figures."""
     from speechbrain.utils.checkpoints import Checkpointer, average_checkpoints
 
-    key = selection_key(run_dir)
     checkpointer = Checkpointer(run_dir / "save")
-    direction = "max_key" if higher_is_better(checkpointer.list_checkpoints()) else "min_key"
+    key, higher = _ranking(run_dir, checkpointer.list_checkpoints(), select_by)
+    direction = "max_key" if higher else "min_key"
     found = checkpointer.find_checkpoints(**{direction: key}, max_num_checkpoints=count)
     if len(found) < count:
         raise CheckpointError(run_dir / "save", f"holds {len(found)} checkpoints with a validation {key}, "
@@ -107,21 +121,22 @@ def average_run_checkpoints(run_dir: Path, count: int) -> tuple[dict, dict]:
     return state, meta
 
 
-def load_run_model(run_dir: Path, checkpoint=None, average: int = 1):
+def load_run_model(run_dir: Path, checkpoint=None, average: int = 1, select_by: Optional[str] = None):
     """``(model, folder, meta)``: the run's model with the weights of its best (else latest) checkpoint,
     of ``checkpoint`` (a ``CKPT+*`` folder of the run), or (``average`` > 1) the mean of its ``average``
-    best checkpoints (``folder`` is then the run's ``save`` folder), loaded strictly."""
+    best checkpoints (``folder`` is then the run's ``save`` folder), loaded strictly; best by the run's own
+    figure or ``select_by``."""
     if average < 1:
         raise ModelError(f"the number of checkpoints to average must be at least 1, not {average}")
     model = build_run_model(run_dir)
     if average > 1:
         if checkpoint is not None:
             raise ModelError("give either a checkpoint or a number of checkpoints to average, not both")
-        state, meta = average_run_checkpoints(run_dir, average)
+        state, meta = average_run_checkpoints(run_dir, average, select_by)
         load_strict(model, state, run_dir / "save")
         return model, run_dir / "save", meta
     if checkpoint is None:
-        folder, meta = find_run_checkpoint(run_dir)
+        folder, meta = find_run_checkpoint(run_dir, select_by)
     else:
         folder = Path(checkpoint)
         meta = read_checkpoint_meta(folder)
@@ -130,14 +145,16 @@ def load_run_model(run_dir: Path, checkpoint=None, average: int = 1):
     return model, folder, meta
 
 
-def export_run(run_dir, out_path, card: Optional[dict] = None, checkpoint=None, average: int = 1) -> Path:
+def export_run(run_dir, out_path, card: Optional[dict] = None, checkpoint=None, average: int = 1,
+               select_by: Optional[str] = None) -> Path:
     """Write the run's best (else latest) model to ``out_path`` (.safetensors) with its family,
     ``model.config`` and ``card`` plus the checkpoint's name and meta. Returns ``out_path``.
 
     ``checkpoint``: a specific ``CKPT+*`` folder of the run (e.g. chosen on a development set);
-    ``average``: export the mean of the run's ``average`` best checkpoints instead.
+    ``average``: export the mean of the run's ``average`` best checkpoints instead; ``select_by``: best by
+    this figure of the checkpoints instead of the run's own.
     """
-    model, folder, meta = load_run_model(Path(run_dir), checkpoint, average)
+    model, folder, meta = load_run_model(Path(run_dir), checkpoint, average, select_by)
     source = {"checkpoint": folder.name} if "averaged" not in meta else {}
     full_card = {**(card or {}), **source, **{k: v for k, v in meta.items() if k != "unixtime"}}
     return save_pretrained(model, out_path, family_of(model), model.config, full_card)
