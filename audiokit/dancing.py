@@ -117,7 +117,8 @@ class Dancer:
         x = torch.as_tensor(np.asarray(wav, dtype=np.float32) if isinstance(wav, np.ndarray) else wav)
         mono = x.detach().cpu().float().reshape(-1, x.shape[-1]).mean(0)
         mono = resample(remove_dc(mono, sample_rate), sample_rate, self.sample_rate)
-        frames = len(mono) // round(self.sample_rate / self.fps)
+        hop = round(self.sample_rate / self.fps)  # samples per motion frame
+        frames = len(mono) // hop
         if frames < MIN_FRAMES:
             raise AudioError(name, f"is too short to dance to ({x.shape[-1] / sample_rate:.3f} s; a dance needs "
                                    f"at least {MIN_FRAMES / self.fps:g} s)")
@@ -128,7 +129,6 @@ class Dancer:
         if not np.isfinite(positions).all():
             raise ModelError("the model produced NaN or Inf positions")
         if beat_sync:
-            hop = round(self.sample_rate / self.fps)
             positions = beat_synced(positions, self.fps, mono[:len(positions) * hop].numpy(), self.sample_rate)
         return positions
 

@@ -45,7 +45,7 @@ def check_options(args: argparse.Namespace) -> None:
     from audiokit.errors import AudiokitError
 
     given = [f"--{name}" for name in OPTIONS if getattr(args, name) is not None]
-    given += ["--no-beat-sync"] if getattr(args, "beat_sync", None) is not None else []
+    given += ["--no-beat-sync"] if args.beat_sync is not None else []
     if not args.dance:
         if given:
             raise AudiokitError(f"{given[0]}: only used with --dance")

@@ -6,7 +6,8 @@ interpolated), so that each motion beat (a moment the body slows to change direc
 lands on it. Pure numpy; times in seconds, positions ``[T, J, 3]``.
 
 * :func:`beat_anchors`: which motion beat goes to which music beat, as ``(source, target)`` time pairs;
-* :func:`retime`: the motion resampled along the piecewise-linear time map through those pairs.
+* :func:`retime`: the motion resampled along the piecewise-linear time map through those pairs;
+* :func:`frames_at`: a motion sampled at fractional frame positions (also the training data's tempo change).
 
 Frame ``k`` of a motion at ``fps`` stands for the time ``k / fps`` (the convention of
 ``audiokit.metrics.dance.motion_beats``, whose beat ``(m + 0.5) / fps`` is the middle of the step from frame ``m``
@@ -19,7 +20,7 @@ import numpy as np
 
 MAX_SHIFT_S = 0.25
 """A motion beat moves by at most this much to meet a music beat. Chosen on the validation dances of
-``pretrained/dance_lstm`` (BAS 0.235 unsynced; 0.1 s: 0.286, 0.15: 0.365, 0.2: 0.380, 0.25: 0.459, 0.3: 0.474):
+``pretrained/dance_lstm`` (BAS 0.235 unsynced; 0.1 s: 0.262, 0.15: 0.338, 0.2: 0.385, 0.25: 0.421, 0.3: 0.425):
 the gain flattens past a quarter second, about half the period of the fastest ballroom beat."""
 RATE_RANGE = (0.75, 1.33)
 """Between two anchors the motion plays at least this slow and at most this fast (its own speed = 1)."""
@@ -52,18 +53,24 @@ def beat_anchors(motion_beats, music_beats, duration: float, max_shift: float = 
     return np.asarray(anchors)
 
 
-def retime(positions, fps: float, anchors) -> np.ndarray:
-    """``positions [T, J, 3]`` played along the time map through ``anchors`` (``[K, 2]`` source, target seconds;
-    :func:`beat_anchors`): output frame ``k`` shows the source motion at the time that maps to ``k / fps``,
-    linearly interpolated between frames. Same shape and dtype."""
+def frames_at(positions, at) -> np.ndarray:
+    """``positions [T, J, 3]`` at the fractional frame positions ``at [K]`` (clamped to ``[0, T - 1]``), linearly
+    interpolated between the two frames around each: ``[K, J, 3]``, the dtype of ``positions``."""
     positions = np.asarray(positions)
     frames = len(positions)
     if frames < 2:
-        return positions.copy()
-    anchors = np.asarray(anchors, float)
-    source = np.interp(np.arange(frames) / fps, anchors[:, 1], anchors[:, 0]) * fps
-    source = np.clip(source, 0.0, frames - 1.0)
-    low = np.minimum(np.floor(source).astype(int), frames - 2)
-    weight = (source - low)[:, None, None]
+        return np.repeat(positions[:1], len(at), axis=0)
+    at = np.clip(np.asarray(at, float), 0.0, frames - 1.0)
+    low = np.minimum(np.floor(at).astype(int), frames - 2)
+    weight = (at - low)[:, None, None]
     out = (1.0 - weight) * positions[low].astype(np.float64) + weight * positions[low + 1].astype(np.float64)
     return out.astype(positions.dtype)
+
+
+def retime(positions, fps: float, anchors) -> np.ndarray:
+    """``positions [T, J, 3]`` played along the time map through ``anchors`` (``[K, 2]`` source, target seconds;
+    :func:`beat_anchors`): output frame ``k`` shows the source motion at the time that maps to ``k / fps``,
+    linearly interpolated between frames (:func:`frames_at`). Same shape and dtype."""
+    positions = np.asarray(positions)
+    anchors = np.asarray(anchors, float)
+    return frames_at(positions, np.interp(np.arange(len(positions)) / fps, anchors[:, 1], anchors[:, 0]) * fps)

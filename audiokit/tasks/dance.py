@@ -54,6 +54,7 @@ from audiokit.errors import AudiokitError
 from audiokit.models.dance import STYLES, poses_from_positions
 from audiokit.motion.dance_data import TEST_DANCES, VALID_DANCES, find_dances, read_dance
 from audiokit.motion.kinematics import mean_joint_speed, speed_minima, speed_of_velocities
+from audiokit.motion.retime import frames_at
 from audiokit.motion.skeleton import mirror
 from audiokit.tasks.augment import scale_to_snr
 from audiokit.tasks.data import resolve_folder
@@ -233,12 +234,8 @@ class DanceWindows(torch.utils.data.Dataset):
         """The window from source frame ``start`` played ``tempo`` times as fast: motion linearly interpolated
         at source times ``start + k * tempo``, music (with its spectrum context) resampled by the same factor
         (tempo and pitch change together)."""
-        source = dance["positions"]
         times = start + np.arange(self.window_frames) * tempo
-        low = np.minimum(np.floor(times).astype(int), len(source) - 1)
-        high = np.minimum(low + 1, len(source) - 1)
-        weight = (times - low)[:, None, None]
-        positions = ((1 - weight) * source[low] + weight * source[high]).astype(np.float32)
+        positions = frames_at(dance["positions"], times).astype(np.float32)
         source_lead = int(round(self.lead * tempo))
         first = start * self.per_frame - source_lead
         end = int(round((start + self.window_frames * tempo) * self.per_frame))
