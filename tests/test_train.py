@@ -259,25 +259,36 @@ def test_compressed_spectrum_loss_weighs_quiet_bins():
     assert float(loss_fn(wav, wav, clean_spec=loud, est_spec=quiet)) > 0
 
 
+def noisy_estimates(seed: int, scales) -> tuple[np.ndarray, list[np.ndarray]]:
+    """3 s of speech-like ``clean`` audio and copies of it with white noise of each of ``scales``."""
+    clean = 0.3 * speechlike(3.0, RATE).astype(np.float32)
+    noise = np.random.default_rng(seed).standard_normal(clean.size).astype(np.float32)
+    return clean, [clean + scale * noise for scale in scales]
+
+
+def backward_beside_a_silent_item(loss_fn, estimate, clean):
+    """``(batch, refs, loss)``: ``loss_fn`` on a batch of ``estimate`` and a silent item (both against ``clean``),
+    back-propagated; asserts that no NaN reached the gradient and that the voiced item got one."""
+    batch = torch.from_numpy(np.stack([estimate, np.zeros_like(clean)])).requires_grad_()
+    refs = torch.from_numpy(np.stack([clean, clean]))
+    loss = loss_fn(batch, refs)
+    loss.backward()
+    assert torch.isfinite(batch.grad).all() and float(batch.grad[0].abs().sum()) > 0
+    return batch, refs, loss
+
+
 def test_pesq_term_ranks_distortions_like_pesq_and_skips_silent_items():
     """The PESQ-aware term is lower for a cleaner estimate and follows the real PESQ-WB order; silent
     items are left out without a NaN reaching the gradient; with weight 0 the loss is unchanged."""
     from audiokit.metrics import pesq_wb
-    rng = np.random.default_rng(0)
-    clean = 0.3 * speechlike(3.0, RATE).astype(np.float32)
-    noise = rng.standard_normal(clean.size).astype(np.float32)
-    estimates = [clean + scale * noise for scale in (0.001, 0.004, 0.02)]
+    clean, estimates = noisy_estimates(0, (0.001, 0.004, 0.02))
     loss_fn = FRCRNLoss(si_snr_weight=0.0, mask_weight=0.0, pesq_weight=1.0)
     ref = torch.from_numpy(clean)[None]
     distances = [float(loss_fn.pesq_loss(torch.from_numpy(e)[None], ref)) for e in estimates]
     scores = [pesq_wb(clean, e, RATE) for e in estimates]
     assert distances[0] < distances[1] < distances[2]
     assert scores[0] > scores[1] > scores[2]
-    batch = torch.from_numpy(np.stack([estimates[1], np.zeros_like(clean)])).requires_grad_()
-    refs = torch.from_numpy(np.stack([clean, clean]))
-    loss = loss_fn(batch, refs)
-    loss.backward()
-    assert torch.isfinite(batch.grad).all() and float(batch.grad[0].abs().sum()) > 0
+    batch, refs, loss = backward_beside_a_silent_item(loss_fn, estimates[1], clean)
     assert float(loss.detach()) == pytest.approx(distances[1], rel=1e-5)
     plain = FRCRNLoss(si_snr_weight=1.0, mask_weight=0.0)
     with torch.no_grad():
@@ -288,20 +299,14 @@ def test_stoi_term_follows_the_stoi_metric_and_skips_silent_items():
     """The intelligibility term is STOI (within 0.05 of pystoi's figure), higher for a cleaner estimate; a silent item
     in the batch is left out without a NaN reaching the gradient, and the term lowers the loss by its weight."""
     from audiokit.metrics import stoi as stoi_metric
-    rng = np.random.default_rng(1)
-    clean = 0.3 * speechlike(3.0, RATE).astype(np.float32)
-    noise = rng.standard_normal(clean.size).astype(np.float32)
-    estimates = [clean + scale * noise for scale in (0.01, 0.1, 0.4)]
+    clean, estimates = noisy_estimates(1, (0.01, 0.1, 0.4))
     loss_fn = FRCRNLoss(si_snr_weight=0.0, mask_weight=0.0, stoi_weight=2.0)
     ref = torch.from_numpy(clean)[None]
     terms = [float(loss_fn.stoi(torch.from_numpy(e)[None], ref)) for e in estimates]
     scores = [stoi_metric(clean, e, RATE) for e in estimates]
     assert terms[0] > terms[1] > terms[2]
     assert terms == pytest.approx(scores, abs=0.05)
-    batch = torch.from_numpy(np.stack([estimates[1], np.zeros_like(clean)])).requires_grad_()
-    loss = loss_fn(batch, torch.from_numpy(np.stack([clean, clean])))
-    loss.backward()
-    assert torch.isfinite(batch.grad).all() and float(batch.grad[0].abs().sum()) > 0
+    _, _, loss = backward_beside_a_silent_item(loss_fn, estimates[1], clean)
     assert float(loss.detach()) == pytest.approx(-2.0 * terms[1], rel=1e-5)
 
 
