@@ -178,3 +178,20 @@ def test_feature_augment_masks_the_front_end_features_in_training_only():
     assert len(seen) == 1 and seen[0].shape[-1] == 40
     assert not torch.allclose(masked, plain)
     assert torch.equal(model(batch["wav"], batch["length"]), plain)
+
+
+def test_reference_cnn_has_the_issues_size_and_learns_a_batch():
+    """The card's CNN reference: the issue's 289 k-parameter 3-block log-mel CNN, trainable on waveforms."""
+    from audiokit.models.kws_cnn import LogMelCNN
+    torch.manual_seed(0)
+    model = LogMelCNN(num_classes=2)
+    assert abs(sum(p.numel() for p in model.parameters()) - 289_000) < 2_000
+    wav, labels = 0.1 * torch.randn(4, 4000), torch.tensor([0, 1, 0, 1])
+    wav[labels == 1] *= 5  # louder clips are class 1
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(15):
+        loss = torch.nn.functional.cross_entropy(model(wav), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.1 and model(wav).shape == (4, 2)

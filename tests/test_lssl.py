@@ -17,6 +17,9 @@ from audiokit.nn.state import streaming
 
 torch.set_num_threads(1)
 SMALL = {"channels": 16, "state_size": 16, "num_layers": 3, "dropout": 0.0}
+#: the classifier's front ends: the raw waveform, log-mel frames, log-mel frames through a conv stem
+FRONTENDS = {"raw": {"frontend": "raw"}, "logmel": {"frontend": "logmel"},
+             "logmel_stem": {"frontend": "logmel", "stem_channels": [4, 8]}}
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -252,10 +255,10 @@ def test_default_classifier_has_at_most_one_million_parameters():
     assert model.num_classes == 12 and model.sample_rate == 16000 and model.frame_samples == 16
 
 
-@pytest.mark.parametrize("frontend", ["raw", "logmel"])
+@pytest.mark.parametrize("frontend", FRONTENDS)
 def test_streamed_posteriors_equal_offline_frame_logits(frontend):
     torch.manual_seed(0)
-    model = LSSLClassifier(frontend=frontend, **SMALL).eval()
+    model = LSSLClassifier(**FRONTENDS[frontend], **SMALL).eval()
     wav = 0.1 * torch.randn(2, 4000)
     with torch.no_grad():
         offline = model.frame_logits(wav)
@@ -272,10 +275,10 @@ def test_streamed_posteriors_equal_offline_frame_logits(frontend):
     assert relative_error(explicit, offline) < 1e-4
 
 
-@pytest.mark.parametrize("frontend", ["raw", "logmel"])
+@pytest.mark.parametrize("frontend", FRONTENDS)
 def test_future_samples_do_not_change_earlier_frames(frontend):
     torch.manual_seed(0)
-    model = LSSLClassifier(frontend=frontend, **SMALL).eval()
+    model = LSSLClassifier(**FRONTENDS[frontend], **SMALL).eval()
     wav = 0.1 * torch.randn(1, 3200)
     changed = wav.clone()
     cut = 1600  # frames ending at or before this sample must not move
@@ -316,10 +319,10 @@ def test_too_short_input_is_refused():
         LSSLClassifier(**SMALL)(torch.randn(1, 10))
 
 
-@pytest.mark.parametrize("frontend", ["raw", "logmel"])
+@pytest.mark.parametrize("frontend", FRONTENDS)
 def test_classifier_trains_end_to_end(frontend):
     torch.manual_seed(0)
-    model = LSSLClassifier(frontend=frontend, **SMALL)
+    model = LSSLClassifier(**FRONTENDS[frontend], **SMALL)
     wav = 0.1 * torch.randn(2, 1600)
     loss = torch.nn.functional.cross_entropy(model(wav), torch.tensor([3, 7]))
     loss.backward()
@@ -353,3 +356,27 @@ def test_classifier_lengths_pick_each_items_last_frame():
         both = model(batch, torch.tensor([4000, 8000]))
         assert torch.allclose(both[0], model(short[None])[0], atol=1e-5)
         assert torch.allclose(both[1], model(long[None])[0], atol=1e-5)
+
+
+def test_conv_stem_streams_any_chunking_and_is_causal():
+    from audiokit.nn.conv_stem import ConvStem
+    torch.manual_seed(0)
+    stem = ConvStem(40, [4, 8]).eval()
+    assert stem.out_features == 8 * 10
+    frames = torch.randn(2, 30, 40)
+    with torch.no_grad():
+        offline = stem(frames)
+        state, parts = None, []
+        for chunk in frames.split([1, 0, 5, 2, 22], dim=1):  # an empty chunk keeps the state
+            y, state = stem.step(chunk, state)
+            parts.append(y)
+        assert torch.allclose(torch.cat(parts, 1), offline, atol=1e-6)
+        assert offline.shape == (2, 30, 80)
+        changed = frames.clone()
+        changed[:, 20:] += 1.0  # causal: frames before 20 keep their outputs
+        assert torch.equal(stem(changed)[:, :20], offline[:, :20])
+        assert not torch.allclose(stem(changed)[:, 20:], offline[:, 20:])
+    with pytest.raises(ValueError, match="to nothing"):
+        ConvStem(3, [4, 4])
+    with pytest.raises(ValueError, match="logmel"):
+        LSSLClassifier(frontend="raw", stem_channels=[4], **SMALL)

@@ -2,13 +2,15 @@
 
 ::
 
-    wav [B, T] --front end--> [B, T', F] --Linear--> [B, T', H]
+    wav [B, T] --front end--> [B, T', F] (--conv stem-->) --Linear--> [B, T', H]
         --> num_layers x LSSLBlock (each optionally followed by a causal average pool by a stride)
         --> LayerNorm --> running mean over time --> Linear --> logits [B, N, num_classes]
 
 Front ends: ``"raw"`` feeds the waveform itself (``F = 1``, one frame per sample, the paper's
 setting); ``"logmel"`` a causal log-mel spectrogram (:class:`~audiokit.audio.features.CausalLogMel`,
-10 ms frames).  The input projection is pointwise, and the raw model downsamples only *after*
+10 ms frames), optionally through a causal 2-D conv stem over (frame, mel band)
+(:class:`~audiokit.nn.conv_stem.ConvStem`, ``stem_channels``: filters shared across the bands).  The input
+projection is pointwise, and the raw model downsamples only *after*
 LSSL layers (default: by 4 after the first block and by 4 after the second, so 16 kHz audio
 gives 1000 frames per second and only the first block runs 16000 steps per second).
 
@@ -34,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..audio.features import CausalLogMel
+from ..nn.conv_stem import ConvStem
 from ..nn.gated import GatedLinearUnit
 from ..nn.lssl import LSSL
 from ..nn.pooling import CausalAvgPool, RunningMean
@@ -97,6 +100,8 @@ class LSSLClassifier(StreamingComposite):
         n_mels: mel bands of the ``"logmel"`` front end.
         pool_seconds: the running mean covers the last ``pool_seconds`` of frames (a sliding window, for
             spotting words in long streams); None: everything since the start.
+        stem_channels: channels of each layer of a causal conv stem on the log-mel frames (``"logmel"`` only;
+            each layer halves the mel axis); empty: none, the frames go straight to the input projection.
 
     ``config`` holds the constructor arguments, so a saved config rebuilds the model.
 
@@ -112,7 +117,8 @@ class LSSLClassifier(StreamingComposite):
                  frontend: str = "raw", channels: int = 128, state_size: int = 64, num_layers: int = 6,
                  pool_strides: Optional[Sequence[int]] = None, measure: str = "legs",
                  memory_seconds: Tuple[float, float] = (0.002, 1.0), dropout: float = 0.1,
-                 trainable_A: bool = False, n_mels: int = 40, pool_seconds: Optional[float] = None):
+                 trainable_A: bool = False, n_mels: int = 40, pool_seconds: Optional[float] = None,
+                 stem_channels: Sequence[int] = ()):
         super().__init__()
         if frontend not in FRONTENDS:
             raise ValueError(f"frontend must be one of {FRONTENDS}, got {frontend!r}")
@@ -122,16 +128,22 @@ class LSSLClassifier(StreamingComposite):
             pool_strides = (4, 4) if frontend == "raw" else ()
         if len(pool_strides) > num_layers or any(s < 1 for s in pool_strides):
             raise ValueError(f"pool_strides needs at most {num_layers} strides >= 1, got {pool_strides}")
+        if stem_channels and frontend != "logmel":
+            raise ValueError("a conv stem (stem_channels) needs the logmel front end")
         self.config = dict(num_classes=num_classes, sample_rate=sample_rate, labels=labels and list(labels),
                            frontend=frontend, channels=channels, state_size=state_size, num_layers=num_layers,
                            pool_strides=list(pool_strides), measure=measure, memory_seconds=list(memory_seconds),
-                           dropout=dropout, trainable_A=trainable_A, n_mels=n_mels, pool_seconds=pool_seconds)
+                           dropout=dropout, trainable_A=trainable_A, n_mels=n_mels, pool_seconds=pool_seconds,
+                           stem_channels=list(stem_channels))
         self.num_classes, self.sample_rate, self.labels = num_classes, sample_rate, self.config["labels"]
         if frontend == "logmel":
             self.logmel: Optional[CausalLogMel] = CausalLogMel(sample_rate, n_mels, hop_seconds=LOGMEL_HOP_SECONDS)
             frame_rate, features = 1 / LOGMEL_HOP_SECONDS, n_mels
         else:
             self.logmel, frame_rate, features = None, float(sample_rate), 1
+        self.stem = ConvStem(features, stem_channels) if stem_channels else None
+        if self.stem is not None:
+            features = self.stem.out_features
         self.input_proj = nn.Linear(features, channels)
         layers = []
         for i in range(num_layers):
@@ -162,6 +174,8 @@ class LSSLClassifier(StreamingComposite):
         x = call("logmel", self.logmel, wav) if self.logmel is not None else wav.unsqueeze(-1)
         if feature_augment is not None:  # training only, e.g. SpecAugment masks on [B, N, features]
             x = feature_augment(x)
+        if self.stem is not None:
+            x = call("stem", self.stem, x)
         x = self.input_proj(x)
         for i, layer in enumerate(self.layers):
             x = call(f"layers.{i}", layer, x)
