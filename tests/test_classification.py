@@ -58,6 +58,13 @@ def test_layout_labels_and_speaker_disjoint_splits(commands):
     assert sum(len(ds) for ds in sets.values()) == len(clips)
     item = sets["test"][0]
     assert item["wav"].shape == (RATE,) and item["length"] == RATE
+    # extra training data joins the training split only, whatever its speakers' hash
+    extra = {split: speech_commands_set(commands, split, valid_fraction=0.2, test_fraction=0.2, silence_per_file=4,
+                                        extra_train_data=[commands])
+             for split in ("train", "valid", "test")}
+    assert len(extra["train"]) == len(sets["train"]) + 3 * len(SPEAKERS)  # every word clip again, no silence
+    assert [c.path for c in extra["valid"].clips] == [c.path for c in sets["valid"].clips]
+    assert [c.path for c in extra["test"].clips] == [c.path for c in sets["test"].clips]
 
 
 def test_augmentation_is_reproducible_and_changes_the_clip(commands):

@@ -205,10 +205,16 @@ def pad_collate(items: list[dict]) -> dict:
 
 def speech_commands_set(root, split: str, sample_rate: int = 16000, valid_fraction: float = 0.1,
                         test_fraction: float = 0.15, augment: ClipAugment | None = None, noise_folders=(),
-                        seed: int = 0, silence_per_file: int = 60) -> ClipDataset:
-    """A :class:`ClipDataset` of one speaker-disjoint split of Speech Commands (12 classes, 1 s clips)."""
+                        seed: int = 0, silence_per_file: int = 60, extra_train_data=()) -> ClipDataset:
+    """A :class:`ClipDataset` of one speaker-disjoint split of Speech Commands (12 classes, 1 s clips).
+
+    ``extra_train_data``: more folders in the same layout (e.g. ``tools/an4_keywords.py``'s) whose clips all
+    join the training split, whatever their speakers' hash: never validation or test."""
     clips = speaker_split(speech_commands_clips(root, silence_per_file=silence_per_file), split,
                           valid_fraction, test_fraction)
+    if split == "train":
+        for folder in extra_train_data or ():
+            clips += speech_commands_clips(folder, silence_per_file=0)
     return ClipDataset(clips, SPEECH_COMMANDS_LABELS, sample_rate, 1.0, augment, noise_folders, seed)
 
 
