@@ -338,11 +338,13 @@ def test_sliding_running_mean_streams_and_forgets():
     offline = pool(x)
     assert torch.allclose(offline[:, 20], x[:, 13:21].mean(1), atol=1e-6)
     assert torch.allclose(offline[:, 3], x[:, :4].mean(1), atol=1e-6)
-    state, parts = None, []
-    for chunk in x.split(7, dim=1):
-        y, state = pool.step(chunk, state)
-        parts.append(y)
-    assert torch.allclose(torch.cat(parts, 1), offline, atol=1e-6)
+    for window in (8, None):  # a stream may begin with an empty chunk
+        pool = RunningMean(window=window)
+        state, parts = None, []
+        for chunk in (x[:, :0], *x.split(7, dim=1)):
+            y, state = pool.step(chunk, state)
+            parts.append(y)
+        assert torch.allclose(torch.cat(parts, 1), pool(x), atol=1e-6)
 
 
 def test_classifier_lengths_pick_each_items_last_frame():
@@ -367,7 +369,7 @@ def test_conv_stem_streams_any_chunking_and_is_causal():
     with torch.no_grad():
         offline = stem(frames)
         state, parts = None, []
-        for chunk in frames.split([1, 0, 5, 2, 22], dim=1):  # an empty chunk keeps the state
+        for chunk in frames.split([0, 1, 0, 5, 2, 22], dim=1):  # an empty chunk keeps the state, first ones too
             y, state = stem.step(chunk, state)
             parts.append(y)
         assert torch.allclose(torch.cat(parts, 1), offline, atol=1e-6)

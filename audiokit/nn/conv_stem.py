@@ -61,7 +61,7 @@ class ConvStem(StreamingModule):
         h = x.unsqueeze(1)  # [B, 1, t, features]: time is the image's height
         new_state = {}
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
-            history = None if state is None else state[f"history{i}"]
+            history = state[f"history{i}"] if state else None  # {}: the stream began with an empty chunk
             h, new_state[f"history{i}"] = cat_history(history, h, self.kernel_time - 1, dim=2)
             h = F.max_pool2d(F.gelu(norm(conv(h))), (1, 2))
         return h.permute(0, 2, 1, 3).flatten(2), new_state

@@ -69,12 +69,12 @@ class RunningMean(StreamingModule):
             return self._sliding(x, state)
         total = x.double().cumsum(1)
         count = torch.arange(1, x.shape[1] + 1, device=x.device, dtype=torch.float64)[:, None]
-        if state is not None:
+        if state:  # an empty state (a stream that began with an empty chunk) is no state
             total, count = total + state["sum"], count + state["count"]
         return (total / count).to(x.dtype), {"sum": total[:, -1:], "count": count[-1]}
 
     def _sliding(self, x: torch.Tensor, state: Optional[State]) -> Tuple[torch.Tensor, State]:
-        history = state["history"] if state is not None else x.new_zeros(x.shape[0], 0, x.shape[2], dtype=torch.float64)
+        history = state["history"] if state else x.new_zeros(x.shape[0], 0, x.shape[2], dtype=torch.float64)
         frames = torch.cat([history, x.double()], dim=1)
         sums = torch.nn.functional.pad(frames.cumsum(1), (0, 0, 1, 0))  # sums[:, k]: the first k frames
         end = torch.arange(history.shape[1] + 1, frames.shape[1] + 1, device=x.device)
