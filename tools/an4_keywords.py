@@ -16,7 +16,7 @@ import argparse
 import re
 import shutil
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -50,11 +50,11 @@ def loudest_second(wav: np.ndarray, num: int = RATE) -> np.ndarray:
     return wav[start:start + num]
 
 
-def write_clips(repo: Path, out: Path) -> dict[str, int]:
-    """Write the clips (see the module docstring); returns the count per word."""
+def write_clips(repo: Path, out: Path) -> dict[tuple[str, str], int]:
+    """Write the clips (see the module docstring); returns the number of clips per ``(speaker, word)``."""
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    counts, takes = defaultdict(int), defaultdict(int)
+    takes = defaultdict(int)
     for path, word, speaker in single_word_utterances(repo):
         wav, rate = sf.read(path, dtype="float32")
         if rate != RATE or wav.ndim != 1:
@@ -63,13 +63,12 @@ def write_clips(repo: Path, out: Path) -> dict[str, int]:
         target.parent.mkdir(parents=True, exist_ok=True)
         sf.write(target, loudest_second(wav), RATE, subtype="PCM_16")
         takes[speaker, word] += 1
-        counts[word] += 1
-    if not counts:
+    if not takes:
         raise ValueError(f"{repo}: no one-word utterances found (is it a clone of cmusphinx/an4?)")
     if out.is_dir():
         out.rmdir()  # empty (main skips targets that hold files)
     partial.rename(out)
-    return dict(counts)
+    return dict(takes)
 
 
 def main(argv=None) -> int:
@@ -81,11 +80,14 @@ def main(argv=None) -> int:
         print(f"{args.out}: already there")
         return 0
     try:
-        counts = write_clips(args.an4, args.out)
+        takes = write_clips(args.an4, args.out)
     except (OSError, ValueError, RuntimeError) as exc:  # soundfile raises RuntimeError subclasses
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    speakers = len({p.name.split("_nohash_")[0] for p in args.out.rglob("*.wav")})
+    counts = Counter()
+    for (_, word), n in takes.items():
+        counts[word] += n
+    speakers = len({speaker for speaker, _ in takes})
     print(f"{args.out}: {sum(counts.values())} clips of {speakers} speakers: "
           + ", ".join(f"{w} {n}" for w, n in sorted(counts.items(), key=lambda kv: -kv[1])))
     return 0
