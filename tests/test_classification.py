@@ -187,6 +187,38 @@ def test_feature_augment_masks_the_front_end_features_in_training_only():
     assert torch.equal(model(batch["wav"], batch["length"]), plain)
 
 
+def test_mixup_mixes_features_and_loss_by_the_same_weight_in_training_only():
+    """``mixup_alpha``: in training each item's front-end features are mixed with its partner's and the loss with
+    the partner's label by the same weight; validation sees neither."""
+    import speechbrain as sb
+
+    from audiokit.models.lssl_classifier import LSSLClassifier
+    from audiokit.tasks.classification import ClassificationBrain, mix_features
+
+    x = torch.arange(12.0).view(3, 2, 2)
+    partner, weight = torch.tensor([2, 0, 1]), torch.tensor([1.0, 0.25, 0.5])
+    mixed = mix_features(x, partner, weight)
+    assert torch.equal(mixed[0], x[0]) and torch.allclose(mixed[1], 0.25 * x[1] + 0.75 * x[0])
+    assert torch.allclose(mixed[2], 0.5 * (x[2] + x[1]))
+
+    torch.manual_seed(0)
+    model = LSSLClassifier(num_classes=3, frontend="logmel", channels=8, state_size=4, num_layers=1).eval()
+    brain = ClassificationBrain(modules={"model": model}, hparams={"mixup_alpha": 0.4}, run_opts={"device": "cpu"})
+    batch = {"wav": torch.randn(4, 4000), "length": torch.full((4,), 4000), "label": torch.tensor([0, 1, 2, 0])}
+    with torch.no_grad():
+        plain = model(batch["wav"], batch["length"])
+        assert torch.equal(brain.compute_forward(batch, sb.Stage.VALID), plain)
+        logits = brain.compute_forward(batch, sb.Stage.TRAIN)
+    partner, weight = brain.mixup
+    assert not torch.allclose(logits, plain)
+    ce = torch.nn.functional.cross_entropy
+    expected = (weight * ce(logits, batch["label"], reduction="none")
+                + (1 - weight) * ce(logits, batch["label"][partner], reduction="none")).mean()
+    assert torch.allclose(brain.compute_objectives(logits, batch, sb.Stage.TRAIN), expected)
+    brain.on_stage_start(sb.Stage.VALID)
+    assert torch.allclose(brain.compute_objectives(logits, batch, sb.Stage.VALID), ce(logits, batch["label"]))
+
+
 def test_reference_cnn_has_the_issues_size_and_learns_a_batch():
     """The card's CNN reference: the issue's 289 k-parameter 3-block log-mel CNN, trainable on waveforms."""
     from audiokit.models.kws_cnn import LogMelCNN

@@ -6,7 +6,9 @@ of :func:`~audiokit.tasks.keyword_data.pad_collate`: ``wav`` [B, T], ``label`` [
 Hyperparameters used beyond :class:`~audiokit.tasks.recipe_brain.RecipeBrain`'s: ``label_smoothing``
 (optional, default 0), ``feature_augment`` (optional: modules applied in turn to the model's front-end
 features ``[B, N, features]`` in training only, e.g. SpeechBrain's ``SpectrogramDrop`` for SpecAugment's time
-and frequency masks; the model's ``forward`` takes it as ``feature_augment``) and ``train_set`` (its
+and frequency masks; the model's ``forward`` takes it as ``feature_augment``), ``mixup_alpha`` (optional,
+default 0: off; > 0: mixup of the front-end features in training, each item mixed with another of the batch by a
+weight drawn from Beta(alpha, alpha), the loss mixed by the same weight) and ``train_set`` (its
 ``set_epoch`` is called each epoch). Validation records the
 loss and the accuracy (``accuracy``, the default ``select_by``); the learning-rate scheduler minimises
 the error rate.
@@ -26,8 +28,14 @@ class ClassificationBrain(RecipeBrain):
     higher_is_better = True
 
     def compute_forward(self, batch, stage):
-        augment = getattr(self.hparams, "feature_augment", None) if stage == sb.Stage.TRAIN else None
+        training = stage == sb.Stage.TRAIN
+        augment = list(_as_list(getattr(self.hparams, "feature_augment", None))) if training else []
         wav, lengths = batch["wav"].to(self.device), batch["length"].to(self.device)
+        alpha = getattr(self.hparams, "mixup_alpha", 0.0) if training else 0.0
+        self.mixup = draw_mixup(wav.shape[0], alpha, wav.device) if alpha > 0 else None
+        if self.mixup is not None:
+            lengths = torch.maximum(lengths, lengths[self.mixup[0]])
+            augment.append(lambda x: mix_features(x, *self.mixup))
         if not augment:
             return self.modules.model(wav, lengths)
         return self.modules.model(wav, lengths, feature_augment=lambda x: _apply_all(augment, x))
@@ -35,6 +43,14 @@ class ClassificationBrain(RecipeBrain):
     def compute_objectives(self, logits, batch, stage):
         labels = batch["label"].to(self.device)
         smoothing = getattr(self.hparams, "label_smoothing", 0.0) if stage == sb.Stage.TRAIN else 0.0
+        mixup = getattr(self, "mixup", None) if stage == sb.Stage.TRAIN else None
+        if mixup is not None:
+            partner, weight = mixup
+            ce = torch.nn.functional.cross_entropy(
+                logits.float(), labels, label_smoothing=smoothing, reduction="none")
+            ce_partner = torch.nn.functional.cross_entropy(
+                logits.float(), labels[partner], label_smoothing=smoothing, reduction="none")
+            return (weight * ce + (1 - weight) * ce_partner).mean()
         loss = torch.nn.functional.cross_entropy(logits.float(), labels, label_smoothing=smoothing)
         if stage != sb.Stage.TRAIN:
             self.correct += int((logits.argmax(-1) == labels).sum())
@@ -59,10 +75,31 @@ class ClassificationBrain(RecipeBrain):
         return 1.0 - stats["accuracy"] + 1e-3  # NewBob minimises a positive value: the error rate
 
 
-def _apply_all(modules, x: torch.Tensor) -> torch.Tensor:
-    """``x`` through each of ``modules`` in turn (a single module is a list of one); ``x`` itself is left as it
-    is (SpeechBrain's spectrogram masks work in place)."""
+def draw_mixup(batch_size: int, alpha: float, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A mixup draw for a batch: each item's partner (a permutation of ``range(batch_size)``, [B]) and its own
+    weight in the mix, from Beta(alpha, alpha) ([B], in [0, 1])."""
+    partner = torch.randperm(batch_size, device=device)
+    weight = torch.distributions.Beta(alpha, alpha).sample((batch_size,)).to(device)
+    return partner, weight
+
+
+def mix_features(x: torch.Tensor, partner: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Features ``x`` [B, N, F] mixed with their partners': ``weight * x + (1 - weight) * x[partner]``."""
+    weight = weight.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
+    return weight * x + (1 - weight) * x[partner]
+
+
+def _as_list(modules) -> list:
+    """``modules`` as a list: None is empty, a single module is a list of one."""
+    if modules is None:
+        return []
+    return list(modules) if isinstance(modules, (list, tuple)) else [modules]
+
+
+def _apply_all(modules: list, x: torch.Tensor) -> torch.Tensor:
+    """``x`` through each of ``modules`` in turn; ``x`` itself is left as it is (SpeechBrain's spectrogram masks
+    work in place)."""
     x = x.clone()
-    for module in modules if isinstance(modules, (list, tuple)) else [modules]:
+    for module in modules:
         x = module(x)
     return x
