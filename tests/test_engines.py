@@ -24,10 +24,11 @@ def stream_through(model, wav, backend, seed=0):
 
 
 @pytest.mark.slow
-def test_onnx_engine_streams_exactly_like_offline():
+@pytest.mark.parametrize("level_dbfs", [None, -25.0])
+def test_onnx_engine_streams_exactly_like_offline(level_dbfs):
     pytest.importorskip("onnxruntime")
-    model = small_frcrn()
-    wav = torch.randn(2, 7000) * 0.1
+    model = small_frcrn(level_dbfs=level_dbfs, level_seconds=0.1)
+    wav = torch.randn(2, 7000) * torch.tensor([[0.1], [0.003]])
     with torch.no_grad():
         offline = model.enhance(wav)
     streamed, stream = stream_through(model, wav, "onnx")
@@ -153,3 +154,9 @@ def test_unknown_backend_and_channel_change_are_errors(monkeypatch):
 def test_engine_cache_folder_follows_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("AUDIOKIT_CACHE", str(tmp_path))
     assert engines.cache_dir() == tmp_path / "onnx"
+
+
+def test_graph_key_tells_settings_of_inner_modules_apart():
+    """Same weights, another level target (a setting of a module inside the stepper): another exported graph."""
+    keys = [engines._graph_key(small_frcrn(level_dbfs=level).frame_stepper(), 1) for level in (-20.0, -26.0, -20.0)]
+    assert keys[0] != keys[1] and keys[0] == keys[2]

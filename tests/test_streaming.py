@@ -29,11 +29,13 @@ def random_chunks(total, rng):
     return sizes
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_causal_frcrn_stream_equals_offline(seed):
-    model = small_frcrn()
+@pytest.mark.parametrize("seed,level_dbfs", [(0, None), (1, None), (2, None), (0, -20.0), (1, -30.0)])
+def test_causal_frcrn_stream_equals_offline(seed, level_dbfs):
+    """Also with the input-level normalisation, on a quiet and a louder channel whose level changes."""
+    model = small_frcrn(level_dbfs=level_dbfs, level_seconds=0.1)
     rng = np.random.default_rng(seed)
-    wav = torch.randn(2, 8000 + seed * 37) * 0.1
+    wav = torch.randn(2, 8000 + seed * 37) * torch.tensor([[0.1], [0.002]])
+    wav[1, 4000:] *= 30.0
     with torch.no_grad():
         offline = model.enhance(wav)
     stream = CausalStream(model, channels=2)
@@ -47,11 +49,11 @@ def test_causal_frcrn_stream_equals_offline(seed):
     assert (streamed - offline).abs().max() <= 1e-5
 
 
-@pytest.mark.parametrize("sizes", ["random", "large"])
-def test_causal_frcrn_on_chunks_equals_frames_and_offline(sizes):
+@pytest.mark.parametrize("sizes,level_dbfs", [("random", None), ("large", None), ("random", -25.0)])
+def test_causal_frcrn_on_chunks_equals_frames_and_offline(sizes, level_dbfs):
     """Without a frame engine (files: large chunks) the model's own step runs on each chunk, state carried over."""
-    model = small_frcrn()
-    wav = torch.randn(2, 9000) * 0.1
+    model = small_frcrn(level_dbfs=level_dbfs, level_seconds=0.1)
+    wav = torch.randn(2, 9000) * torch.tensor([[0.1], [0.002]])
     with torch.no_grad():
         offline = model.enhance(wav)
     framed = process(model, wav, 1000)  # the frame engine (TorchScript in the tests)

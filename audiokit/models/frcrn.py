@@ -12,6 +12,10 @@ bottleneck; complex squeeze-excite gates the skip connections.
 ``causal=True`` gives the streaming variant: encoder and decoder
 convolutions look at past frames only and squeeze-excite pools a running
 mean; its algorithmic latency is one STFT window.
+``level_dbfs`` (off by default) adds a causal input-level normalisation: the
+mask is estimated from the spectrum brought to that running level
+(:class:`~audiokit.nn.level.LevelGain`) and applied to the spectrum as it is,
+so the output keeps the input's level.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from ..nn.complex import (
     complex_mul,
 )
 from ..nn.complex_frame import FrameConv, FrameFSMN, FrameSqueezeExcite, FrameTransposedConv, channel_order, dims
+from ..nn.level import LevelGain
 from ..nn.state import State, StreamingModule
 
 
@@ -154,6 +159,9 @@ class FRCRN(StreamingModule):
         channels, fsmn_hidden, fsmn_order, se_reduction: network widths (published: 128, 128, 20, 8).
         causal: streaming variant (latency: ``win_len`` samples).
         reference_layout: keep the unused stages of the published checkpoints.
+        level_dbfs, level_seconds: when ``level_dbfs`` is given, the network sees each frame's spectrum
+            scaled to that running level (dBFS, time constant ``level_seconds``, gains within +-30 dB); the
+            mask applies to the unscaled spectrum. None (default): the network sees the input as it is.
 
     ``forward(wav [B, T]) -> FRCRNOutput``: frames are not centred and the
     output has ``(N - 1) * win_inc + win_len`` samples, as in the published
@@ -163,13 +171,16 @@ class FRCRN(StreamingModule):
     def __init__(self, win_len: int = 640, win_inc: int = 320, fft_len: int = 640,
                  win_type: str = "hann", channels: int = 128, fsmn_hidden: int = 128,
                  fsmn_order: int = 20, se_reduction: int = 8, causal: bool = False,
-                 reference_layout: bool = False, sample_rate: int = 16000):
+                 reference_layout: bool = False, sample_rate: int = 16000,
+                 level_dbfs: Optional[float] = None, level_seconds: float = 1.0):
         super().__init__()
         #: constructor arguments, saved with pretrained weights
         self.config = dict(win_len=win_len, win_inc=win_inc, fft_len=fft_len, win_type=win_type,
                            channels=channels, fsmn_hidden=fsmn_hidden, fsmn_order=fsmn_order,
                            se_reduction=se_reduction, causal=causal, reference_layout=reference_layout,
                            sample_rate=sample_rate)
+        if level_dbfs is not None:
+            self.config.update(level_dbfs=level_dbfs, level_seconds=level_seconds)
         self.sample_rate, self.causal = sample_rate, causal
         self.win_len, self.hop_length, self.fft_len = win_len, win_inc, fft_len
         self.freq_bins = fft_len // 2 + 1
@@ -180,6 +191,8 @@ class FRCRN(StreamingModule):
                          reference_layout=reference_layout)
         self.unet = ComplexUNet(**unet_args)
         self.unet2 = ComplexUNet(**unet_args)
+        self.level = (None if level_dbfs is None
+                      else LevelGain(level_dbfs, level_seconds, sample_rate / win_inc))
         self._frame_step_cache: dict = {}
 
     @property
@@ -199,14 +212,26 @@ class FRCRN(StreamingModule):
         logits2 = self.unet2(logits1)
         return (torch.tanh(logits1) + torch.tanh(logits2)).view(b, -1, n)
 
-    def _enhance_spec(self, spec: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        mask = self.estimate_mask(spec)
+    def frame_power(self, spec: torch.Tensor) -> torch.Tensor:
+        """Mean square of the samples under each frame ``[B, N]`` from the spectrum ``[B, 2F, N]`` (exact in
+        expectation for white noise: the spectrum's energy over the analysis kernels' energy)."""
+        return spec.pow(2).sum(1) / self.stft.weight.pow(2).sum()
+
+    def _enhance_spec(self, spec: torch.Tensor, level_state: Optional[State] = None
+                      ) -> Tuple[torch.Tensor, torch.Tensor, Optional[State]]:
+        """Enhanced spectrum and mask ``[B, 2F, N]`` of ``spec``, and the level normaliser's next state."""
+        scaled = spec
+        if self.level is not None:
+            with torch.no_grad():
+                gain, level_state = self.level.step(self.frame_power(spec), level_state)
+            scaled = spec * gain[:, None, :]
+        mask = self.estimate_mask(scaled)
         b, _, n = spec.shape
         enhanced = complex_mul(spec.view(b, 2, -1, n), mask.view(b, 2, -1, n)).view(b, -1, n)
-        return enhanced, mask
+        return enhanced, mask, level_state
 
     def forward(self, wav: torch.Tensor) -> FRCRNOutput:
-        enhanced, mask = self._enhance_spec(self.stft(wav))
+        enhanced, mask, _ = self._enhance_spec(self.stft(wav))
         return FRCRNOutput(enhanced, self.istft(enhanced), mask)
 
     def enhance(self, wav: torch.Tensor) -> torch.Tensor:
@@ -233,9 +258,11 @@ class FRCRN(StreamingModule):
             raise RuntimeError("the non-causal FRCRN looks at the whole clip; stream it in windows")
         state = state or {}
         spec, stft_state = self.stft.step(wav, state.get("stft"))
-        enhanced, _ = self._enhance_spec(spec)
+        enhanced, _, level_state = self._enhance_spec(spec, state.get("level"))
         out, istft_state = self.istft.step(enhanced, state.get("istft"))
-        return out, {"stft": stft_state, "istft": istft_state}
+        if level_state is None:
+            return out, {"stft": stft_state, "istft": istft_state}
+        return out, {"stft": stft_state, "istft": istft_state, "level": level_state}
 
     def frame_stepper(self) -> "FRCRNFrameStep":
         """Inference-only frame-by-frame copy of this causal model, for :class:`CausalStream`.
@@ -343,6 +370,9 @@ class FRCRNFrameStep(nn.Module):
         # DFT of other lengths is far less exact (1e-5 against 1e-7 at 320)
         self.export_fft = self.use_fft and self.win_len & (self.win_len - 1) == 0
         self.unet, self.unet2 = FrameUNet(model.unet, f), FrameUNet(model.unet2, f)
+        self.level = model.level
+        if self.level is not None:
+            self.register_buffer("kernel_energy", model.stft.weight.detach().pow(2).sum())
 
     def _fft_equivalent(self, fft_len: int) -> bool:
         """Whether the STFT matrices are a windowed real FFT and its windowed inverse (then
@@ -370,10 +400,12 @@ class FRCRNFrameStep(nn.Module):
         return ok
 
     def initial_state(self, batch: int) -> List[torch.Tensor]:
-        """Frames so far, analysis history, synthesis overlap (signal, window norm), then the U-Nets'."""
+        """Frames so far, analysis history, synthesis overlap (signal, window norm), the running level's
+        weighted power sum ``[B, 1]`` (with ``level_dbfs`` only), then the U-Nets'."""
         tail = self.win_len - self.hop
         zeros = self.analysis.new_zeros
-        return ([zeros(()), zeros(batch, tail), zeros(batch, tail), zeros(1, tail)]
+        level = [] if self.level is None else [zeros(batch, 1)]
+        return ([zeros(()), zeros(batch, tail), zeros(batch, tail), zeros(1, tail)] + level
                 + self.unet.initial_state(batch) + self.unet2.initial_state(batch))
 
     def forward(self, wav: torch.Tensor, state: List[torch.Tensor]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
@@ -385,8 +417,14 @@ class FRCRNFrameStep(nn.Module):
             spec = torch.view_as_real(torch.fft.rfft(full * self.analysis_window)).transpose(1, 2)
         else:
             spec = torch.mm(full, self.analysis).view(b, 2, self.freq_bins)
-        split = 4 + (len(state) - 4) // 2
-        logits1, state1 = self.unet(spec, state[4:split], 1 / frames)
+        first = 4 if self.level is None else 5  # where the U-Nets' states begin
+        scaled, level = spec, state[4:first]
+        if self.level is not None:
+            power = spec.pow(2).sum((1, 2)).unsqueeze(1) / self.kernel_energy  # [B, 1]
+            gain, total = self.level.frame(power, state[4], frames)
+            scaled, level = spec * gain.unsqueeze(2), [total]
+        split = first + (len(state) - first) // 2
+        logits1, state1 = self.unet(scaled, state[first:split], 1 / frames)
         logits2, state2 = self.unet2(logits1, state[split:], 1 / frames)
         mask = torch.tanh(logits1) + torch.tanh(logits2)
         # complex product: (s_re m_re - s_im m_im, s_im m_re + s_re m_im)
@@ -400,7 +438,7 @@ class FRCRNFrameStep(nn.Module):
         norm = torch.cat([self.window_sq[:, :tail] + state[3], self.window_sq[:, tail:]], -1)
         out = wav_sum[:, :self.hop] / (norm[:, :self.hop] + 1e-8)
         carried = [frames, full[:, dims(full)[-1] - tail:], wav_sum[:, self.hop:], norm[:, self.hop:]]
-        return out, carried + state1 + state2
+        return out, carried + level + state1 + state2
 
     @staticmethod
     def flush(state: List[torch.Tensor]) -> torch.Tensor:

@@ -106,16 +106,17 @@ class _FlatStep(nn.Module):
 
 def _graph_key(stepper: nn.Module, batch: int) -> str:
     """Hash of everything the exported graph depends on: versions, the code of the stepper's
-    modules, its weights and plain settings, the batch size."""
+    modules, its weights and the plain settings of it and its modules, the batch size."""
     digest = hashlib.sha256(f"{_FORMAT}|{torch.__version__}|{batch}".encode())
     for source in sorted({inspect.getfile(type(m)) for m in stepper.modules()}):
         digest.update(Path(source).read_bytes())
     for name, tensor in (*stepper.named_buffers(), *stepper.named_parameters()):
         digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    for name, value in sorted(vars(stepper).items()):  # plain settings such as use_fft
-        if isinstance(value, (bool, int, float, str)) and name != "training":
-            digest.update(f"{name}={value}".encode())
+    for prefix, module in stepper.named_modules():  # plain settings such as use_fft or a level target
+        for name, value in sorted(vars(module).items()):
+            if isinstance(value, (bool, int, float, str)) and name != "training":
+                digest.update(f"{prefix}.{name}={value}".encode())
     return digest.hexdigest()[:24]
 
 
