@@ -159,7 +159,8 @@ def test_export_run_takes_the_best_checkpoint(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "hyperparams.yaml").write_text(text)  # data folders that do not exist: nothing may scan them
-    models = [tiny_frcrn(win_len=512, win_inc=256, fft_len=512, fsmn_order=10, seed=s) for s in range(3)]
+    models = [tiny_frcrn(win_len=512, win_inc=256, fft_len=512, fsmn_order=10, seed=s, level_dbfs=-22.0,
+                         level_seconds=0.5) for s in range(3)]  # the recipe's level normaliser
     checkpointer = Checkpointer(run / "save")
     for model, score in zip(models, [3.0, 7.5, 5.0]):
         checkpointer.add_recoverable("model", model)
