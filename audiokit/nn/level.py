@@ -42,6 +42,7 @@ class LevelGain(nn.Module):
                              f"{seconds}, {frame_rate}, {max_gain_db}")
         self.target_dbfs, self.seconds, self.max_gain_db = target_dbfs, seconds, max_gain_db
         self.decay = math.exp(-1.0 / (seconds * frame_rate))
+        self._blocks: dict = {}  # device -> the block update's decay matrix, row sums and carry (built once)
 
     def extra_repr(self) -> str:
         return f"target_dbfs={self.target_dbfs}, seconds={self.seconds}, max_gain_db={self.max_gain_db}"
@@ -55,6 +56,17 @@ class LevelGain(nn.Module):
     def forward(self, power: torch.Tensor) -> torch.Tensor:
         return self.step(power, None)[0]
 
+    def _block(self, device) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For a block of ``_BLOCK`` frames (float64): the decay matrix ``[k, k]`` (``decay ** (t - j)`` for
+        ``j <= t``, else 0), its row sums ``[k]`` and the carry ``decay ** (t + 1)`` ``[k]`` of what came before;
+        a shorter block uses the leading rows and columns."""
+        if device not in self._blocks:
+            t = torch.arange(_BLOCK, device=device, dtype=torch.float64)
+            lag = t[:, None] - t[None, :]
+            matrix = torch.where(lag >= 0, self.decay ** lag.clamp_min(0), torch.zeros_like(lag))
+            self._blocks[device] = (matrix, matrix.sum(1), self.decay ** (t + 1))
+        return self._blocks[device]
+
     def step(self, power: torch.Tensor, state: Optional[State]) -> Tuple[torch.Tensor, State]:
         b, n = power.shape
         total = state["sum"] if state else power.new_zeros(b, 1, dtype=torch.float64)
@@ -62,16 +74,12 @@ class LevelGain(nn.Module):
         if n == 0:
             return power, {"sum": total, "weight": weight}
         levels = []
+        matrix, row_sums, carry = self._block(power.device)
         for start in range(0, n, _BLOCK):
             p = power[:, start:start + _BLOCK].double()
             k = p.shape[1]
-            t = torch.arange(1, k + 1, device=p.device, dtype=torch.float64)
-            carry = self.decay ** t  # [k]: weight of what came before, at each frame of the block
-            lag = torch.arange(k, device=p.device)
-            lag = (lag[:, None] - lag[None, :]).to(torch.float64)
-            decay = torch.where(lag >= 0, self.decay ** lag.clamp_min(0), torch.zeros_like(lag))  # [k, k]
-            sums = p @ decay.t() + total * carry  # [B, k]
-            weights = decay.sum(1) + weight * carry  # [k]
+            sums = p @ matrix[:k, :k].t() + total * carry[:k]  # [B, k]
+            weights = row_sums[:k] + weight * carry[:k]  # [k]
             levels.append(sums / weights)
             total, weight = sums[:, -1:], weights[-1]
         return self.gain(torch.cat(levels, 1)).to(power.dtype), {"sum": total, "weight": weight}

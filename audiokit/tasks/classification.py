@@ -29,7 +29,7 @@ class ClassificationBrain(RecipeBrain):
 
     def compute_forward(self, batch, stage):
         training = stage == sb.Stage.TRAIN
-        augment = list(_as_list(getattr(self.hparams, "feature_augment", None))) if training else []
+        augment = _as_list(getattr(self.hparams, "feature_augment", None)) if training else []
         wav, lengths = batch["wav"].to(self.device), batch["length"].to(self.device)
         alpha = getattr(self.hparams, "mixup_alpha", 0.0) if training else 0.0
         self.mixup = draw_mixup(wav.shape[0], alpha, wav.device) if alpha > 0 else None
@@ -90,7 +90,7 @@ def mix_features(x: torch.Tensor, partner: torch.Tensor, weight: torch.Tensor) -
 
 
 def _as_list(modules) -> list:
-    """``modules`` as a list: None is empty, a single module is a list of one."""
+    """``modules`` as a new list: None is empty, a single module is a list of one."""
     if modules is None:
         return []
     return list(modules) if isinstance(modules, (list, tuple)) else [modules]
