@@ -454,7 +454,8 @@ def test_max_minutes_is_checked():
 
 
 def test_the_noise_variations_are_recipe_keys_of_the_training_mixer_only(data, tmp_path):
-    """``--noise_speed/--noise_eq_db/--noise_mix_prob`` reach the training mixer; validation mixes as before."""
+    """``--noise_speed/--noise_eq_db/--noise_mix_prob/--train_snr_db`` reach the training mixer; validation mixes as
+    before."""
     from hyperpyyaml import load_hyperpyyaml
 
     from audiokit.tasks.train import parse_overrides
@@ -470,3 +471,8 @@ def test_the_noise_variations_are_recipe_keys_of_the_training_mixer_only(data, t
     assert (tuple(varied["mixer"].noise_speed), varied["mixer"].noise_eq_db, varied["mixer"].noise_mix_prob) == (
         (0.8, 1.25), 10.0, 0.3)
     assert varied["valid_mixer"] == plain["valid_mixer"]
+    # the training SNR range is a recipe key too (the recipe's model, and its level normaliser, reach the exported
+    # config: tests/test_api.py::test_export_run_takes_the_best_checkpoint)
+    wider = hparams("--train_snr_db", "[-2.0, 30.0]")
+    assert tuple(plain["mixer"].snr_db) == (-2.0, 20.0) and tuple(wider["mixer"].snr_db) == (-2.0, 30.0)
+    assert tuple(wider["valid_mixer"].snr_db) == tuple(plain["valid_mixer"].snr_db) == (0.0, 20.0)
