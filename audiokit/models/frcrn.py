@@ -39,6 +39,13 @@ from ..nn.level import LevelGain
 from ..nn.state import State, StreamingModule
 
 
+def frame_power(spec: torch.Tensor, kernel_energy: torch.Tensor) -> torch.Tensor:
+    """Mean square of the samples under each frame, ``[B, *, N] -> [B, N]``, from a spectrum whose middle
+    dimensions hold the real and imaginary bins (exact in expectation for white noise: the spectrum's energy
+    over ``kernel_energy``, the analysis kernels' energy)."""
+    return spec.pow(2).flatten(1, -2).sum(1) / kernel_energy
+
+
 class FRCRNOutput(NamedTuple):
     """``spec`` enhanced spectrum ``[B, 2F, N]``; ``wav`` ``[B, (N-1)*hop + win]``; ``mask`` ``[B, 2F, N]``."""
     spec: torch.Tensor
@@ -212,18 +219,13 @@ class FRCRN(StreamingModule):
         logits2 = self.unet2(logits1)
         return (torch.tanh(logits1) + torch.tanh(logits2)).view(b, -1, n)
 
-    def frame_power(self, spec: torch.Tensor) -> torch.Tensor:
-        """Mean square of the samples under each frame ``[B, N]`` from the spectrum ``[B, 2F, N]`` (exact in
-        expectation for white noise: the spectrum's energy over the analysis kernels' energy)."""
-        return spec.pow(2).sum(1) / self.stft.weight.pow(2).sum()
-
     def _enhance_spec(self, spec: torch.Tensor, level_state: Optional[State] = None
                       ) -> Tuple[torch.Tensor, torch.Tensor, Optional[State]]:
         """Enhanced spectrum and mask ``[B, 2F, N]`` of ``spec``, and the level normaliser's next state."""
         scaled = spec
         if self.level is not None:
             with torch.no_grad():
-                gain, level_state = self.level.step(self.frame_power(spec), level_state)
+                gain, level_state = self.level.step(frame_power(spec, self.stft.weight.pow(2).sum()), level_state)
             scaled = spec * gain[:, None, :]
         mask = self.estimate_mask(scaled)
         b, _, n = spec.shape
@@ -420,7 +422,7 @@ class FRCRNFrameStep(nn.Module):
         first = 4 if self.level is None else 5  # where the U-Nets' states begin
         scaled, level = spec, state[4:first]
         if self.level is not None:
-            power = spec.pow(2).sum((1, 2)).unsqueeze(1) / self.kernel_energy  # [B, 1]
+            power = frame_power(spec.unsqueeze(-1), self.kernel_energy)  # [B, 1]
             gain, total = self.level.frame(power, state[4], frames)
             scaled, level = spec * gain.unsqueeze(2), [total]
         split = first + (len(state) - first) // 2
