@@ -158,3 +158,32 @@ def export_run(run_dir, out_path, card: Optional[dict] = None, checkpoint=None, 
     source = {"checkpoint": folder.name} if "averaged" not in meta else {}
     full_card = {**(card or {}), **source, **{k: v for k, v in meta.items() if k != "unixtime"}}
     return save_pretrained(model, out_path, family_of(model), model.config, full_card)
+
+
+def interpolate_pretrained(paths, weights, out_path, card: Optional[dict] = None) -> Path:
+    """Write the weighted mean of pretrained files' weights (a "model soup" of fine-tunes of one model) to
+    ``out_path``. The files must be of one family with one config; ``weights`` (one per file, >= 0) are
+    normalised to sum to 1. The card records the sources and their shares. Returns ``out_path``."""
+    from audiokit.hub.pretrained import load_model, read_metadata
+
+    paths = [Path(p) for p in paths]
+    if len(paths) < 2 or len(weights) != len(paths):
+        raise ModelError(f"give two or more pretrained files and one weight each (got {len(paths)} files, "
+                         f"{len(weights)} weights)")
+    if min(weights) < 0 or sum(weights) <= 0:
+        raise ModelError(f"weights must be >= 0 with a positive sum, not {list(weights)}")
+    metas = [read_metadata(p) for p in paths]
+    for path, meta in zip(paths[1:], metas[1:]):
+        if (meta["family"], meta["config"]) != (metas[0]["family"], metas[0]["config"]):
+            raise CheckpointError(path, f"is not the same model as {paths[0]} (family or config differ)")
+    shares = [w / sum(weights) for w in weights]
+    models = [load_model(str(p)) for p in paths]
+    states = [m.state_dict() for m in models]
+    mixed = {key: (sum(s * state[key].double() for s, state in zip(shares, states)).to(value.dtype)
+                   if value.is_floating_point() else value)
+             for key, value in states[0].items()}
+    model = models[0]
+    model.load_state_dict(mixed)
+    sources = [{"file": p.name, "share": round(s, 6)} for p, s in zip(paths, shares)]
+    full_card = {**metas[0]["card"], **(card or {}), "interpolated": sources}
+    return save_pretrained(model, out_path, metas[0]["family"], model.config, full_card)
