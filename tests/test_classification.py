@@ -124,6 +124,19 @@ def test_recipe_learns_two_words_and_keeps_the_best_by_accuracy(commands, tmp_pa
     assert "accuracy:" in (sorted((out / "save").glob("CKPT+*"))[-1] / "CKPT.yaml").read_text()
 
 
+def test_recipe_gain_range_reaches_the_training_augmentation_only(commands, tmp_path):
+    """``gain_db`` (top level of the keyword recipe) sets the training clips' gain range; validation is not augmented."""
+    from audiokit.hub.export import build_recipe_model
+
+    recipe = REPO / "recipes/classification/lssl_speech_commands.yaml"
+    text = recipe.read_text().replace("data_root: ../shared/data/speech_commands", f"data_root: {commands}")
+    text = text.replace("noise_folders: [../shared/data/noise]", "noise_folders: []")
+    (tmp_path / "recipe.yaml").write_text(text.replace("gain_db: [-10.0, 6.0] ", "gain_db: [-35.0, 10.0] "))
+    _, hparams = build_recipe_model(tmp_path / "recipe.yaml", tmp_path / "run", keep=("train_set", "valid_set"))
+    assert tuple(hparams["train_set"].augment.gain_db) == (-35.0, 10.0)
+    assert hparams["valid_set"].augment is None
+
+
 class SignClassifier(torch.nn.Module):
     """Stand-in: class 0 when the clip's mean is positive, else 1; remembers the rates it was set to."""
 
