@@ -125,7 +125,7 @@ def test_recipe_learns_two_words_and_keeps_the_best_by_accuracy(commands, tmp_pa
 
 
 def test_recipe_gain_range_reaches_the_training_augmentation_only(commands, tmp_path):
-    """``gain_db`` (top level of the keyword recipe) sets the training clips' gain range; validation is not augmented."""
+    """``gain_db`` (top level of the keyword recipe) is the training clips' gain range; validation is not augmented."""
     from audiokit.hub.export import build_recipe_model
 
     recipe = REPO / "recipes/classification/lssl_speech_commands.yaml"
