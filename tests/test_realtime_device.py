@@ -176,8 +176,10 @@ def test_played_output_is_offline_output_delayed_by_reported_latency(device, tin
     np.testing.assert_allclose(saved[latency:latency + body], offline[:body], atol=1.5 / 32768)
     # what reached the speaker: the same, behind PortAudio's output buffer (a few blocks at most)
     shift = latency + device_offset(played, saved, most=4 * 160)
-    n = len(played) - shift  # the speaker stops with the microphone
-    assert n > len(offline) // 2
+    # the speaker stops with the microphone; on this unclocked device how much is played by then depends on the
+    # machine's load (3681 of 9600 samples on a loaded one, most of them on an idle one): compare at least 10 blocks
+    n = len(played) - shift
+    assert n >= 10 * 160
     np.testing.assert_allclose(played[shift:], offline[:n], atol=1.5 / 32768)
     assert counters(err)["underruns"] == 0
 
