@@ -162,16 +162,26 @@ def export_run(run_dir, out_path, card: Optional[dict] = None, checkpoint=None, 
 
 def interpolate_pretrained(paths, weights, out_path, card: Optional[dict] = None) -> Path:
     """Write the weighted mean of pretrained files' weights (a "model soup" of fine-tunes of one model) to
-    ``out_path``. The files must be of one family with one config; ``weights`` (one per file, >= 0) are
-    normalised to sum to 1. The card records the sources and their shares. Returns ``out_path``."""
+    ``out_path``. The files must be of one family with one config; ``weights`` (one per file, finite, >= 0) are
+    normalised to sum to 1. Every floating-point tensor is averaged, buffers too (batch-norm running statistics,
+    normalisation constants); integer tensors (batch norm's ``num_batches_tracked``) are the first file's. The card
+    is ``card`` plus ``interpolated``: each source's file name, share, SHA-256 and own card. Returns ``out_path``;
+    nothing is written when a file or weight is refused."""
+    import hashlib
+    import math
+
     from audiokit.hub.pretrained import load_model, read_metadata
 
     paths = [Path(p) for p in paths]
+    weights = [float(w) for w in weights]
     if len(paths) < 2 or len(weights) != len(paths):
         raise ModelError(f"give two or more pretrained files and one weight each (got {len(paths)} files, "
                          f"{len(weights)} weights)")
-    if min(weights) < 0 or sum(weights) <= 0:
-        raise ModelError(f"weights must be >= 0 with a positive sum, not {list(weights)}")
+    if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+        raise ModelError(f"weights must be finite and >= 0 with a positive sum, not {weights}")
+    for path in paths:
+        if not path.is_file():
+            raise CheckpointError(path, "no such file")
     metas = [read_metadata(p) for p in paths]
     for path, meta in zip(paths[1:], metas[1:]):
         if (meta["family"], meta["config"]) != (metas[0]["family"], metas[0]["config"]):
@@ -184,6 +194,6 @@ def interpolate_pretrained(paths, weights, out_path, card: Optional[dict] = None
              for key, value in states[0].items()}
     model = models[0]
     model.load_state_dict(mixed)
-    sources = [{"file": p.name, "share": round(s, 6)} for p, s in zip(paths, shares)]
-    full_card = {**metas[0]["card"], **(card or {}), "interpolated": sources}
-    return save_pretrained(model, out_path, metas[0]["family"], model.config, full_card)
+    sources = [{"file": p.name, "share": round(s, 6), "sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
+                "card": meta["card"]} for p, s, meta in zip(paths, shares, metas)]
+    return save_pretrained(model, out_path, metas[0]["family"], model.config, {**(card or {}), "interpolated": sources})
