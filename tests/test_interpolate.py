@@ -77,8 +77,10 @@ def test_different_models_and_bad_weights_are_refused_before_writing(tmp_path):
     for bad in ([1.0, -1.0], [1.0, float("nan")], [float("inf"), 1.0], [0.0, 0.0]):
         with pytest.raises(AudiokitError, match="weights must be"):
             interpolate_pretrained([a, a], bad, out)
-    with pytest.raises(AudiokitError, match="missing.safetensors: no such file"):
+    with pytest.raises(AudiokitError, match="missing.safetensors: no such model file"):
         interpolate_pretrained([a, tmp_path / "missing.safetensors"], [1.0, 1.0], out)
+    with pytest.raises(AudiokitError, match="is a folder, not a model file"):
+        interpolate_pretrained([a, tmp_path], [1.0, 1.0], out)
     with pytest.raises(AudiokitError, match="one weight each"):
         interpolate_pretrained([a], [1.0], out)
     assert not out.exists()
@@ -95,7 +97,7 @@ def test_the_tool_writes_the_mix(tmp_path):
                           ([str(a), "0.5", str(b), "abc"], "weight 'abc': not a number"),
                           ([str(a), "0.5", str(b), "nan"], "weight 'nan': want a finite number"),
                           ([str(a), "1", str(tmp_path / "missing.safetensors"), "1"],
-                           "error: " + str(tmp_path / "missing.safetensors") + ": no such file")):
+                           "error: " + str(tmp_path / "missing.safetensors") + ": no such model file")):
         done = subprocess.run([sys.executable, str(TOOL), str(tmp_path / "new.safetensors"), *args],
                               capture_output=True, text=True)
         assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr

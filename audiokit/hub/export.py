@@ -18,7 +18,7 @@ from typing import Optional
 from audiokit.errors import CheckpointError, ModelError
 from audiokit.hub.pretrained import save_pretrained
 from audiokit.hub.registry import family_of
-from audiokit.nn.checkpoint import load_strict, read_state_dict
+from audiokit.nn.checkpoint import load_strict, not_a_checkpoint, read_state_dict
 
 # recipe keys that would scan data folders or open logs; null while exporting
 _SKIPPED_KEYS = ("train_set", "valid_set", "train_logger")
@@ -180,8 +180,8 @@ def interpolate_pretrained(paths, weights, out_path, card: Optional[dict] = None
     if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
         raise ModelError(f"weights must be finite and >= 0 with a positive sum, not {weights}")
     for path in paths:
-        if not path.is_file():
-            raise CheckpointError(path, "no such file")
+        if (problem := not_a_checkpoint(path, "model")) is not None:
+            raise CheckpointError(path, problem)
     metas = [read_metadata(p) for p in paths]
     for path, meta in zip(paths[1:], metas[1:]):
         if (meta["family"], meta["config"]) != (metas[0]["family"], metas[0]["config"]):
